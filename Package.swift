@@ -1,0 +1,78 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+  name: "Switchyard",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "EtcdClient", targets: ["EtcdClient"]),
+    .executable(name: "switchyard", targets: ["switchyard"]),
+    .executable(name: "etcd-benchmark", targets: ["EtcdBenchmark"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+  ],
+  targets: [
+    // The etcd v3 client: a library of its own, usable without the rest of Switchyard.
+    .target(
+      name: "EtcdClient",
+      dependencies: [
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    // Command-line interface: subcommands and the options they share.
+    .target(
+      name: "SwitchyardCLI",
+      dependencies: [
+        "EtcdClient",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]
+    ),
+    .executableTarget(
+      name: "switchyard",
+      dependencies: ["SwitchyardCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+    ),
+    // Starts and stops real etcd members for tests and benchmarks.
+    .target(
+      name: "SwitchyardTestSupport",
+      dependencies: [
+        "EtcdClient",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .executableTarget(
+      name: "EtcdBenchmark",
+      dependencies: [
+        "EtcdClient",
+        "SwitchyardTestSupport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .testTarget(
+      name: "EtcdClientTests",
+      dependencies: [
+        "EtcdClient",
+        "SwitchyardTestSupport",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ]
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

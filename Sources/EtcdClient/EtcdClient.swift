@@ -1,0 +1,255 @@
+import GRPCCore
+import Logging
+import Synchronization
+
+/// An etcd v3 client over gRPC.
+///
+/// Create it, start ``run()`` in a task that lives as long as the client is used (or use
+/// ``withEtcdClient(configuration:logger:_:)``), then call it from any task. Unary calls fail over
+/// between the configured members; all watches share one stream and all lease keepalives share
+/// another, and both streams move to a healthy member when theirs breaks.
+///
+/// ```swift
+/// try await withEtcdClient(configuration: .init(endpoints: "127.0.0.1:2379")) { etcd in
+///   try await etcd.put("/services/backend/a", value: "127.0.0.1:9001")
+///   let result = try await etcd.get(.prefix("/services/backend/"))
+/// }
+/// ```
+///
+/// Every method throws ``EtcdError``.
+public final class EtcdClient: Sendable {
+  /// The configuration the client was created with.
+  public let configuration: EtcdConfiguration
+  let logger: Logger
+  let pool: EndpointPool
+  let tokens: TokenStore
+  let watches: WatchManager
+  let keepAlives: KeepAliveManager
+  private let lifecycle = Mutex<Lifecycle>(.idle)
+
+  private enum Lifecycle {
+    case idle, running, stopped
+  }
+
+  /// Creates a client; it does not connect until ``run()`` is called.
+  ///
+  /// - Throws: ``EtcdError`` with code ``EtcdError/Code/invalidArgument`` for a bad configuration.
+  public init(configuration: EtcdConfiguration, logger: Logger = Logger(label: "etcd-client")) throws {
+    try configuration.validate()
+    self.configuration = configuration
+    self.logger = logger
+    self.pool = try EndpointPool(configuration: configuration)
+    self.tokens = TokenStore(credentials: configuration.credentials)
+    self.watches = WatchManager(logger: logger)
+    self.keepAlives = KeepAliveManager(logger: logger)
+  }
+
+  /// Maintains the connections and the shared watch and keepalive streams until the task is
+  /// cancelled or ``shutdown()`` is called.
+  public func run() async throws {
+    let shouldRun = lifecycle.withLock { state -> Bool in
+      guard case .idle = state else { return false }
+      state = .running
+      return true
+    }
+    guard shouldRun else {
+      throw EtcdError.invalidArgument("EtcdClient.run() may only be called once")
+    }
+    try await withTaskCancellationHandler {
+      try await withThrowingDiscardingTaskGroup { group in
+        group.addTask { try await self.pool.run() }
+        group.addTask { await self.watches.run(client: self) }
+        group.addTask { await self.keepAlives.run(client: self) }
+        // The managers return when shut down; the pool returns once its clients have stopped.
+      }
+    } onCancel: {
+      self.shutdown()
+    }
+  }
+
+  /// Stops the client: watches and keepalives end, connections close.
+  public func shutdown() {
+    lifecycle.withLock { $0 = .stopped }
+    watches.shutdown()
+    keepAlives.shutdown()
+    pool.shutdown()
+  }
+
+  // MARK: - Calls
+
+  enum RetryPolicy {
+    /// Safe to send again: reads, lease calls, status.
+    case idempotent
+    /// A mutation: only resent when the failed attempt never left this process.
+    case mutation
+  }
+
+  /// Runs a unary call with failover, auth and the configured time budget.
+  func unary<Result: Sendable>(
+    _ name: String,
+    policy: RetryPolicy,
+    member fixed: MemberConnection? = nil,
+    _ body: (MemberConnection, Metadata, CallOptions) async throws -> Result
+  ) async throws -> Result {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: configuration.requestTimeout)
+    var attempt = 0
+    var refreshedToken = false
+    while true {
+      try Task.checkCancellation()
+      let member = fixed ?? pool.preferred()
+      let remaining = clock.now.duration(to: deadline)
+      guard remaining > .zero else {
+        throw EtcdError(
+          code: .timeout,
+          message: "no member answered within \(configuration.requestTimeout)",
+          endpoint: member.endpoint,
+          call: name
+        )
+      }
+      let knownHealthy = pool.isKnownHealthy(member)
+      var options = CallOptions.defaults
+      options.timeout = knownHealthy ? remaining : min(remaining, configuration.dialTimeout)
+      options.waitForReady = false
+
+      let token: String?
+      do {
+        token = try await tokens.token(client: self, member: member)
+      } catch let error as EtcdError where error.code == .unavailable || error.code == .timeout {
+        if fixed == nil, attempt < 100 {
+          pool.markFailed(member)
+          try await sleepBeforeRetry(attempt: &attempt, deadline: deadline)
+          continue
+        }
+        throw error
+      }
+      var metadata: Metadata = [:]
+      if let token { metadata.addString(token, forKey: "token") }
+
+      do {
+        let result = try await body(member, metadata, options)
+        pool.markSucceeded(member)
+        return result
+      } catch let error as RPCError {
+        let mapped = EtcdError(rpcError: error, endpoint: member.endpoint, call: name)
+        if mapped.code == .invalidToken, let token, !refreshedToken {
+          refreshedToken = true
+          tokens.invalidate(token)
+          continue
+        }
+        if Self.shouldRetry(error, policy: policy, knownHealthy: knownHealthy), fixed == nil {
+          logger.debug(
+            "etcd call failed, trying another member",
+            metadata: ["etcd.call": "\(name)", "etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
+          )
+          pool.markFailed(member)
+          if clock.now < deadline {
+            try await sleepBeforeRetry(attempt: &attempt, deadline: deadline)
+            continue
+          }
+        }
+        if error.code == .unavailable || error.code == .deadlineExceeded { pool.markFailed(member) }
+        throw mapped
+      } catch is CancellationError {
+        throw EtcdError(code: .cancelled, message: "the call was cancelled", endpoint: member.endpoint, call: name)
+      }
+    }
+  }
+
+  private func sleepBeforeRetry(attempt: inout Int, deadline: ContinuousClock.Instant) async throws {
+    // The first retry goes straight to the next member; after a full round, back off.
+    if attempt >= pool.members.count - 1 {
+      let delay = configuration.backoff.delay(attempt: attempt - (pool.members.count - 1))
+      let clock = ContinuousClock()
+      let sleepUntil = min(clock.now.advanced(by: delay), deadline)
+      try await Task.sleep(until: sleepUntil, clock: clock)
+    }
+    attempt += 1
+  }
+
+  /// Whether a failed attempt may be sent again to another member.
+  static func shouldRetry(_ error: RPCError, policy: RetryPolicy, knownHealthy: Bool) -> Bool {
+    switch error.code {
+    case .unavailable:
+      if error.message.contains("no leader") || error.message.contains("leader changed") {
+        return policy == .idempotent
+      }
+      return policy == .idempotent || neverSent(error)
+    case .deadlineExceeded:
+      // Only an attempt cut short by the dial timeout leaves budget for another member.
+      return policy == .idempotent && !knownHealthy
+    default:
+      return false
+    }
+  }
+
+  /// Whether the transport failed the call before any byte of it was written: then even a
+  /// mutation can safely go to another member.
+  static func neverSent(_ error: RPCError) -> Bool {
+    let message = error.message
+    return message.hasPrefix("Channel is in a transient failure state")
+      || message.hasPrefix("Channel isn't ready")
+      || message.hasPrefix("channel is closed")
+      || message.hasPrefix("Channel is shutting down")
+  }
+}
+
+/// Runs `body` with a client whose connections live exactly as long as the closure.
+public func withEtcdClient<Result: Sendable>(
+  configuration: EtcdConfiguration,
+  logger: Logger = Logger(label: "etcd-client"),
+  _ body: (EtcdClient) async throws -> Result
+) async throws -> Result {
+  let client = try EtcdClient(configuration: configuration, logger: logger)
+  return try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await client.run() }
+    do {
+      let result = try await body(client)
+      client.shutdown()
+      try await group.waitForAll()
+      return result
+    } catch {
+      client.shutdown()
+      group.cancelAll()
+      try? await group.waitForAll()
+      throw error
+    }
+  }
+}
+
+/// Holds the auth token; fetches it on first use and again after etcd rejects it.
+final class TokenStore: Sendable {
+  private let credentials: EtcdConfiguration.Credentials?
+  private let current = Mutex<String?>(nil)
+
+  init(credentials: EtcdConfiguration.Credentials?) {
+    self.credentials = credentials
+  }
+
+  func token(client: EtcdClient, member: MemberConnection) async throws -> String? {
+    guard let credentials else { return nil }
+    if let token = current.withLock({ $0 }) { return token }
+    var request = Etcdserverpb_AuthenticateRequest()
+    request.name = credentials.username
+    request.password = credentials.password
+    var options = CallOptions.defaults
+    options.timeout = client.configuration.dialTimeout
+    options.waitForReady = false
+    do {
+      let response = try await member.auth.authenticate(request, options: options)
+      current.withLock { $0 = response.token }
+      return response.token
+    } catch let error as RPCError {
+      var mapped = EtcdError(rpcError: error, endpoint: member.endpoint, call: "Auth.Authenticate")
+      if mapped.code == .invalidArgument || mapped.code == .authenticationFailed {
+        mapped.code = .authenticationFailed
+        mapped.message = "user \"\(credentials.username)\" could not log in: \(error.message)"
+      }
+      throw mapped
+    }
+  }
+
+  func invalidate(_ token: String) {
+    current.withLock { if $0 == token { $0 = nil } }
+  }
+}

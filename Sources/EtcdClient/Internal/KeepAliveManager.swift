@@ -1,0 +1,245 @@
+import GRPCCore
+import Logging
+import Synchronization
+
+/// Renews every kept-alive lease of one client over a single LeaseKeepAlive stream.
+///
+/// A ticker sends each lease's renewal every TTL/3 and reports a lease whose TTL ran out without
+/// a reply; the stream loop keeps one stream open on the preferred member and moves it to the next
+/// member when it breaks or stalls. Leases are never dropped silently: each ends with an error.
+final class KeepAliveManager: Sendable {
+  private struct Entry {
+    var lease: Lease
+    var ttl: Int64
+    var continuation: AsyncThrowingStream<LeaseRenewal, any Error>.Continuation
+    var deadline: ContinuousClock.Instant
+    var nextSend: ContinuousClock.Instant
+  }
+
+  private struct State {
+    var entries: [Int: Entry] = [:]
+    var nextToken = 0
+    var requests: AsyncStream<Int64>.Continuation?
+    /// When a renewal was sent on the current stream and not yet answered.
+    var oldestUnanswered: ContinuousClock.Instant?
+    var isShutdown = false
+  }
+
+  private let state = Mutex(State())
+  private let logger: Logger
+  private let wakeups: AsyncStream<Void>
+  private let wake: AsyncStream<Void>.Continuation
+  private let clock = ContinuousClock()
+
+  init(logger: Logger) {
+    self.logger = logger
+    (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+  }
+
+  func add(lease: Lease, continuation: AsyncThrowingStream<LeaseRenewal, any Error>.Continuation) -> Int {
+    let now = clock.now
+    let (token, shutdown) = state.withLock { state -> (Int, Bool) in
+      let token = state.nextToken
+      state.nextToken += 1
+      guard !state.isShutdown else { return (token, true) }
+      state.entries[token] = Entry(
+        lease: lease,
+        ttl: lease.ttl,
+        continuation: continuation,
+        deadline: now.advanced(by: .seconds(max(lease.ttl, 1))),
+        nextSend: now
+      )
+      return (token, false)
+    }
+    if shutdown {
+      continuation.finish(throwing: EtcdError(code: .cancelled, message: "the client is shut down"))
+    }
+    wake.yield()
+    return token
+  }
+
+  func remove(_ token: Int) {
+    state.withLock { _ = $0.entries.removeValue(forKey: token) }
+  }
+
+  func shutdown() {
+    let entries = state.withLock { state -> [Entry] in
+      state.isShutdown = true
+      state.requests?.finish()
+      defer { state.entries = [:] }
+      return Array(state.entries.values)
+    }
+    for entry in entries {
+      entry.continuation.finish(throwing: EtcdError(code: .cancelled, message: "the client is shut down"))
+    }
+    wake.finish()
+  }
+
+  private var isShutdown: Bool { state.withLock { $0.isShutdown } }
+
+  func run(client: EtcdClient) async {
+    await withDiscardingTaskGroup { group in
+      group.addTask { await self.tick() }
+      group.addTask { await self.streamLoop(client: client) }
+    }
+  }
+
+  /// Sends due renewals and expires leases whose deadline passed.
+  private func tick() async {
+    while !isShutdown {
+      let now = clock.now
+      let expired = state.withLock { state -> [(Entry, Int)] in
+        var expired: [(Entry, Int)] = []
+        for (token, var entry) in state.entries {
+          if now >= entry.deadline {
+            expired.append((entry, token))
+            continue
+          }
+          if now >= entry.nextSend, let requests = state.requests {
+            requests.yield(entry.lease.id)
+            if state.oldestUnanswered == nil { state.oldestUnanswered = now }
+            // Without a reply, try again soon; a reply moves this to TTL/3.
+            entry.nextSend = now.advanced(by: .milliseconds(500))
+            state.entries[token] = entry
+          }
+        }
+        for (_, token) in expired { state.entries.removeValue(forKey: token) }
+        return expired
+      }
+      for (entry, _) in expired {
+        logger.warning(
+          "lease renewal deadline passed",
+          metadata: ["etcd.lease": "\(entry.lease.id)", "etcd.ttl": "\(entry.ttl)"]
+        )
+        entry.continuation.finish(
+          throwing: EtcdError(
+            code: .leaseRenewalDeadlinePassed,
+            message: "no keepalive reply for lease \(entry.lease.id) within its TTL of \(entry.ttl) s; it may be lost",
+            call: "Lease.LeaseKeepAlive",
+            leaseID: entry.lease.id
+          )
+        )
+      }
+      try? await Task.sleep(for: .milliseconds(100))
+    }
+  }
+
+  private func handle(_ reply: Etcdserverpb_LeaseKeepAliveResponse) {
+    let now = clock.now
+    let (renewed, expired) = state.withLock { state -> ([Entry], [Entry]) in
+      state.oldestUnanswered = nil
+      var renewed: [Entry] = []
+      var expired: [Entry] = []
+      for (token, var entry) in state.entries where entry.lease.id == reply.id {
+        if reply.ttl <= 0 {
+          expired.append(entry)
+          state.entries.removeValue(forKey: token)
+        } else {
+          entry.ttl = reply.ttl
+          entry.deadline = now.advanced(by: .seconds(reply.ttl))
+          entry.nextSend = now.advanced(by: .milliseconds(max(reply.ttl * 1000 / 3, 100)))
+          state.entries[token] = entry
+          renewed.append(entry)
+        }
+      }
+      return (renewed, expired)
+    }
+    let renewal = LeaseRenewal(id: reply.id, ttl: reply.ttl, revision: reply.header.revision)
+    for entry in renewed { entry.continuation.yield(renewal) }
+    for entry in expired {
+      entry.continuation.finish(
+        throwing: EtcdError(
+          code: .leaseExpired,
+          message: "etcd reports lease \(reply.id) expired or revoked",
+          call: "Lease.LeaseKeepAlive",
+          leaseID: reply.id
+        )
+      )
+    }
+  }
+
+  private struct Stalled: Error {}
+
+  private func streamLoop(client: EtcdClient) async {
+    var attempt = 0
+    var waiter = wakeups.makeAsyncIterator()
+    while !isShutdown {
+      if state.withLock({ $0.entries.isEmpty }) {
+        guard await waiter.next() != nil else { return }
+        continue
+      }
+      let member = client.pool.preferred()
+      let (requests, continuation) = AsyncStream<Int64>.makeStream()
+      state.withLock { state in
+        state.requests = continuation
+        state.oldestUnanswered = nil
+        let now = clock.now
+        for token in state.entries.keys { state.entries[token]?.nextSend = now }
+      }
+      let answered = Flag()
+      do {
+        var metadata: Metadata = [:]
+        if let token = try await client.tokens.token(client: client, member: member) {
+          metadata.addString(token, forKey: "token")
+        }
+        let callMetadata = metadata
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          group.addTask {
+            var options = CallOptions.defaults
+            options.waitForReady = false
+            try await member.lease.leaseKeepAlive(
+              metadata: callMetadata,
+              options: options,
+              requestProducer: { writer in
+                for await id in requests {
+                  var request = Etcdserverpb_LeaseKeepAliveRequest()
+                  request.id = id
+                  try await writer.write(request)
+                }
+              },
+              onResponse: { response in
+                for try await reply in response.messages {
+                  answered.set()
+                  self.handle(reply)
+                }
+              }
+            )
+          }
+          group.addTask {
+            // A stream that takes renewals but never answers is as good as dead.
+            let stallTimeout = client.configuration.dialTimeout
+            while true {
+              try await Task.sleep(for: .milliseconds(250))
+              let since = self.state.withLock { $0.oldestUnanswered }
+              if let since, since.duration(to: self.clock.now) > stallTimeout { throw Stalled() }
+            }
+          }
+          _ = try await group.next()
+          group.cancelAll()
+        }
+      } catch {
+        if let rpc = error as? RPCError, rpc.code == .unauthenticated {
+          if let token = try? await client.tokens.token(client: client, member: member) {
+            client.tokens.invalidate(token)
+          }
+        }
+        if !isShutdown {
+          logger.info(
+            "lease keepalive stream broke; reconnecting",
+            metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
+          )
+        }
+      }
+      state.withLock { $0.requests = nil }
+      continuation.finish()
+      if isShutdown { return }
+      if answered.isSet {
+        attempt = 0
+      } else {
+        client.pool.markFailed(member)
+      }
+      try? await Task.sleep(for: client.configuration.backoff.delay(attempt: attempt))
+      attempt += 1
+    }
+  }
+}

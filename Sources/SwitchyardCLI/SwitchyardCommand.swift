@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// The `switchyard` command: service discovery with etcd and HAProxy.
+public struct SwitchyardCommand: AsyncParsableCommand {
+  /// Describes the command tree.
+  public static let configuration = CommandConfiguration(
+    commandName: "switchyard",
+    abstract: "Service-discovery load balancing: etcd v3 as the source of truth, HAProxy as the data plane.",
+    subcommands: [EtcdCommand.self]
+  )
+
+  /// Creates the command (used by ArgumentParser).
+  public init() {}
+}
