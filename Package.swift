@@ -71,6 +71,8 @@ let package = Package(
         "SwitchyardTestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
       ]
     ),
   ],

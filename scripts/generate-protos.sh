@@ -26,4 +26,9 @@ protoc \
   --grpc-swift_opt=Visibility=Package,Server=false,Client=true \
   Protos/etcd/kv.proto Protos/etcd/rpc.proto
 
+# Generated code keeps protoc's layout; the formatter leaves it alone.
+for file in "$out"/*.swift; do
+  { echo "// swift-format-ignore-file"; cat "$file"; } > "$file.tmp" && mv "$file.tmp" "$file"
+done
+
 echo "generated: $(ls "$out")"

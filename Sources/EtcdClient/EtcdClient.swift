@@ -26,6 +26,8 @@ public final class EtcdClient: Sendable {
   let watches: WatchManager
   let keepAlives: KeepAliveManager
   private let lifecycle = Mutex<Lifecycle>(.idle)
+  private let stopped: AsyncStream<Void>
+  private let stop: AsyncStream<Void>.Continuation
 
   private enum Lifecycle {
     case idle, running, stopped
@@ -42,6 +44,7 @@ public final class EtcdClient: Sendable {
     self.tokens = TokenStore(credentials: configuration.credentials)
     self.watches = WatchManager(logger: logger)
     self.keepAlives = KeepAliveManager(logger: logger)
+    (stopped, stop) = AsyncStream.makeStream()
   }
 
   /// Maintains the connections and the shared watch and keepalive streams until the task is
@@ -56,11 +59,14 @@ public final class EtcdClient: Sendable {
       throw EtcdError.invalidArgument("EtcdClient.run() may only be called once")
     }
     try await withTaskCancellationHandler {
-      try await withThrowingDiscardingTaskGroup { group in
+      try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await self.pool.run() }
         group.addTask { await self.watches.run(client: self) }
         group.addTask { await self.keepAlives.run(client: self) }
-        // The managers return when shut down; the pool returns once its clients have stopped.
+        // Streams stay open until cancelled, so shutdown cancels every task of the client.
+        for await _ in stopped {}
+        group.cancelAll()
+        try await group.waitForAll()
       }
     } onCancel: {
       self.shutdown()
@@ -70,6 +76,7 @@ public final class EtcdClient: Sendable {
   /// Stops the client: watches and keepalives end, connections close.
   public func shutdown() {
     lifecycle.withLock { $0 = .stopped }
+    stop.finish()
     watches.shutdown()
     keepAlives.shutdown()
     pool.shutdown()

@@ -164,7 +164,7 @@ struct EtcdCommand: AsyncParsableCommand {
         }
         return lines
       }
-      lines.forEach { print($0) }
+      for line in lines { print(line) }
     }
   }
 }

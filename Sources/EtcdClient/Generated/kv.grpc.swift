@@ -1,3 +1,4 @@
+// swift-format-ignore-file
 /// The part of etcd's v3 storage messages that Switchyard uses.
 ///
 /// Message and field names and numbers are wire-protocol facts of etcd's v3 API (package mvccpb);

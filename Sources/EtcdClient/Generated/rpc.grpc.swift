@@ -1,3 +1,4 @@
+// swift-format-ignore-file
 /// The subset of etcd's v3 gRPC API that the EtcdClient library speaks.
 ///
 /// Service, method, message and field names and numbers are wire-protocol facts of etcd's v3 API

@@ -128,6 +128,17 @@ final class WatchManager: Sendable {
   /// Applies one response to the watchers; returns true when it shows the stream is healthy.
   @discardableResult
   func handle(_ response: Etcdserverpb_WatchResponse) -> Bool {
+    // Finishing a stream runs its termination handler, which takes the lock: do it after.
+    var ended: (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)?
+    let healthy = applyLocked(response, ended: &ended)
+    if let (continuation, error) = ended { continuation.finish(throwing: error) }
+    return healthy
+  }
+
+  private func applyLocked(
+    _ response: Etcdserverpb_WatchResponse,
+    ended: inout (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)?
+  ) -> Bool {
     let now = clock.now
     return state.withLock { state -> Bool in
       state.lastMessage = now
@@ -151,8 +162,8 @@ final class WatchManager: Sendable {
 
       if response.compactRevision > 0 {
         state.watchers.removeValue(forKey: response.watchID)
-        watcher.continuation.finish(
-          throwing: EtcdError.compacted(compactRevision: response.compactRevision, endpoint: endpoint)
+        ended = (
+          watcher.continuation, EtcdError.compacted(compactRevision: response.compactRevision, endpoint: endpoint)
         )
         return true
       }
@@ -160,14 +171,13 @@ final class WatchManager: Sendable {
         state.watchers.removeValue(forKey: response.watchID)
         let reason = response.cancelReason
         let code: EtcdError.Code = reason.contains("permission denied") ? .permissionDenied : .watchCanceled
-        watcher.continuation.finish(
-          throwing: EtcdError(
-            code: code,
-            message: reason.isEmpty ? "etcd cancelled the watch" : reason,
-            endpoint: endpoint,
-            call: "Watch"
-          )
+        let error = EtcdError(
+          code: code,
+          message: reason.isEmpty ? "etcd cancelled the watch" : reason,
+          endpoint: endpoint,
+          call: "Watch"
         )
+        ended = (watcher.continuation, error)
         return true
       }
       if response.created {
@@ -210,6 +220,7 @@ final class WatchManager: Sendable {
         continue
       }
       let member = client.pool.preferred()
+      logger.debug("opening watch stream", metadata: ["etcd.endpoint": "\(member.endpoint)"])
       let (requests, continuation) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
       state.withLock { state in
         state.requests = continuation
@@ -236,10 +247,21 @@ final class WatchManager: Sendable {
               metadata: callMetadata,
               options: options,
               requestProducer: { writer in
-                for await request in requests { try await writer.write(request) }
+                for await request in requests {
+                  self.logger.trace(
+                    "watch request", metadata: ["etcd.request": "\(request.requestUnion.map { "\($0)" } ?? "")"])
+                  try await writer.write(request)
+                }
               },
               onResponse: { response in
                 for try await message in response.messages {
+                  self.logger.trace(
+                    "watch response",
+                    metadata: [
+                      "etcd.watch_id": "\(message.watchID)", "etcd.revision": "\(message.header.revision)",
+                      "etcd.events": "\(message.events.count)", "etcd.created": "\(message.created)",
+                    ]
+                  )
                   if self.handle(message) { healthy.set() }
                 }
               }

@@ -1,0 +1,24 @@
+.PHONY: test build lint format generate benchmark
+
+## Install what is missing (etcd, HAProxy), build, and run every test.
+test:
+	./scripts/test.sh
+
+build:
+	swift build
+
+## swift format lint --strict, as CI runs it.
+lint:
+	swift format lint --strict --recursive Sources Tests Package.swift
+
+format:
+	swift format --in-place --recursive Sources Tests Package.swift
+
+## Regenerate the Swift code for etcd's protobuf API.
+generate:
+	./scripts/generate-protos.sh
+
+## Client benchmark against a local etcd it starts itself.
+benchmark:
+	./scripts/install-deps.sh
+	swift run -c release etcd-benchmark

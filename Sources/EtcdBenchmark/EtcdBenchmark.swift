@@ -1,0 +1,157 @@
+import ArgumentParser
+import EtcdClient
+import Foundation
+import SwitchyardTestSupport
+
+/// Prints throughput numbers for the etcd client against a local etcd: puts/s and ranges/s at
+/// several concurrency levels, and watch events/s delivered to one watcher while a writer runs
+/// flat out. Starts its own single-member etcd unless `--endpoints` names one.
+@main
+struct EtcdBenchmark: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "etcd-benchmark",
+    abstract: "Measure the Switchyard etcd client against a local etcd."
+  )
+
+  @Option(help: "Use this etcd instead of starting one (host:port, comma-separated).")
+  var endpoints: String?
+
+  @Option(help: "Seconds per measurement.")
+  var seconds: Double = 3
+
+  @Option(help: "Concurrency levels to measure.")
+  var concurrency: [Int] = [1, 16, 64]
+
+  func run() async throws {
+    if let endpoints {
+      try await measure(endpoints: endpoints)
+    } else {
+      try await EtcdCluster.with(members: 1) { cluster in
+        try await measure(endpoints: cluster.endpoints.joined(separator: ","))
+      }
+    }
+  }
+
+  private func measure(endpoints: String) async throws {
+    let duration = Duration.milliseconds(Int64(seconds * 1000))
+    try await withEtcdClient(configuration: try EtcdConfiguration(endpoints: endpoints)) { client in
+      let version = try await client.status().version
+      print("etcd \(version) at \(endpoints); \(seconds) s per measurement")
+      print("operation  callers  ops       ops/s     mean latency")
+      for callers in concurrency {
+        let puts = try await Self.run(callers: callers, for: duration) { caller, index in
+          try await client.put("/bench/put/\(caller)/\(index % 1000)", value: "value-\(index)")
+        }
+        puts.print(name: "put", callers: callers)
+      }
+      for callers in concurrency {
+        let ranges = try await Self.run(callers: callers, for: duration) { caller, index in
+          _ = try await client.get(.key("/bench/put/\(caller % max(concurrency.max() ?? 1, 1))/\(index % 1000)"))
+        }
+        ranges.print(name: "range", callers: callers)
+      }
+      try await measureWatch(client: client, duration: duration)
+      try await client.delete(.prefix("/bench/"))
+    }
+  }
+
+  private func measureWatch(client: EtcdClient, duration: Duration) async throws {
+    let start = try await client.get(.key("/bench/watch")).header.revision + 1
+    let clock = ContinuousClock()
+    let began = clock.now
+    let (written, received) = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+      group.addTask {
+        var count = 0
+        for try await response in client.watch(.prefix("/bench/watch/"), options: WatchOptions(startRevision: start)) {
+          count += response.events.count
+          if response.events.contains(where: { $0.kv.keyString == "/bench/watch/done" }) { break }
+        }
+        return (0, count)
+      }
+      group.addTask {
+        // Writers with 16 callers keep etcd busy; the watcher must keep up with all of them.
+        let result = try await Self.run(callers: 16, for: duration) { caller, index in
+          try await client.put("/bench/watch/\(caller)", value: "\(index)")
+        }
+        try await client.put("/bench/watch/done", value: "")
+        return (result.operations + 1, 0)
+      }
+      var written = 0
+      var received = 0
+      for try await (w, r) in group {
+        written += w
+        received += r
+      }
+      return (written, received)
+    }
+    let elapsed = began.duration(to: clock.now).seconds
+    let rate = Double(received) / elapsed
+    print(
+      "watch      1        \(received.padded(8))  \(Int(rate).padded(8))  "
+        + "(\(written) events written; every one delivered: \(written == received))"
+    )
+  }
+
+  struct Result {
+    var operations: Int
+    var elapsed: Duration
+    var totalLatency: Duration
+
+    func print(name: String, callers: Int) {
+      let seconds = elapsed.seconds
+      let rate = Double(operations) / seconds
+      let mean = totalLatency.seconds / Double(max(operations, 1)) * 1000
+      Swift.print(
+        "\(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(callers.padded(8)) \(operations.padded(9)) "
+          + "\(Int(rate).padded(9)) \(String(format: "%.3f", mean)) ms"
+      )
+    }
+  }
+
+  static func run(
+    callers: Int,
+    for duration: Duration,
+    _ operation: @escaping @Sendable (Int, Int) async throws -> Void
+  ) async throws -> Result {
+    let clock = ContinuousClock()
+    let start = clock.now
+    let end = start.advanced(by: duration)
+    let totals = try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
+      for caller in 0..<callers {
+        group.addTask {
+          var count = 0
+          var latency = Duration.zero
+          while clock.now < end {
+            let before = clock.now
+            try await operation(caller, count)
+            latency += before.duration(to: clock.now)
+            count += 1
+          }
+          return (count, latency)
+        }
+      }
+      var operations = 0
+      var latency = Duration.zero
+      for try await (count, callerLatency) in group {
+        operations += count
+        latency += callerLatency
+      }
+      return (operations, latency)
+    }
+    return Result(operations: totals.0, elapsed: start.duration(to: clock.now), totalLatency: totals.1)
+  }
+}
+
+extension Int {
+  fileprivate func padded(_ width: Int) -> String {
+    let text = String(self)
+    return text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+  }
+}
+
+extension Duration {
+  fileprivate var seconds: Double {
+    let (whole, attoseconds) = components
+    return Double(whole) + Double(attoseconds) / 1e18
+  }
+}

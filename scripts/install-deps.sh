@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Switchyard runs and tests against, from Debian's packages: etcd (server and
+# etcdctl), HAProxy, and the small tools the tests use. Does nothing when all are present.
+# Needs root (or passwordless sudo); never asks anything interactively.
+set -euo pipefail
+
+declare -A need=(
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
+  [haproxy]=haproxy
+  [openssl]=openssl
+  [socat]=socat
+  [curl]=curl
+)
+missing=()
+for tool in "${!need[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("${need[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]} from Debian's packages"
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo=(sudo -n)
+else
+  echo "install-deps: missing ${missing[*]}; run as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
