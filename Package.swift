@@ -19,6 +19,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
   ],
   targets: [
     // The etcd v3 client: a library of its own, usable without the rest of Switchyard.
@@ -32,6 +33,21 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOHTTP2", package: "swift-nio-http2"),
         .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    // The registration model: keys, values, validation. Pure logic, no I/O.
+    .target(name: "SwitchyardModel"),
+    // Registration agents: keeping an instance registered, health checks, the sample backend.
+    .target(
+      name: "SwitchyardAgent",
+      dependencies: [
+        "EtcdClient",
+        "SwitchyardModel",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ]
     ),
     // Command-line interface: subcommands and the options they share.
@@ -64,6 +80,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
+    .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
     .testTarget(
       name: "EtcdClientTests",
       dependencies: [
