@@ -55,6 +55,8 @@ let package = Package(
       name: "SwitchyardCLI",
       dependencies: [
         "EtcdClient",
+        "SwitchyardAgent",
+        "SwitchyardModel",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -81,6 +83,15 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
+    .testTarget(
+      name: "SwitchyardAgentTests",
+      dependencies: [
+        "EtcdClient",
+        "SwitchyardAgent",
+        "SwitchyardTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
     .testTarget(
       name: "EtcdClientTests",
       dependencies: [

@@ -111,3 +111,22 @@ public enum Address: Sendable, Hashable, Comparable, CustomStringConvertible {
 extension Character {
   fileprivate var isHexDigit: Bool { "0123456789abcdefABCDEF".contains(self) }
 }
+
+/// A validated `host:port` pair, as given to `--listen`, `--advertise` and `--address`
+/// (IPv6 in brackets: `[::1]:8080`).
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+  /// The host.
+  public var address: Address
+  /// The port, 1–65535.
+  public var port: Int
+
+  /// Parses `host:port`.
+  public init(parsing text: String) throws(RegistrationError) {
+    let registration = try Registration.parsePlain(text)
+    address = registration.address
+    port = registration.port
+  }
+
+  /// `host:port`.
+  public var description: String { address.hostPort(port) }
+}

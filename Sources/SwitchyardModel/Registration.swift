@@ -218,9 +218,9 @@ public struct Registration: Sendable, Hashable {
     }
   }
 
-  /// Characters allowed in a health-check path: URL path and query characters that HAProxy's
+  /// Why `path` cannot be a health-check path, or `nil` when it can. Characters allowed in a path: URL path and query characters that HAProxy's
   /// config parser treats as plain text (no spaces, quotes, `#`, `$`, `\` or control characters).
-  static func checkPathProblem(_ path: String) -> String? {
+  public static func checkPathProblem(_ path: String) -> String? {
     guard path.hasPrefix("/") else { return "must start with \"/\"" }
     guard path.utf8.count <= 256 else { return "is longer than 256 characters" }
     let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/%?=&+,:@!*();".unicodeScalars)

@@ -1,0 +1,202 @@
+import EtcdClient
+import Foundation
+import SwitchyardTestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
+@Suite("switchyard backend: self-registration against real etcd", .serialized)
+struct BackendRegistrationTests {
+  private func backendArguments(_ cluster: EtcdCluster, id: String, port: Int, ttl: Int = 2) -> [String] {
+    [
+      "backend", "--etcd-endpoints", cluster.endpoints.joined(separator: ","), "--id", id,
+      "--listen", "127.0.0.1:\(port)", "--ttl", "\(ttl)", "--drain-seconds", "1", "--log-level", "debug",
+    ]
+  }
+
+  @Test("registers with the right key and value, serves, and stays registered past 3×TTL")
+  func registersAndStays() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try await EtcdCluster.with(members: 1) { cluster in
+      let port = try FreePort.allocate()
+      let backend = try startSwitchyard(
+        backendArguments(cluster, id: "b1", port: port), directory: directory, name: "b1")
+      defer { backend.kill() }
+      try await withClient(cluster) { etcd in
+        let appeared = await eventually(timeout: .seconds(10)) {
+          try await etcd.value(of: "/services/backend/b1") != nil
+        }
+        #expect(appeared, "registration did not appear: \(backend.logTail())")
+        let value = try #require(try await registration(at: "/services/backend/b1", etcd))
+        #expect(value["address"] as? String == "127.0.0.1")
+        #expect(value["port"] as? Int == port)
+        #expect(value["state"] as? String == "up")
+        let lease = try #require(try await etcd.value(of: "/services/backend/b1")).lease
+        #expect(lease != 0)
+        #expect(try await etcd.timeToLive(lease: lease).grantedTTL == 2)
+
+        let (body, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/")!)
+        #expect(String(decoding: body, as: UTF8.self) == "Hello from b1\n")
+
+        try await Task.sleep(for: .seconds(6.5))
+        let still = try #require(try await etcd.value(of: "/services/backend/b1"))
+        #expect(still.lease == lease, "the same lease keeps the registration")
+      }
+    }
+  }
+
+  @Test("kill -9: the key is gone within TTL + 1 s")
+  func killNine() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try await EtcdCluster.with(members: 1) { cluster in
+      let backend = try startSwitchyard(
+        backendArguments(cluster, id: "b9", port: try FreePort.allocate()),
+        directory: directory,
+        name: "b9"
+      )
+      try await withClient(cluster) { etcd in
+        #expect(await eventually(timeout: .seconds(10)) { try await etcd.value(of: "/services/backend/b9") != nil })
+        // Let a renewal land so the full TTL is in force at the kill.
+        try await Task.sleep(for: .seconds(1))
+        let clock = ContinuousClock()
+        let killed = clock.now
+        backend.kill()
+        let gone = await eventually(timeout: .seconds(3), every: .milliseconds(50)) {
+          try await etcd.value(of: "/services/backend/b9") == nil
+        }
+        #expect(gone)
+        #expect(killed.duration(to: clock.now) <= .seconds(3), "TTL 2 s + 1 s")
+      }
+    }
+  }
+
+  @Test("SIGTERM: the drain state is seen, then the key is removed, then the process exits 0")
+  func gracefulShutdown() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try await EtcdCluster.with(members: 1) { cluster in
+      let backend = try startSwitchyard(
+        backendArguments(cluster, id: "bt", port: try FreePort.allocate(), ttl: 10),
+        directory: directory,
+        name: "bt"
+      )
+      defer { backend.kill() }
+      try await withClient(cluster) { etcd in
+        #expect(await eventually(timeout: .seconds(10)) { try await etcd.value(of: "/services/backend/bt") != nil })
+        let revision = try await etcd.get(.key("/services/backend/bt")).header.revision
+        let watch = etcd.watch(.key("/services/backend/bt"), options: WatchOptions(startRevision: revision + 1))
+        let clock = ContinuousClock()
+        let observer = Task { () -> [(String, ContinuousClock.Instant)] in
+          var seen: [(String, ContinuousClock.Instant)] = []
+          for try await response in watch {
+            for event in response.events {
+              if event.kind == .delete {
+                seen.append(("deleted", clock.now))
+                return seen
+              }
+              let state = (try? JSONSerialization.jsonObject(with: Data(event.kv.value)) as? [String: Any])?["state"]
+              seen.append(((state as? String) ?? "?", clock.now))
+            }
+          }
+          return seen
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        backend.signal(SIGTERM)
+        let status = await backend.waitForExit(timeout: .seconds(15))
+        let exited = clock.now
+        let events = try await observer.value
+        #expect(events.map(\.0) == ["drain", "deleted"], "\(backend.logTail())")
+        #expect(status == 0)
+        if let deleted = events.last?.1 { #expect(deleted <= exited) }
+        if events.count == 2 {
+          #expect(events[0].1.duration(to: events[1].1) >= .milliseconds(900), "drain lasts --drain-seconds")
+        }
+      }
+    }
+  }
+
+  @Test("etcd down for less than the TTL keeps the lease; longer than the TTL: registered again")
+  func etcdOutages() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try await EtcdCluster.with(members: 1) { cluster in
+      let backend = try startSwitchyard(
+        backendArguments(cluster, id: "bo", port: try FreePort.allocate(), ttl: 3),
+        directory: directory,
+        name: "bo"
+      )
+      defer { backend.kill() }
+      let lease = try await withClient(cluster) { etcd in
+        #expect(await eventually(timeout: .seconds(10)) { try await etcd.value(of: "/services/backend/bo") != nil })
+        return try #require(try await etcd.value(of: "/services/backend/bo")).lease
+      }
+      try await Task.sleep(for: .seconds(1))
+
+      // Short outage.
+      try await cluster.stop(member: 0)
+      try await Task.sleep(for: .seconds(1))
+      try await cluster.start(member: 0)
+      try await withClient(cluster) { etcd in
+        try await Task.sleep(for: .seconds(4))
+        let kv = try #require(try await etcd.value(of: "/services/backend/bo"), "\(backend.logTail())")
+        #expect(kv.lease == lease, "the same lease survives a short outage")
+      }
+
+      // Long outage: longer than the TTL.
+      try await cluster.stop(member: 0)
+      try await Task.sleep(for: .seconds(5))
+      try await cluster.start(member: 0)
+      try await withClient(cluster) { etcd in
+        let back = await eventually(timeout: .seconds(10)) {
+          guard let kv = try await etcd.value(of: "/services/backend/bo") else { return false }
+          return try await etcd.timeToLive(lease: kv.lease).ttl > 0
+        }
+        #expect(back, "registered again after a long outage: \(backend.logTail())")
+        // And it stays: renewals work on whatever lease it holds now.
+        try await Task.sleep(for: .seconds(4))
+        #expect(try await etcd.value(of: "/services/backend/bo") != nil)
+      }
+      #expect(backend.isRunning, "the backend kept running through both outages")
+    }
+  }
+
+  @Test("an operator revokes the lease: registered again within two seconds")
+  func operatorRevokes() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    try await EtcdCluster.with(members: 1) { cluster in
+      let backend = try startSwitchyard(
+        backendArguments(cluster, id: "br", port: try FreePort.allocate(), ttl: 10),
+        directory: directory,
+        name: "br"
+      )
+      defer { backend.kill() }
+      try await withClient(cluster) { etcd in
+        #expect(await eventually(timeout: .seconds(10)) { try await etcd.value(of: "/services/backend/br") != nil })
+        let lease = try #require(try await etcd.value(of: "/services/backend/br")).lease
+        try await Self.revokeAndAwaitReregistration(cluster: cluster, etcd: etcd, lease: lease, backend: backend)
+      }
+    }
+  }
+
+  private static func revokeAndAwaitReregistration(
+    cluster: EtcdCluster,
+    etcd: EtcdClient,
+    lease: Int64,
+    backend: ManagedProcess
+  ) async throws {
+    try await cluster.etcdctl(["lease", "revoke", String(lease, radix: 16)])
+    let clock = ContinuousClock()
+    let revoked = clock.now
+    let back = await eventually(timeout: .seconds(2), every: .milliseconds(50)) {
+      guard let kv = try await etcd.value(of: "/services/backend/br") else { return false }
+      return kv.lease != lease
+    }
+    #expect(back, "not registered again within 2 s: \(backend.logTail())")
+    #expect(revoked.duration(to: clock.now) <= .seconds(2))
+  }
+}

@@ -1,0 +1,40 @@
+import Testing
+
+@testable import SwitchyardAgent
+
+@Suite("Health rise/fall")
+struct HealthTrackerTests {
+  @Test("healthy on the first success; unhealthy after `fall` failures; healthy again after `rise` successes")
+  func hysteresis() {
+    var tracker = HealthTracker(rise: 2, fall: 3)
+    #expect(tracker.record(success: true) == true)
+    #expect(tracker.record(success: false) == nil)
+    #expect(tracker.record(success: false) == nil)
+    #expect(tracker.record(success: true) == nil, "a success resets the failure streak")
+    #expect(tracker.record(success: false) == nil)
+    #expect(tracker.record(success: false) == nil)
+    #expect(tracker.record(success: false) == false)
+    #expect(tracker.record(success: true) == nil)
+    #expect(tracker.record(success: true) == true)
+    #expect(tracker.healthy == true)
+  }
+
+  @Test("a service that never answers becomes unhealthy after `fall` probes")
+  func neverHealthy() {
+    var tracker = HealthTracker(rise: 2, fall: 2)
+    #expect(tracker.record(success: false) == nil)
+    #expect(tracker.record(success: false) == false)
+    #expect(tracker.record(success: false) == nil)
+  }
+
+  @Test(
+    "only 2xx status lines count as healthy",
+    arguments: [
+      ("HTTP/1.1 200 OK\r", true), ("HTTP/1.0 204 No Content", true), ("HTTP/1.1 301 Moved", false),
+      ("HTTP/1.1 503 Service Unavailable", false), ("garbage", false), ("HTTP/2 200", false),
+    ]
+  )
+  func statusLines(line: String, healthy: Bool) {
+    #expect(HealthChecker.isSuccess(statusLine: line) == healthy)
+  }
+}
