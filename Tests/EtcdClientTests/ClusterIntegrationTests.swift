@@ -77,11 +77,27 @@ struct SecurityIntegrationTests {
     }
   }
 
+  @Test("an expired auth token is fetched again and the call succeeds")
+  func tokenRefresh() async throws {
+    // Simple tokens expire after --auth-token-ttl seconds without use.
+    try await EtcdCluster.with(members: 1, options: .init(extraArguments: ["--auth-token-ttl", "1"])) { cluster in
+      try await cluster.enableAuth(rootPassword: "pw")
+      try await withTestClient(endpoints: cluster.endpoints) {
+        $0.credentials = .init(username: "root", password: "pw")
+      } _: { etcd in
+        try await etcd.put("/token/k", value: "1")
+        try await Task.sleep(for: .seconds(3))
+        try await etcd.put("/token/k", value: "2")
+        #expect(try await etcd.value(of: "/token/k")?.valueString == "2")
+      }
+    }
+  }
+
   @Test("TLS with a CA and client certificate works; without the CA the connection is refused")
   func tls() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
-    let files = try await TLSFiles.generate(in: directory.path)
+    let files = try TLSFiles.generate(in: directory.path)
     try await EtcdCluster.with(members: 1, options: .init(tls: files)) { cluster in
       let endpoints = cluster.endpoints.map { "https://\($0)" }
       try await withTestClient(endpoints: endpoints) {

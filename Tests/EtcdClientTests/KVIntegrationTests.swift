@@ -41,6 +41,22 @@ struct KVIntegrationTests {
     }
   }
 
+  @Test("put with ignore_value moves a key to a lease; ignore_lease changes the value and keeps the lease")
+  func ignoreValueAndLease() async throws {
+    try await EtcdCluster.with(members: 1) { cluster in
+      try await withTestClient(endpoints: cluster.endpoints) { etcd in
+        let lease = try await etcd.grantLease(ttl: 60)
+        try await etcd.put("/ignore/k", value: "original")
+        try await etcd.put("/ignore/k", value: "", options: PutOptions(lease: lease.id, ignoreValue: true))
+        var kv = try #require(try await etcd.value(of: "/ignore/k"))
+        #expect(kv.valueString == "original" && kv.lease == lease.id)
+        try await etcd.put("/ignore/k", value: "changed", options: PutOptions(ignoreLease: true))
+        kv = try #require(try await etcd.value(of: "/ignore/k"))
+        #expect(kv.valueString == "changed" && kv.lease == lease.id)
+      }
+    }
+  }
+
   @Test("transactions compare on value, version, revisions and lease, with nested ops")
   func transactions() async throws {
     try await EtcdCluster.with(members: 1) { cluster in

@@ -59,6 +59,24 @@ struct WatchIntegrationTests {
     }
   }
 
+  @Test("a catch-up larger than etcd's message limit arrives in fragments, merged into whole responses")
+  func fragments() async throws {
+    // With a 100 kB request limit, ten 60 kB values replayed at once exceed one response.
+    try await EtcdCluster.with(members: 1, options: .init(extraArguments: ["--max-request-bytes", "100000"])) {
+      cluster in
+      try await withTestClient(endpoints: cluster.endpoints) { etcd in
+        let value = [UInt8](repeating: 0x78, count: 60_000)
+        let first = try await etcd.put("/frag/0", value: value).header.revision
+        for index in 1..<10 { try await etcd.put("/frag/\(index)", value: value) }
+        let events = try await collect(etcd.watch(.prefix("/frag/"), options: WatchOptions(startRevision: first))) {
+          $0.count >= 10
+        }
+        #expect(events.map(\.kv.keyString) == (0..<10).map { "/frag/\($0)" })
+        #expect(events.allSatisfy { $0.kv.value == value })
+      }
+    }
+  }
+
   @Test("progress requests are answered on a quiet watch")
   func progress() async throws {
     try await EtcdCluster.with(members: 1) { cluster in
