@@ -83,6 +83,7 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
+    .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
     .testTarget(
       name: "SwitchyardAgentTests",
       dependencies: [

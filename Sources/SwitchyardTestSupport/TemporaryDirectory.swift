@@ -1,0 +1,33 @@
+import Foundation
+
+/// A new, empty directory under the system's temporary directory, with a unique name so that parallel
+/// tests and earlier runs never share files.
+///
+/// Nothing removes it implicitly: call ``remove()`` when done (``EtcdCluster`` does so on shutdown), or keep
+/// it to look at the logs of a failed run.
+public struct TemporaryDirectory: Sendable, Hashable {
+  /// The directory.
+  public let url: URL
+
+  /// The directory's path, for command-line arguments.
+  public var path: String { url.path }
+
+  /// Creates the directory, named `prefix` plus a random suffix.
+  public init(prefix: String = "switchyard-test") throws {
+    url = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())",
+      isDirectory: true
+    )
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  }
+
+  /// The path of `name` inside the directory.
+  public func path(_ name: String) -> String {
+    url.appendingPathComponent(name).path
+  }
+
+  /// Deletes the directory and everything in it; does nothing if it is already gone.
+  public func remove() {
+    try? FileManager.default.removeItem(at: url)
+  }
+}
