@@ -1,132 +1,152 @@
-/// A validated network address: IPv4, IPv6 or a DNS host name.
-public enum Address: Sendable, Hashable, Comparable, CustomStringConvertible {
-  /// Dotted-quad IPv4.
-  case ipv4(String)
-  /// IPv6, stored without brackets.
-  case ipv6(String)
-  /// An RFC 1123 host name.
-  case hostname(String)
+/// A validated network address: an IPv4 dotted quad, an IPv6 address or an RFC 1123 host name.
+///
+/// A struct rather than an enum with string payloads, so that an `Address` can only come from
+/// `init(validating:)`: whatever holds one can print it into HAProxy's configuration.
+public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
+  /// Which form the address has.
+  public enum Kind: Sendable, Hashable {
+    /// Dotted-quad IPv4, `10.0.0.5`.
+    case ipv4
+    /// IPv6, `::1`, stored and described without brackets.
+    case ipv6
+    /// An RFC 1123 host name, `backend-1.internal`, stored in lower case.
+    case hostname
+  }
 
-  /// Validates `text` (IPv6 without brackets).
+  /// Which form the address has.
+  public let kind: Kind
+  /// The address without brackets: only ASCII letters, digits, `.`, `-` and `:`.
+  public let text: String
+  /// Whether this is `0.0.0.0`, `::` or `::ffff:0.0.0.0`: fine to listen on, wrong to register.
+  public let isUnspecified: Bool
+
+  /// Longest accepted address (the longest host name).
+  public static let maxLength = 253
+
+  /// Validates `text`: IPv4 without leading zeros, IPv6 without brackets or zone, or a host name.
+  /// Errors have code `.invalidField` and field `address`.
   public init(validating text: String) throws(RegistrationError) {
-    if text.isEmpty { throw RegistrationError(field: "address", reason: "is empty") }
-    for scalar in text.unicodeScalars where scalar.value < 0x21 || scalar.value > 0x7e {
-      throw RegistrationError(field: "address", reason: "contains \(describe(scalar))")
+    func failure(_ reason: String) -> RegistrationError {
+      RegistrationError(code: .invalidField, field: "address", reason: reason)
+    }
+    if text.isEmpty { throw failure("is empty") }
+    for scalar in text.unicodeScalars where !("!"..."~").contains(scalar) {
+      throw failure("contains \(describe(scalar))")
+    }
+    if text.utf8.count > Self.maxLength { throw failure("is longer than \(Self.maxLength) characters") }
+    if text.hasPrefix("[") || text.hasSuffix("]") {
+      throw failure("\(quoted(text)) is in brackets; write IPv6 addresses without them, as in \"::1\"")
     }
     if text.contains(":") {
-      guard Self.isIPv6(text) else {
-        throw RegistrationError(field: "address", reason: "\"\(text)\" is not a valid IPv6 address")
+      guard let groups = Self.ipv6Groups(Substring(text)) else {
+        throw failure("\(quoted(text)) is not a valid IPv6 address")
       }
-      self = .ipv6(text.lowercased())
-    } else if text.allSatisfy({ $0.isNumber || $0 == "." }) {
-      guard Self.isIPv4(text) else {
-        throw RegistrationError(field: "address", reason: "\"\(text)\" is not a valid IPv4 address")
+      kind = .ipv6
+      self.text = text.lowercased()
+      let mappedUnspecified = groups[0..<5].allSatisfy { $0 == 0 } && groups[5] == 0xffff && groups[6...] == [0, 0]
+      isUnspecified = groups.allSatisfy { $0 == 0 } || mappedUnspecified
+    } else if text.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || Self.isDigit($0) }) {
+      guard let octets = Self.ipv4Octets(Substring(text)) else {
+        throw failure("\(quoted(text)) is not a valid IPv4 address (four numbers 0–255 without leading zeros)")
       }
-      self = .ipv4(text)
+      kind = .ipv4
+      self.text = text
+      isUnspecified = octets.allSatisfy { $0 == 0 }
     } else {
       if let problem = Self.hostnameProblem(text) {
-        throw RegistrationError(field: "address", reason: "\"\(text)\" is not a valid host name: \(problem)")
+        throw failure("\(quoted(text)) is not a valid host name: \(problem)")
       }
-      self = .hostname(text.lowercased())
+      kind = .hostname
+      self.text = text.lowercased()
+      isUnspecified = false
     }
   }
 
-  /// The address as written in a URL or HAProxy `server` line's host part (no brackets).
-  public var text: String {
-    switch self {
-    case .ipv4(let value), .ipv6(let value), .hostname(let value): value
-    }
-  }
-
-  /// `host:port`, with brackets around IPv6 (`[::1]:8080`).
+  /// `host:port` as HAProxy and URLs want it, with brackets around IPv6: `[::1]:8080`.
   public func hostPort(_ port: Int) -> String {
-    if case .ipv6(let value) = self { return "[\(value)]:\(port)" }
-    return "\(text):\(port)"
+    kind == .ipv6 ? "[\(text)]:\(port)" : "\(text):\(port)"
   }
 
-  /// The address.
+  /// The address without brackets; safe to print anywhere.
   public var description: String { text }
 
   /// Orders by text.
   public static func < (lhs: Address, rhs: Address) -> Bool { lhs.text < rhs.text }
 
-  static func isIPv4(_ text: String) -> Bool {
+  // MARK: - Parsers
+
+  /// The four octets of a dotted quad; `nil` unless it is exactly four decimal numbers 0–255
+  /// without leading zeros (`010` means 8 to some parsers and 10 to others).
+  static func ipv4Octets(_ text: Substring) -> [UInt8]? {
     let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 4 else { return false }
-    return parts.allSatisfy { part in
-      guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII), part.allSatisfy(\.isNumber),
-        let value = Int(part), value <= 255
-      else { return false }
-      // "01" is ambiguous (octal in some parsers): refuse leading zeros.
-      return part == "0" || !part.hasPrefix("0")
+    guard parts.count == 4 else { return nil }
+    var octets: [UInt8] = []
+    for part in parts {
+      guard (1...3).contains(part.utf8.count), part.utf8.allSatisfy(isDigit),
+        part == "0" || !part.hasPrefix("0"), let octet = UInt8(part)
+      else { return nil }
+      octets.append(octet)
     }
+    return octets
   }
 
-  static func isIPv6(_ text: String) -> Bool {
-    guard text.count <= 45 else { return false }
-    var groupsText = Substring(text)
-    var embeddedIPv4Groups = 0
-    // An embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups.
-    if let lastColon = text.lastIndex(of: ":"), text[text.index(after: lastColon)...].contains(".") {
-      guard isIPv4(String(text[text.index(after: lastColon)...])) else { return false }
-      groupsText = text[...lastColon]
-      if groupsText.hasSuffix("::") == false { groupsText = groupsText.dropLast() }
-      embeddedIPv4Groups = 2
+  /// The eight 16-bit groups of an IPv6 address in RFC 4291 text form (`::` at most once, an
+  /// optional dotted-quad tail); `nil` when it is not one. Zones (`%eth0`) are not accepted.
+  static func ipv6Groups(_ text: Substring) -> [UInt16]? {
+    // The longest form: ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
+    guard text.utf8.count <= 45 else { return nil }
+    let halves = text.split(separator: "::", maxSplits: 1, omittingEmptySubsequences: false)
+    if halves.count == 2 {
+      guard !halves[1].contains("::"), let head = groups(halves[0], allowIPv4Tail: false),
+        let tail = groups(halves[1], allowIPv4Tail: true), head.count + tail.count <= 7
+      else { return nil }
+      return head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
     }
-    let doubleColons = groupsText.components(separatedBy: "::").count - 1
-    guard doubleColons <= 1 else { return false }
-    func groups(_ part: Substring) -> [Substring]? {
-      if part.isEmpty { return [] }
-      let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
-      for piece in pieces {
-        guard (1...4).contains(piece.count), piece.allSatisfy(\.isHexDigit) else { return nil }
+    guard let all = groups(text, allowIPv4Tail: true), all.count == 8 else { return nil }
+    return all
+  }
+
+  private static func groups(_ text: Substring, allowIPv4Tail: Bool) -> [UInt16]? {
+    if text.isEmpty { return [] }
+    let fields = text.split(separator: ":", omittingEmptySubsequences: false)
+    var result: [UInt16] = []
+    for (index, field) in fields.enumerated() {
+      if allowIPv4Tail, index == fields.count - 1, field.contains(".") {
+        guard let octets = ipv4Octets(field) else { return nil }
+        result.append(UInt16(octets[0]) << 8 | UInt16(octets[1]))
+        result.append(UInt16(octets[2]) << 8 | UInt16(octets[3]))
+      } else {
+        guard (1...4).contains(field.utf8.count), field.allSatisfy({ $0.isASCII && $0.isHexDigit }),
+          let group = UInt16(field, radix: 16)
+        else { return nil }
+        result.append(group)
       }
-      return pieces
     }
-    if doubleColons == 1 {
-      let halves = groupsText.components(separatedBy: "::")
-      guard let head = groups(Substring(halves[0])), let tail = groups(Substring(halves[1])) else { return false }
-      return head.count + tail.count + embeddedIPv4Groups <= 7
-    }
-    guard let all = groups(groupsText) else { return false }
-    return all.count + embeddedIPv4Groups == 8
+    return result
   }
 
+  /// Why `text` is not an RFC 1123 host name, or `nil` when it is.
   static func hostnameProblem(_ text: String) -> String? {
-    guard text.utf8.count <= 253 else { return "longer than 253 characters" }
     let labels = text.split(separator: ".", omittingEmptySubsequences: false)
     for label in labels {
-      guard !label.isEmpty else { return "has an empty label" }
-      guard label.count <= 63 else { return "has a label longer than 63 characters" }
-      guard label.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
-        return "labels may hold only letters, digits and \"-\""
+      guard !label.isEmpty else { return "it has an empty label" }
+      guard label.utf8.count <= 63 else { return "a label is longer than 63 characters" }
+      for scalar in label.unicodeScalars where !Self.isHostnameCharacter(scalar) {
+        return "it contains \(describe(scalar)); labels hold only letters, digits and \"-\""
       }
       guard label.first != "-", label.last != "-" else { return "a label starts or ends with \"-\"" }
     }
+    // A numeric top-level label would make it look like (and be parsed by some as) an IP address.
     if let last = labels.last, last.allSatisfy(\.isNumber) { return "the last label is all digits" }
     return nil
   }
-}
 
-extension Character {
-  fileprivate var isHexDigit: Bool { "0123456789abcdefABCDEF".contains(self) }
-}
+  static func isDigit(_ byte: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
 
-/// A validated `host:port` pair, as given to `--listen`, `--advertise` and `--address`
-/// (IPv6 in brackets: `[::1]:8080`).
-public struct HostPort: Sendable, Hashable, CustomStringConvertible {
-  /// The host.
-  public var address: Address
-  /// The port, 1–65535.
-  public var port: Int
-
-  /// Parses `host:port`.
-  public init(parsing text: String) throws(RegistrationError) {
-    let registration = try Registration.parsePlain(text)
-    address = registration.address
-    port = registration.port
+  private static func isHostnameCharacter(_ scalar: Unicode.Scalar) -> Bool {
+    switch scalar {
+    case "a"..."z", "A"..."Z", "0"..."9", "-": true
+    default: false
+    }
   }
-
-  /// `host:port`.
-  public var description: String { address.hostPort(port) }
 }
