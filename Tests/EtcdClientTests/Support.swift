@@ -48,18 +48,3 @@ func collect(
     return events
   }
 }
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func eventually(
-  timeout: Duration,
-  every interval: Duration = .milliseconds(100),
-  _ condition: () async throws -> Bool
-) async rethrows -> Bool {
-  let clock = ContinuousClock()
-  let deadline = clock.now.advanced(by: timeout)
-  while clock.now < deadline {
-    if try await condition() { return true }
-    try? await Task.sleep(for: interval)
-  }
-  return try await condition()
-}

@@ -37,21 +37,6 @@ func withClient<T: Sendable>(_ cluster: EtcdCluster, _ body: (EtcdClient) async 
   return try await withEtcdClient(configuration: configuration, logger: logger, body)
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func eventually(
-  timeout: Duration,
-  every interval: Duration = .milliseconds(100),
-  _ condition: () async throws -> Bool
-) async -> Bool {
-  let clock = ContinuousClock()
-  let deadline = clock.now.advanced(by: timeout)
-  while clock.now < deadline {
-    if (try? await condition()) == true { return true }
-    try? await Task.sleep(for: interval)
-  }
-  return (try? await condition()) == true
-}
-
 /// Decodes the JSON registration stored at `key`, or nil when absent.
 func registration(at key: String, _ etcd: EtcdClient) async throws -> [String: Any]? {
   guard let kv = try await etcd.value(of: key) else { return nil }
