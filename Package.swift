@@ -20,6 +20,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
   ],
   targets: [
     // The etcd v3 client: a library of its own, usable without the rest of Switchyard.
@@ -50,12 +52,41 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
       ]
     ),
+    // The reconcile logic of a load-balancer node: desired state, HAProxy config rendering, planning,
+    // coalescing. Pure logic, no I/O.
+    .target(name: "SwitchyardReconcile", dependencies: ["SwitchyardModel"]),
+    // HAProxy at the edge: the Runtime API and master CLI, the master-worker process, config installation.
+    .target(
+      name: "HAProxyKit",
+      dependencies: [
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ]
+    ),
+    // The load-balancer node: the controller service that keeps HAProxy in step with etcd, its admin server
+    // and metrics.
+    .target(
+      name: "SwitchyardController",
+      dependencies: [
+        "EtcdClient",
+        "HAProxyKit",
+        "SwitchyardModel",
+        "SwitchyardReconcile",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+      ]
+    ),
     // Command-line interface: subcommands and the options they share.
     .target(
       name: "SwitchyardCLI",
       dependencies: [
         "EtcdClient",
         "SwitchyardAgent",
+        "SwitchyardController",
         "SwitchyardModel",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
@@ -72,6 +103,9 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
       ]
     ),
     .executableTarget(
@@ -83,6 +117,29 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
+    .testTarget(
+      name: "SwitchyardReconcileTests", dependencies: ["SwitchyardReconcile", "SwitchyardModel"],
+      resources: [.copy("Golden")]),
+    .testTarget(
+      name: "HAProxyKitTests",
+      dependencies: [
+        "HAProxyKit",
+        "SwitchyardTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .testTarget(
+      name: "SwitchyardControllerTests",
+      dependencies: [
+        "EtcdClient",
+        "HAProxyKit",
+        "SwitchyardController",
+        "SwitchyardModel",
+        "SwitchyardReconcile",
+        "SwitchyardTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
     .testTarget(
       name: "SwitchyardAgentTests",
