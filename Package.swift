@@ -118,8 +118,10 @@ let package = Package(
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
     .testTarget(
-      name: "SwitchyardReconcileTests", dependencies: ["SwitchyardReconcile", "SwitchyardModel"],
-      resources: [.copy("Golden")]),
+      name: "SwitchyardReconcileTests",
+      dependencies: ["SwitchyardReconcile", "SwitchyardModel"],
+      exclude: ["Golden"]
+    ),
     .testTarget(
       name: "HAProxyKitTests",
       dependencies: [
