@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Checks configurations with `haproxy -c` and installs them atomically, so that the file HAProxy loads on
+/// its next start or reload is always one that HAProxy accepted.
+///
+/// Temporary files live in the state directory: they may hold secrets, and a rename is only atomic within
+/// one file system.
+public struct ConfigInstaller: Sendable {
+  /// Where temporary files for validation are written.
+  public let stateDirectory: StateDirectory
+  /// The HAProxy executable: an absolute path or a name looked up in `PATH`.
+  public let executable: String
+  private let logger: Logger
+
+  /// Creates an installer that validates with `executable`.
+  public init(stateDirectory: StateDirectory, executable: String = "haproxy", logger: Logger) {
+    self.stateDirectory = stateDirectory
+    self.executable = executable
+    self.logger = logger
+  }
+
+  /// Checks `text` with `haproxy -c -f <temporary file>`.
+  ///
+  /// - Throws: ``HAProxyError/Code/invalidConfiguration`` with HAProxy's `[ALERT]` lines in
+  ///   ``HAProxyError/details`` if HAProxy rejects it; ``HAProxyError/Code/fileSystem`` or
+  ///   ``HAProxyError/Code/processFailed`` if the check could not run.
+  public func validate(_ text: String) throws {
+    let name = ".validate-\(UUID().uuidString.prefix(8)).cfg"
+    let configPath = stateDirectory.path(name)
+    let outputPath = configPath + ".out"
+    defer {
+      unlink(configPath)
+      unlink(outputPath)
+    }
+    try writeSynced(text, to: configPath, sync: false)
+    let pid = try Spawn.start(
+      executable, arguments: ["-c", "-f", configPath], outputPath: outputPath, newSession: false)
+    let status = Spawn.waitBlocking(pid)
+    let output = FileManager.default.contents(atPath: outputPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    guard status?.isSuccess != true else { return }
+    let alerts = Self.alertLines(in: output)
+    logger.info(
+      "HAProxy rejected a configuration",
+      metadata: ["haproxy.alerts": .array(alerts.map { .string($0) })]
+    )
+    throw HAProxyError(
+      .invalidConfiguration,
+      "haproxy -c rejected the configuration (\(status.map { "\($0)" } ?? "no exit status"))",
+      details: alerts.isEmpty ? output.split(separator: "\n").map(String.init) : alerts
+    )
+  }
+
+  /// Validates `text` and, only if HAProxy accepts it, replaces the file at `path` atomically: a temporary
+  /// file in the same directory is written and synced, renamed over `path`, and the directory is synced.
+  /// The file gets mode 0600.
+  ///
+  /// An invalid text or a failed write never touches the existing file.
+  public func install(_ text: String, at path: String) throws {
+    try validate(text)
+    let directory = (path as NSString).deletingLastPathComponent
+    let temporary = (directory as NSString).appendingPathComponent(
+      ".\((path as NSString).lastPathComponent).\(UUID().uuidString.prefix(8)).tmp")
+    do {
+      try writeSynced(text, to: temporary, sync: true)
+      guard rename(temporary, path) == 0 else {
+        throw HAProxyError(.fileSystem, "cannot rename \(temporary) to \(path): \(errnoDescription())")
+      }
+    } catch {
+      unlink(temporary)
+      throw error
+    }
+    let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard directoryFD >= 0 else {
+      throw HAProxyError(.fileSystem, "cannot open \(directory) to sync it: \(errnoDescription())")
+    }
+    defer { close(directoryFD) }
+    guard fsync(directoryFD) == 0 else {
+      throw HAProxyError(.fileSystem, "cannot sync directory \(directory): \(errnoDescription())")
+    }
+    logger.info("Installed HAProxy configuration", metadata: ["haproxy.config": "\(path)"])
+  }
+
+  /// The `[ALERT]` lines of HAProxy's output, which say what is wrong.
+  static func alertLines(in output: String) -> [String] {
+    output.split(separator: "\n").map(String.init).filter { $0.contains("[ALERT]") }
+  }
+
+  /// Writes a new file with mode 0600; with `sync`, flushes it to disk before closing.
+  private func writeSynced(_ text: String, to path: String, sync: Bool) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw HAProxyError(.fileSystem, "cannot create \(path): \(errnoDescription())") }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+      let result = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+      if result < 0 {
+        if errno == EINTR { continue }
+        throw HAProxyError(.fileSystem, "cannot write \(path): \(errnoDescription())")
+      }
+      written += result
+    }
+    if sync && fsync(fd) != 0 {
+      throw HAProxyError(.fileSystem, "cannot sync \(path): \(errnoDescription())")
+    }
+  }
+}

@@ -1,0 +1,124 @@
+/// One server as `show servers state` reports it.
+///
+/// Rows are parsed by the names in the header line, so columns that later versions add are kept in
+/// ``fields`` without breaking anything.
+public struct ServerState: Sendable, Hashable {
+  /// A server's operational state (`srv_op_state`), as health checks and tracking see it.
+  public enum OperationalState: Int, Sendable, Hashable {
+    /// Down, or in maintenance.
+    case stopped = 0
+    /// Coming up (slow start).
+    case starting = 1
+    /// Up.
+    case running = 2
+    /// Going down (soft stop).
+    case stopping = 3
+  }
+
+  /// Why a server is in maintenance or drain (`srv_admin_state`); several flags can be set at once.
+  public struct AdminFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: Int
+
+    public init(rawValue: Int) {
+      self.rawValue = rawValue
+    }
+
+    /// Put in maintenance by the CLI or the stats page (`state maint`); dynamic servers start with it.
+    public static let forcedMaint = AdminFlags(rawValue: 0x01)
+    /// In maintenance because a tracked server is.
+    public static let inheritedMaint = AdminFlags(rawValue: 0x02)
+    /// Declared `disabled` in the configuration.
+    public static let configMaint = AdminFlags(rawValue: 0x04)
+    /// Drained by the CLI (`state drain`).
+    public static let forcedDrain = AdminFlags(rawValue: 0x08)
+    /// Drained because a tracked server is.
+    public static let inheritedDrain = AdminFlags(rawValue: 0x10)
+    /// In maintenance because its name could not be resolved.
+    public static let resolutionMaint = AdminFlags(rawValue: 0x20)
+    /// In maintenance because its host name is not resolved (yet).
+    public static let hostnameMaint = AdminFlags(rawValue: 0x40)
+
+    static let anyMaint: AdminFlags = [.forcedMaint, .inheritedMaint, .configMaint, .resolutionMaint, .hostnameMaint]
+    static let anyDrain: AdminFlags = [.forcedDrain, .inheritedDrain]
+  }
+
+  /// The backend's name.
+  public var backend: String
+  /// The server's name.
+  public var server: String
+  /// The server's address; nil when HAProxy has none (`-`), such as for an unresolved host name.
+  public var address: String?
+  /// The server's port (0 when none was given).
+  public var port: Int
+  /// Up, down, or in between.
+  public var operationalState: OperationalState?
+  /// Maintenance and drain flags.
+  public var adminFlags: AdminFlags
+  /// The weight set by the configuration or `set weight` (`srv_uweight`).
+  public var userWeight: Int
+  /// The health check's health counter (`srv_check_health`): from 0 to rise+fall-1, up from rise.
+  public var checkHealth: Int
+  /// The health check's state flags (`srv_check_state`): 0x2 configured, 0x4 enabled, 0x8 paused.
+  public var checkState: Int
+  /// The host name the server was declared with; nil for an address (`-`).
+  public var fqdn: String?
+  /// Every column by its header name, as HAProxy printed it.
+  public var fields: [String: String]
+
+  /// Whether any maintenance flag is set: the server takes no traffic.
+  public var isMaint: Bool { !adminFlags.isDisjoint(with: AdminFlags.anyMaint) }
+  /// Whether a drain flag is set: the server takes no new traffic but keeps its connections.
+  public var isDrain: Bool { !adminFlags.isDisjoint(with: AdminFlags.anyDrain) }
+  /// Whether a health check is configured and enabled.
+  public var isCheckEnabled: Bool { checkState & 0x6 == 0x6 }
+
+  /// Parses the reply to `show servers state`: a format version line `1`, a header line starting with
+  /// `# be_id`, and one line per server.
+  ///
+  /// - Throws: ``HAProxyError/Code/unexpectedReply`` for another format version, an error message such as
+  ///   `Can't find backend.`, or a row that does not fit the header.
+  public static func parse(_ reply: String) throws -> [ServerState] {
+    var lines = reply.split(separator: "\n", omittingEmptySubsequences: true)[...]
+    guard lines.first?.trimmedWhitespace == "1" else {
+      throw HAProxyError(.unexpectedReply, "show servers state: expected format version 1 on the first line")
+    }
+    lines = lines.dropFirst()
+    guard let header = lines.first, header.hasPrefix("# ") else {
+      throw HAProxyError(.unexpectedReply, "show servers state: expected a header line starting with '# '")
+    }
+    let names = header.dropFirst(2).whitespaceSeparated().map(String.init)
+    return try lines.dropFirst().map { line in
+      let values = line.whitespaceSeparated().map(String.init)
+      guard values.count >= names.count else {
+        throw HAProxyError(
+          .unexpectedReply, "show servers state: row has \(values.count) columns, header \(names.count): \(line)")
+      }
+      let fields = Dictionary(zip(names, values), uniquingKeysWith: { first, _ in first })
+      func required(_ name: String) throws -> String {
+        guard let value = fields[name] else {
+          throw HAProxyError(.unexpectedReply, "show servers state: no column \(name)")
+        }
+        return value
+      }
+      func number(_ name: String) throws -> Int {
+        guard let value = Int(try required(name)) else {
+          throw HAProxyError(.unexpectedReply, "show servers state: \(name) is not a number in \(line)")
+        }
+        return value
+      }
+      return ServerState(
+        backend: try required("be_name"),
+        server: try required("srv_name"),
+        address: fields["srv_addr"].flatMap { $0 == "-" ? nil : $0 },
+        port: try number("srv_port"),
+        operationalState: OperationalState(rawValue: try number("srv_op_state")),
+        adminFlags: AdminFlags(rawValue: try number("srv_admin_state")),
+        userWeight: try number("srv_uweight"),
+        checkHealth: try number("srv_check_health"),
+        checkState: try number("srv_check_state"),
+        fqdn: fields["srv_fqdn"].flatMap { $0 == "-" ? nil : $0 },
+        fields: fields
+      )
+    }
+  }
+}
