@@ -1,0 +1,137 @@
+import Synchronization
+
+/// How watch events are batched into reconcile passes.
+public struct CoalescingPolicy: Sendable, Hashable {
+  /// A pass waits until no event came for this long…
+  public var quietWindow: Duration
+  /// …but never longer than this after the first event it serves.
+  public var maxWait: Duration
+
+  /// Creates a policy: quiet window 100 ms, maximum wait 1 s by default.
+  public init(quietWindow: Duration = .milliseconds(100), maxWait: Duration = .seconds(1)) {
+    self.quietWindow = quietWindow
+    self.maxWait = max(maxWait, quietWindow)
+  }
+}
+
+/// Decides when pending changes are applied. Pure: times come from the caller.
+///
+/// Events only mean "something changed". The first change after a quiet period (no pass within the
+/// quiet window before it) is applied at once, with whatever else arrived before the pass started.
+/// Changes that follow a pass within its quiet window are batched until the events pause for the quiet
+/// window, or until the maximum wait since the first of them, whichever comes first. So a burst of any
+/// length costs about one pass per maximum wait.
+public struct Coalescer<Instant: InstantProtocol>: Sendable where Instant.Duration == Duration {
+  /// The policy.
+  public let policy: CoalescingPolicy
+  /// When the oldest change not yet applied came, or `nil` when none is pending.
+  public private(set) var firstPending: Instant?
+  /// When the newest pending change came.
+  public private(set) var lastPending: Instant?
+  /// When the last pass started.
+  public private(set) var lastPass: Instant?
+
+  /// Creates a coalescer with nothing pending.
+  public init(policy: CoalescingPolicy) {
+    self.policy = policy
+  }
+
+  /// Records a change seen at `now`.
+  public mutating func record(at now: Instant) {
+    if firstPending == nil { firstPending = now }
+    lastPending = now
+  }
+
+  /// When the next pass is due, or `nil` when nothing is pending.
+  public var dueTime: Instant? {
+    guard let first = firstPending, let last = lastPending else { return nil }
+    let idle = lastPass.map { $0.advanced(by: policy.quietWindow) <= first } ?? true
+    if idle { return first }
+    return min(last.advanced(by: policy.quietWindow), first.advanced(by: policy.maxWait))
+  }
+
+  /// Starts a pass at `now` if one is due: clears what is pending and returns when the oldest of it came.
+  public mutating func startPass(at now: Instant) -> Instant? {
+    guard let due = dueTime, due <= now, let first = firstPending else { return nil }
+    firstPending = nil
+    lastPending = nil
+    lastPass = now
+    return first
+  }
+}
+
+/// Turns change notifications from any task into coalesced reconcile passes on one task.
+///
+/// ```swift
+/// let trigger = ReconcileTrigger(clock: ContinuousClock(), policy: CoalescingPolicy())
+/// // watch task:      trigger.notify()
+/// // reconcile task:  while let firstChange = await trigger.nextPass() { … }
+/// ```
+public final class ReconcileTrigger<C: Clock>: Sendable where C.Duration == Duration {
+  private struct State {
+    var coalescer: Coalescer<C.Instant>
+    var waiter: CheckedContinuation<Void, Never>?
+  }
+
+  private let clock: C
+  private let state: Mutex<State>
+
+  /// Creates a trigger with nothing pending.
+  public init(clock: C, policy: CoalescingPolicy) {
+    self.clock = clock
+    state = Mutex(State(coalescer: Coalescer(policy: policy)))
+  }
+
+  /// Records a change now.
+  public func notify() {
+    let now = clock.now
+    let waiter = state.withLock { state in
+      state.coalescer.record(at: now)
+      defer { state.waiter = nil }
+      return state.waiter
+    }
+    waiter?.resume()
+  }
+
+  /// Waits until a pass is due and starts it. Returns when the oldest change it serves came, or `nil`
+  /// when the task is cancelled.
+  public func nextPass() async -> C.Instant? {
+    while !Task.isCancelled {
+      let now = clock.now
+      let due: C.Instant? = state.withLock { state in
+        if let first = state.coalescer.startPass(at: now) { return first }
+        return nil
+      }
+      if let due { return due }
+      if let deadline = state.withLock({ $0.coalescer.dueTime }) {
+        do {
+          try await clock.sleep(until: deadline, tolerance: nil)
+        } catch {
+          return nil
+        }
+      } else {
+        await waitForChange()
+      }
+    }
+    return nil
+  }
+
+  private func waitForChange() async {
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumeNow = state.withLock { state in
+          if state.coalescer.firstPending != nil || Task.isCancelled { return true }
+          state.waiter = continuation
+          return false
+        }
+        if resumeNow { continuation.resume() }
+      }
+    } onCancel: {
+      let waiter = state.withLock { state in
+        defer { state.waiter = nil }
+        return state.waiter
+      }
+      waiter?.resume()
+    }
+  }
+}

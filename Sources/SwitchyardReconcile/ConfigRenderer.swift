@@ -1,0 +1,106 @@
+import SwitchyardModel
+
+/// A rendered HAProxy configuration.
+public struct RenderedConfig: Sendable, Hashable {
+  /// The whole file.
+  public let text: String
+  /// The part that only a reload can change: the file without the servers that the Runtime API
+  /// manages. When it differs from what HAProxy runs, HAProxy must reload.
+  public let structure: String
+}
+
+/// Renders a node's HAProxy configuration. Deterministic: the same state and settings give the same
+/// bytes, on any machine.
+///
+/// Everything printed comes from validated types: settings from `NodeSettings`, names from
+/// `ServiceName`/`InstanceID`, addresses, ports, weights and check paths from `Registration`. Their
+/// character sets hold no space, quote, `#`, backslash or line break, so no value can end a token, start a
+/// comment or add a line.
+public enum ConfigRenderer {
+  /// Renders `desired` for the node described by `settings`.
+  public static func render(_ desired: DesiredState, settings: NodeSettings) -> RenderedConfig {
+    let full = lines(desired, settings: settings, includeDynamicServers: true)
+    let structure = lines(desired, settings: settings, includeDynamicServers: false)
+    return RenderedConfig(text: full.joined(separator: "\n") + "\n", structure: structure.joined(separator: "\n") + "\n")
+  }
+
+  /// The keywords after `server <name> <address>` in the config file, and after `add server` in the
+  /// Runtime API (which does not apply `default-server` lines): weight and health check.
+  public static func serverOptions(weight: Int, settings: NodeSettings) -> [String] {
+    let check = settings.healthCheck
+    return [
+      "weight", String(weight), "check", "inter", duration(check.interval), "rise", String(check.rise), "fall",
+      String(check.fall),
+    ]
+  }
+
+  /// A duration as HAProxy writes it: `2s`, or `1500ms` when not whole seconds.
+  public static func duration(_ value: Duration) -> String {
+    let milliseconds = value.components.seconds * 1000 + value.components.attoseconds / 1_000_000_000_000_000
+    return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
+  }
+
+  private static func lines(_ desired: DesiredState, settings: NodeSettings, includeDynamicServers: Bool) -> [String]
+  {
+    var out: [String] = [
+      "# HAProxy configuration of Switchyard node \(settings.nodeID).",
+      "# Written by the switchyard controller from the registrations in etcd; edits are overwritten.",
+      "",
+      "global",
+      "  node \(settings.nodeID)",
+      "  stats socket \(settings.adminSocketPath) mode 600 level admin",
+      "  stats timeout 30s",
+      "  hard-stop-after \(duration(settings.hardStopAfter))",
+      "",
+      "defaults",
+      "  mode http",
+      "  timeout connect 5s",
+      "  timeout client 30s",
+      "  timeout server 30s",
+      "  timeout http-request 10s",
+      "  timeout http-keep-alive 10s",
+      // A connection refused by a dead server is retried on another one.
+      "  retries \(settings.retries)",
+      "  option redispatch",
+      "  retry-on conn-failure empty-response",
+      "",
+      "frontend http",
+      "  bind \(settings.listen)",
+      "  default_backend \(settings.services[0].haproxyBackendName)",
+      "",
+      "frontend stats",
+      "  bind \(settings.stats)",
+      "  stats enable",
+      "  stats uri /",
+      "  stats refresh 5s",
+      "  stats show-node",
+    ]
+    for backend in desired.backends {
+      out += [
+        "",
+        "backend \(backend.name)",
+        // Dynamic servers need a dynamic algorithm; round robin is the original's.
+        "  balance roundrobin",
+        "  option httpchk GET \(backend.checkPath)",
+      ]
+      for server in backend.servers where includeDynamicServers || !server.isDynamic {
+        out.append("  " + serverLine(server, settings: settings))
+      }
+    }
+    return out
+  }
+
+  /// `server backend-1 127.0.0.1:9001 weight 100 check inter 2s rise 2 fall 3`. A draining server gets
+  /// weight 0 (the config file has no drain state; the controller sets it again after a reload), a
+  /// server in maintenance `disabled`, and a server with a host name `init-addr last,libc,none`.
+  static func serverLine(_ server: DesiredServer, settings: NodeSettings) -> String {
+    let weight = server.state == .drain ? 0 : server.weight
+    var words = ["server", server.name, server.address.hostPort(server.port)]
+    words += serverOptions(weight: weight, settings: settings)
+    // A host name is resolved when HAProxy starts; one that does not resolve leaves that server without
+    // an address instead of failing the whole configuration.
+    if !server.isDynamic { words += ["init-addr", "last,libc,none"] }
+    if server.state == .maint { words.append("disabled") }
+    return words.joined(separator: " ")
+  }
+}

@@ -1,0 +1,112 @@
+import SwitchyardModel
+
+/// One server as the node should run it: a valid registration under a server name.
+public struct DesiredServer: Sendable, Hashable, Comparable {
+  /// HAProxy server name: the instance id.
+  public let name: String
+  /// Where to connect.
+  public let address: Address
+  /// Its port.
+  public let port: Int
+  /// Its weight, 0–256.
+  public let weight: Int
+  /// Whether it takes traffic.
+  public let state: InstanceState
+  /// The etcd revision of its last change.
+  public let modRevision: Int64
+
+  /// Creates a server from a parsed instance.
+  public init(_ instance: ServiceInstance) {
+    name = instance.key.instance.haproxyServerName
+    address = instance.registration.address
+    port = instance.registration.port
+    weight = instance.registration.weight
+    state = instance.registration.state
+    modRevision = instance.modRevision
+  }
+
+  /// Whether HAProxy's Runtime API can add and move this server: only IP addresses, since servers
+  /// added at runtime are never resolved. Servers with host names go through the config file.
+  public var isDynamic: Bool { address.kind != .hostname }
+
+  /// Orders by name.
+  public static func < (lhs: DesiredServer, rhs: DesiredServer) -> Bool { lhs.name < rhs.name }
+}
+
+/// One HAProxy backend: the servers of one service.
+public struct DesiredBackend: Sendable, Hashable {
+  /// The service.
+  public let service: ServiceName
+  /// The HTTP path of the backend's health check.
+  public let checkPath: String
+  /// The servers, sorted by name.
+  public let servers: [DesiredServer]
+
+  /// The HAProxy backend name, `svc_<service>`.
+  public var name: String { service.haproxyBackendName }
+
+  /// Creates a backend. Servers are sorted by name.
+  public init(service: ServiceName, checkPath: String, servers: [DesiredServer]) {
+    self.service = service
+    self.checkPath = checkPath
+    self.servers = servers.sorted()
+  }
+}
+
+/// Everything one node should serve, read from etcd at one revision.
+public struct DesiredState: Sendable, Hashable {
+  /// The etcd revision the state was read at.
+  public let revision: Int64
+  /// One backend per configured service, in the node's order.
+  public let backends: [DesiredBackend]
+
+  /// The health-check path used when a service has no instance that names one: `/`, as in the original.
+  public static let defaultCheckPath = "/"
+
+  /// Creates a state directly (for tests and tools).
+  public init(revision: Int64, backends: [DesiredBackend]) {
+    self.revision = revision
+    self.backends = backends
+  }
+
+  /// Builds the state for `services` from valid instances. Instances of other services are ignored.
+  ///
+  /// HAProxy checks every server of a backend with the same request, so each backend gets one check
+  /// path: the one most instances registered (ties go to the smallest); instances that registered
+  /// none count for `/`. A service with no instances keeps the path it had in `previous`, so that a
+  /// service that empties and fills again does not change its backend's structure.
+  public init(revision: Int64, services: [ServiceName], instances: [ServiceInstance], previous: DesiredState? = nil) {
+    let byService = Dictionary(grouping: instances, by: \.key.service)
+    self.revision = revision
+    backends = services.map { service in
+      let members = byService[service] ?? []
+      let checkPath: String
+      if members.isEmpty {
+        checkPath = previous?.backend(for: service)?.checkPath ?? Self.defaultCheckPath
+      } else {
+        var votes: [String: Int] = [:]
+        for member in members { votes[member.registration.checkPath ?? Self.defaultCheckPath, default: 0] += 1 }
+        checkPath = votes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? Self.defaultCheckPath
+      }
+      return DesiredBackend(service: service, checkPath: checkPath, servers: members.map(DesiredServer.init))
+    }
+  }
+
+  /// The backend of `service`, if the node serves it.
+  public func backend(for service: ServiceName) -> DesiredBackend? {
+    backends.first { $0.service == service }
+  }
+
+  /// Instances whose registered check path differs from their backend's, as `(backend, server, path)`.
+  /// HAProxy cannot check them on their own path; the controller logs them.
+  public static func checkPathConflicts(
+    in state: DesiredState,
+    instances: [ServiceInstance]
+  ) -> [(backend: String, server: String, path: String)] {
+    instances.compactMap { instance in
+      guard let backend = state.backend(for: instance.key.service) else { return nil }
+      let path = instance.registration.checkPath ?? defaultCheckPath
+      return path == backend.checkPath ? nil : (backend.name, instance.key.instance.haproxyServerName, path)
+    }
+  }
+}

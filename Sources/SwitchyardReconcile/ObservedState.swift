@@ -1,0 +1,83 @@
+/// A server in one HAProxy backend: `svc_backend/backend-1`.
+public struct ServerRef: Sendable, Hashable, Comparable, CustomStringConvertible {
+  /// The backend (proxy) name.
+  public let backend: String
+  /// The server name.
+  public let server: String
+
+  /// Creates a reference.
+  public init(backend: String, server: String) {
+    self.backend = backend
+    self.server = server
+  }
+
+  /// `backend/server`, as the Runtime API writes it.
+  public var description: String { "\(backend)/\(server)" }
+
+  /// Orders by backend, then server.
+  public static func < (lhs: ServerRef, rhs: ServerRef) -> Bool {
+    (lhs.backend, lhs.server) < (rhs.backend, rhs.server)
+  }
+}
+
+/// A server's administrative state, as set through the Runtime API.
+public enum ServerAdminState: String, Sendable, Hashable, CaseIterable {
+  /// Takes traffic (when its health check passes).
+  case ready
+  /// Keeps its connections, takes no new ones.
+  case drain
+  /// Takes no traffic; only a server in maintenance can be deleted.
+  case maint
+}
+
+/// One server as HAProxy reports it.
+public struct ObservedServer: Sendable, Hashable {
+  /// The server name.
+  public var name: String
+  /// Its address, as HAProxy prints it; `nil` when it has none (an unresolved host name).
+  public var address: String?
+  /// Its port.
+  public var port: Int?
+  /// Its current (user) weight.
+  public var weight: Int
+  /// Its administrative state.
+  public var adminState: ServerAdminState
+  /// Connections in use.
+  public var activeConnections: Int
+  /// Idle connections kept for reuse.
+  public var idleConnections: Int
+  /// Whether its health check passes (or it has none).
+  public var isUp: Bool
+
+  /// Creates an observed server.
+  public init(
+    name: String,
+    address: String?,
+    port: Int?,
+    weight: Int,
+    adminState: ServerAdminState,
+    activeConnections: Int = 0,
+    idleConnections: Int = 0,
+    isUp: Bool = true
+  ) {
+    self.name = name
+    self.address = address
+    self.port = port
+    self.weight = weight
+    self.adminState = adminState
+    self.activeConnections = activeConnections
+    self.idleConnections = idleConnections
+    self.isUp = isUp
+  }
+}
+
+/// What HAProxy runs: the servers of each backend, by backend name.
+public struct ObservedState: Sendable, Hashable {
+  /// Servers by backend name. A backend with no servers may be missing.
+  public var backends: [String: [ObservedServer]]
+
+  /// Creates an observed state.
+  public init(backends: [String: [ObservedServer]] = [:]) {
+    self.backends = backends
+  }
+}

@@ -1,0 +1,236 @@
+import SwitchyardModel
+
+/// One Runtime API change. The controller sends them in order and checks every reply.
+public enum RuntimeCommand: Sendable, Hashable, CustomStringConvertible {
+  /// `add server <ref> <address>:<port> <options…>`; the server starts in maintenance.
+  case addServer(ServerRef, address: Address, port: Int, options: [String])
+  /// `enable health <ref>`: start its health check.
+  case enableHealth(ServerRef)
+  /// `set server <ref> state ready|drain|maint`.
+  case setState(ServerRef, ServerAdminState)
+  /// `set server <ref> addr <address> port <port>`.
+  case setAddress(ServerRef, address: Address, port: Int)
+  /// `set weight <ref> <weight>`.
+  case setWeight(ServerRef, Int)
+  /// `shutdown sessions server <ref>`: close what a server still holds after its drain timeout.
+  case shutdownSessions(ServerRef)
+  /// `del server <ref>`: only for an idle server in maintenance.
+  case deleteServer(ServerRef)
+
+  /// The server the command changes.
+  public var server: ServerRef {
+    switch self {
+    case .addServer(let ref, _, _, _), .enableHealth(let ref), .setState(let ref, _), .setAddress(let ref, _, _),
+      .setWeight(let ref, _), .shutdownSessions(let ref), .deleteServer(let ref):
+      ref
+    }
+  }
+
+  /// The command line, as the Runtime API reads it.
+  public var description: String {
+    switch self {
+    case .addServer(let ref, let address, let port, let options):
+      (["add server", ref.description, address.hostPort(port)] + options).joined(separator: " ")
+    case .enableHealth(let ref): "enable health \(ref)"
+    case .setState(let ref, let state): "set server \(ref) state \(state.rawValue)"
+    case .setAddress(let ref, let address, let port): "set server \(ref) addr \(address.text) port \(port)"
+    case .setWeight(let ref, let weight): "set weight \(ref) \(weight)"
+    case .shutdownSessions(let ref): "shutdown sessions server \(ref)"
+    case .deleteServer(let ref): "del server \(ref)"
+    }
+  }
+}
+
+/// What one reconcile pass does to HAProxy.
+public struct Plan: Sendable, Hashable {
+  /// Why HAProxy must reload; empty when the Runtime API can do everything.
+  public var reloadReasons: [String] = []
+  /// Runtime API commands, in order. Empty when a reload is needed: the pass after the reload plans
+  /// whatever the new configuration alone does not set (drain states).
+  public var commands: [RuntimeCommand] = []
+  /// Servers being removed that still drain: another pass must come back to delete them.
+  public var draining: [ServerRef] = []
+
+  /// Whether HAProxy must reload.
+  public var needsReload: Bool { !reloadReasons.isEmpty }
+  /// Whether there is nothing to do now.
+  public var isEmpty: Bool { reloadReasons.isEmpty && commands.isEmpty }
+}
+
+/// Turns what a node should run and what its HAProxy runs into the changes that close the gap.
+public enum Planner {
+  /// How removed servers leave.
+  public struct RemovalPolicy: Sendable, Hashable {
+    /// How long a removed server may keep its connections before they are shut down.
+    public var drainTimeout: Duration
+
+    /// Creates a policy.
+    public init(drainTimeout: Duration = .seconds(30)) {
+      self.drainTimeout = drainTimeout
+    }
+  }
+
+  /// Plans one pass.
+  ///
+  /// - Parameters:
+  ///   - desired: the state read from etcd.
+  ///   - rendered: the configuration rendered from it.
+  ///   - runningStructure: the structure of the configuration HAProxy runs, or `nil` when unknown.
+  ///   - observed: the servers HAProxy reports.
+  ///   - drainingFor: how long each server being removed has drained so far.
+  ///   - settings: the node's settings (server options).
+  ///   - policy: how removed servers leave.
+  public static func plan(
+    desired: DesiredState,
+    rendered: RenderedConfig,
+    runningStructure: String?,
+    observed: ObservedState,
+    drainingFor: [ServerRef: Duration] = [:],
+    settings: NodeSettings,
+    policy: RemovalPolicy = RemovalPolicy()
+  ) -> Plan {
+    var plan = Plan()
+    if let reason = structureChange(from: runningStructure, to: rendered.structure) {
+      plan.reloadReasons.append(reason)
+      return plan
+    }
+    var additions: [RuntimeCommand] = []
+    var removals: [RuntimeCommand] = []
+    for backend in desired.backends {
+      let running = Dictionary(
+        (observed.backends[backend.name] ?? []).map { ($0.name, $0) },
+        uniquingKeysWith: { first, _ in first }
+      )
+      let wanted = Set(backend.servers.map(\.name))
+      for server in backend.servers {
+        let ref = ServerRef(backend: backend.name, server: server.name)
+        if let current = running[server.name] {
+          additions += changes(to: server, from: current, ref: ref)
+        } else if server.isDynamic {
+          additions += addition(of: server, ref: ref, settings: settings)
+        } else {
+          // A host-name server is in the structure, so it is there after the reload the structure asks for.
+          plan.reloadReasons.append("server \(ref) with a host name is missing")
+        }
+      }
+      for current in running.values.sorted(by: { $0.name < $1.name }) where !wanted.contains(current.name) {
+        let ref = ServerRef(backend: backend.name, server: current.name)
+        let (commands, stillDraining) = removal(
+          of: current,
+          ref: ref,
+          drainedFor: drainingFor[ref] ?? .zero,
+          policy: policy
+        )
+        removals += commands
+        if stillDraining { plan.draining.append(ref) }
+      }
+    }
+    if plan.needsReload { return Plan(reloadReasons: plan.reloadReasons) }
+    plan.commands = additions + removals
+    return plan
+  }
+
+  /// The Runtime API state a registration asks for.
+  public static func adminState(for state: InstanceState) -> ServerAdminState {
+    switch state {
+    case .up: .ready
+    case .drain: .drain
+    case .maint: .maint
+    }
+  }
+
+  /// Names the first line where two structures differ, or `nil` when they are the same.
+  static func structureChange(from running: String?, to desired: String) -> String? {
+    guard let running else { return "the configuration HAProxy runs is not known" }
+    guard running != desired else { return nil }
+    let old = running.split(separator: "\n", omittingEmptySubsequences: false)
+    let new = desired.split(separator: "\n", omittingEmptySubsequences: false)
+    for index in 0..<max(old.count, new.count) {
+      let before = index < old.count ? String(old[index]) : "(end)"
+      let after = index < new.count ? String(new[index]) : "(end)"
+      if before != after {
+        return "the configuration's structure changed at line \(index + 1): \"\(before)\" → \"\(after)\""
+      }
+    }
+    return "the configuration's structure changed"
+  }
+
+  private static func addition(of server: DesiredServer, ref: ServerRef, settings: NodeSettings) -> [RuntimeCommand] {
+    var commands: [RuntimeCommand] = [
+      .addServer(
+        ref,
+        address: server.address,
+        port: server.port,
+        options: ConfigRenderer.serverOptions(weight: server.weight, settings: settings)
+      ),
+      .enableHealth(ref),
+    ]
+    // A server added at runtime starts in maintenance.
+    let target = adminState(for: server.state)
+    if target != .maint { commands.append(.setState(ref, target)) }
+    return commands
+  }
+
+  private static func changes(to server: DesiredServer, from current: ObservedServer, ref: ServerRef) -> [RuntimeCommand] {
+    var commands: [RuntimeCommand] = []
+    if server.isDynamic, current.port != server.port || !sameAddress(current.address, server.address) {
+      commands.append(.setAddress(ref, address: server.address, port: server.port))
+    }
+    let target = adminState(for: server.state)
+    if current.adminState != target { commands.append(.setState(ref, target)) }
+    if current.weight != server.weight { commands.append(.setWeight(ref, server.weight)) }
+    return commands
+  }
+
+  /// Drain first; once the server holds no connection (or its drain timeout passed), maintenance and delete.
+  private static func removal(
+    of current: ObservedServer,
+    ref: ServerRef,
+    drainedFor: Duration,
+    policy: RemovalPolicy
+  ) -> (commands: [RuntimeCommand], stillDraining: Bool) {
+    if current.adminState == .ready { return ([.setState(ref, .drain)], true) }
+    let idle = current.activeConnections == 0
+    let timedOut = drainedFor >= policy.drainTimeout
+    guard idle || timedOut else { return ([], true) }
+    var commands: [RuntimeCommand] = []
+    if current.adminState != .maint { commands.append(.setState(ref, .maint)) }
+    if !idle { commands.append(.shutdownSessions(ref)) }
+    commands.append(.deleteServer(ref))
+    return (commands, false)
+  }
+
+  /// Whether HAProxy's printed address is `address`; IPv6 compares by value (`::1` is `0:0:0:0:0:0:0:1`).
+  static func sameAddress(_ printed: String?, _ address: Address) -> Bool {
+    guard let printed else { return false }
+    if printed.lowercased() == address.text { return true }
+    guard address.kind == .ipv6, let lhs = ipv6Groups(printed), let rhs = ipv6Groups(address.text) else { return false }
+    return lhs == rhs
+  }
+
+  /// The eight groups of an IPv6 address (with `::` and a dotted IPv4 tail), or `nil`.
+  static func ipv6Groups(_ text: String) -> [UInt16]? {
+    let halves = text.lowercased().split(separator: "::", omittingEmptySubsequences: false).map(String.init)
+    guard halves.count <= 2 else { return nil }
+    func groups(_ part: String) -> [UInt16]? {
+      if part.isEmpty { return [] }
+      var result: [UInt16] = []
+      let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
+      for (index, piece) in pieces.enumerated() {
+        if index == pieces.count - 1, piece.contains(".") {
+          let octets = piece.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
+          guard octets.count == 4 else { return nil }
+          result += [UInt16(octets[0]) << 8 | UInt16(octets[1]), UInt16(octets[2]) << 8 | UInt16(octets[3])]
+        } else {
+          guard (1...4).contains(piece.count), let value = UInt16(piece, radix: 16) else { return nil }
+          result.append(value)
+        }
+      }
+      return result
+    }
+    guard let head = groups(halves[0]) else { return nil }
+    if halves.count == 1 { return head.count == 8 ? head : nil }
+    guard let tail = groups(halves[1]), head.count + tail.count < 8 else { return nil }
+    return head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+  }
+}

@@ -1,0 +1,155 @@
+import SwitchyardModel
+@testable import SwitchyardReconcile
+import Testing
+
+@Suite struct PlannerTests {
+  let settings = Fixture.settings
+
+  func plan(
+    _ instances: [ServiceInstance],
+    observed: [ObservedServer],
+    running: [ServiceInstance]? = nil,
+    drainingFor: [ServerRef: Duration] = [:]
+  ) -> Plan {
+    let desired = Fixture.desired(instances)
+    let rendered = ConfigRenderer.render(desired, settings: settings)
+    let runningStructure = ConfigRenderer.render(Fixture.desired(running ?? instances), settings: settings).structure
+    return Planner.plan(
+      desired: desired,
+      rendered: rendered,
+      runningStructure: runningStructure,
+      observed: ObservedState(backends: ["svc_backend": observed]),
+      drainingFor: drainingFor,
+      settings: settings,
+      policy: .init(drainTimeout: .seconds(30))
+    )
+  }
+
+  func ref(_ name: String) -> ServerRef { ServerRef(backend: "svc_backend", server: name) }
+
+  @Test func nothingToDoWhenInStep() {
+    let a = Fixture.instance("a")
+    #expect(plan([a], observed: [Fixture.observed(a)]).isEmpty)
+  }
+
+  @Test func newServerIsAddedHealthCheckedAndEnabled() {
+    let a = Fixture.instance("a", "10.0.0.1", 8080, weight: 20)
+    let result = plan([a], observed: [])
+    #expect(!result.needsReload)
+    #expect(
+      result.commands.map(\.description) == [
+        "add server svc_backend/a 10.0.0.1:8080 weight 20 check inter 2s rise 2 fall 3",
+        "enable health svc_backend/a",
+        "set server svc_backend/a state ready",
+      ]
+    )
+  }
+
+  @Test func serverRegisteredInMaintenanceStaysThere() {
+    let a = Fixture.instance("a", state: .maint)
+    #expect(plan([a], observed: []).commands.map(\.description).last == "enable health svc_backend/a")
+    let drained = Fixture.instance("b", state: .drain)
+    #expect(plan([drained], observed: []).commands.last == .setState(ref("b"), .drain))
+  }
+
+  @Test func changedAddressWeightAndStateGoThroughTheRuntimeAPI() {
+    let before = Fixture.instance("a", "10.0.0.1", 8080)
+    let after = Fixture.instance("a", "10.0.0.2", 8081, weight: 5, state: .drain)
+    let result = plan([after], observed: [Fixture.observed(before)])
+    #expect(
+      result.commands.map(\.description) == [
+        "set server svc_backend/a addr 10.0.0.2 port 8081",
+        "set server svc_backend/a state drain",
+        "set weight svc_backend/a 5",
+      ]
+    )
+  }
+
+  @Test func ipv6AddressesCompareByValue() {
+    let a = Fixture.instance("a", "0:0:0:0:0:0:0:1", 8080)
+    var seen = Fixture.observed(a)
+    seen.address = "::1"
+    #expect(plan([a], observed: [seen]).isEmpty)
+    #expect(Planner.ipv6Groups("::ffff:10.0.0.1") == [0, 0, 0, 0, 0, 0xffff, 0x0a00, 0x0001])
+    #expect(Planner.ipv6Groups("1::2::3") == nil)
+  }
+
+  @Test func removedServerDrainsThenGoesWhenIdle() {
+    let a = Fixture.instance("a")
+    let gone = Fixture.instance("gone", "127.0.0.1", 9009)
+    // First pass: drain.
+    let first = plan([a], observed: [Fixture.observed(a), Fixture.observed(gone)])
+    #expect(first.commands == [.setState(ref("gone"), .drain)])
+    #expect(first.draining == [ref("gone")])
+    // Still carrying a connection: wait.
+    let busy = plan(
+      [a],
+      observed: [Fixture.observed(a), Fixture.observed(gone, state: .drain, active: 1)],
+      drainingFor: [ref("gone"): .seconds(1)]
+    )
+    #expect(busy.commands.isEmpty)
+    #expect(busy.draining == [ref("gone")])
+    // Idle: maintenance, then delete.
+    let idle = plan([a], observed: [Fixture.observed(a), Fixture.observed(gone, state: .drain)])
+    #expect(idle.commands == [.setState(ref("gone"), .maint), .deleteServer(ref("gone"))])
+    #expect(idle.draining.isEmpty)
+  }
+
+  @Test func drainTimeoutShutsDownWhatIsLeft() {
+    let gone = Fixture.instance("gone")
+    let result = plan(
+      [],
+      observed: [Fixture.observed(gone, state: .drain, active: 3)],
+      drainingFor: [ref("gone"): .seconds(31)]
+    )
+    #expect(
+      result.commands == [.setState(ref("gone"), .maint), .shutdownSessions(ref("gone")), .deleteServer(ref("gone"))]
+    )
+  }
+
+  @Test func lastServerGoneLeavesNoStaleServer() {
+    let a = Fixture.instance("a")
+    let result = plan([], observed: [Fixture.observed(a, state: .maint)])
+    #expect(result.commands == [.deleteServer(ref("a"))])
+  }
+
+  @Test func serverRegisteredAgainWhileDrainingComesBack() {
+    let a = Fixture.instance("a")
+    let result = plan([a], observed: [Fixture.observed(a, state: .drain, active: 2)])
+    #expect(result.commands == [.setState(ref("a"), .ready)])
+    #expect(result.draining.isEmpty)
+  }
+
+  @Test func structuralChangesReload() {
+    let a = Fixture.instance("a")
+    let moved = Fixture.instance("a", checkPath: "/healthz")
+    let result = plan([moved], observed: [Fixture.observed(a)], running: [a])
+    #expect(result.needsReload)
+    #expect(result.commands.isEmpty)
+    #expect(result.reloadReasons[0].contains("option httpchk GET /healthz"))
+  }
+
+  @Test func unknownRunningConfigurationReloads() {
+    let desired = Fixture.desired([])
+    let result = Planner.plan(
+      desired: desired,
+      rendered: ConfigRenderer.render(desired, settings: settings),
+      runningStructure: nil,
+      observed: ObservedState(),
+      settings: settings
+    )
+    #expect(result.needsReload)
+  }
+
+  @Test func hostNameServersGoThroughTheConfiguration() {
+    let named = Fixture.instance("n", "backend-1.internal", 9001)
+    // A new host-name server changes the structure: reload.
+    #expect(plan([named], observed: [], running: []).needsReload)
+    // Once running (resolved by HAProxy), its address is not compared, but its weight is.
+    var seen = Fixture.observed(named)
+    seen.address = "10.1.2.3"
+    #expect(plan([named], observed: [seen]).isEmpty)
+    seen.weight = 1
+    #expect(plan([named], observed: [seen]).commands == [.setWeight(ref("n"), 100)])
+  }
+}
