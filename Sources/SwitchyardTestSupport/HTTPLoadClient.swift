@@ -1,0 +1,258 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// Keeps `connections` HTTP/1.1 keep-alive connections busy with sequential `GET`s against one URL until
+/// stopped, and counts what came back, so that a test can check that a change behind a load balancer cost
+/// no request.
+///
+/// Each connection sends its next request as soon as the previous response is complete and reconnects only
+/// when the server closes the connection (after a response with `Connection: close`, or at any time).
+/// A connection error, a connection closed before a complete response, or a status other than 200 counts as
+/// a failure; the first few failures are described in ``LoadReport/errors``. Only loopback URLs are accepted:
+/// tests must not send traffic anywhere else.
+public final class HTTPLoadClient: Sendable {
+  /// The URL requested.
+  public let url: String
+  private let stats: Statistics
+  private let task: Mutex<Task<Void, Never>?>
+  private let stopping: Atomic<Bool>
+
+  /// What a load run saw.
+  public struct LoadReport: Sendable, Hashable, CustomStringConvertible {
+    /// Requests that got a complete response or failed.
+    public var totalRequests: Int
+    /// Requests answered with status 200.
+    public var successes: Int
+    /// Connection errors, incomplete responses and statuses other than 200.
+    public var failures: Int
+    /// Descriptions of the first failures.
+    public var errors: [String]
+    /// How many 200 responses had each body.
+    public var bodies: [String: Int]
+
+    public var description: String {
+      "\(totalRequests) requests, \(failures) failures \(errors), bodies \(bodies)"
+    }
+  }
+
+  private final class Statistics: Sendable {
+    static let keptErrors = 10
+    let report = Mutex(LoadReport(totalRequests: 0, successes: 0, failures: 0, errors: [], bodies: [:]))
+
+    func success(body: String) {
+      report.withLock {
+        $0.totalRequests += 1
+        $0.successes += 1
+        $0.bodies[body, default: 0] += 1
+      }
+    }
+
+    func failure(_ description: String) {
+      report.withLock {
+        $0.totalRequests += 1
+        $0.failures += 1
+        if $0.errors.count < Self.keptErrors { $0.errors.append(description) }
+      }
+    }
+  }
+
+  private init(url: String) {
+    self.url = url
+    stats = Statistics()
+    task = Mutex(nil)
+    stopping = Atomic(false)
+  }
+
+  /// Starts `connections` connections requesting `url` (`http://127.0.0.1:PORT/path`) in the background.
+  ///
+  /// - Parameter reconnectDelay: The pause before reconnecting after a connection error, which keeps a
+  ///   refused connection from spinning.
+  public static func start(
+    url: String,
+    connections: Int = 4,
+    reconnectDelay: Duration = .milliseconds(10)
+  ) throws -> HTTPLoadClient {
+    let target = try HTTPTarget(url)
+    let client = HTTPLoadClient(url: url)
+    let task = Task {
+      await withTaskGroup(of: Void.self) { group in
+        for _ in 0..<max(connections, 1) {
+          group.addTask { await client.runConnections(target, reconnectDelay: reconnectDelay) }
+        }
+      }
+    }
+    client.task.withLock { $0 = task }
+    return client
+  }
+
+  /// The counts so far, while the load runs.
+  public var currentReport: LoadReport { stats.report.withLock { $0 } }
+
+  /// Stops sending: each connection finishes its request in flight (for at most `timeout`, after which it
+  /// is cancelled and not counted) and closes. Returns what the run saw.
+  public func stop(timeout: Duration = .seconds(5)) async -> LoadReport {
+    stopping.store(true, ordering: .relaxed)
+    guard let task = self.task.withLock({ $0 }) else { return currentReport }
+    let finished = Atomic<Bool>(false)
+    let watchdog = Task {
+      try? await Task.sleep(for: timeout)
+      if !finished.load(ordering: .relaxed) { task.cancel() }
+    }
+    await task.value
+    finished.store(true, ordering: .relaxed)
+    watchdog.cancel()
+    return currentReport
+  }
+
+  private var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
+  /// One connection slot: connects, sends requests one after the other, reconnects when closed.
+  private func runConnections(_ target: HTTPTarget, reconnectDelay: Duration) async {
+    while !isStopping && !Task.isCancelled {
+      do {
+        let channel = try await target.connect()
+        try await channel.executeThenClose { inbound, outbound in
+          var responses = inbound.makeAsyncIterator()
+          while !isStopping {
+            try await outbound.write(contentsOf: target.request(keepAlive: true))
+            let response: HTTPTarget.Response
+            do {
+              response = try await HTTPTarget.readResponse(&responses)
+            } catch {
+              if Task.isCancelled { return }
+              stats.failure("\(error)")
+              return
+            }
+            if response.status == 200 {
+              stats.success(body: response.body)
+            } else {
+              stats.failure("status \(response.status): \(response.body)")
+            }
+            if !response.keepAlive { return }
+          }
+        }
+      } catch {
+        if Task.isCancelled || isStopping { return }
+        stats.failure("\(error)")
+        try? await Task.sleep(for: reconnectDelay)
+      }
+    }
+  }
+
+  /// Sends one `GET` with `Connection: close` on a new connection and returns the status and body.
+  ///
+  /// - Throws: ``TestSupportError`` if the URL is not a loopback `http` URL, or if no complete response
+  ///   arrives within `timeout`; NIO's errors if the connection fails.
+  public static func get(_ url: String, timeout: Duration = .seconds(5)) async throws -> (status: Int, body: String) {
+    let target = try HTTPTarget(url)
+    return try await withThrowingTaskGroup(of: HTTPTarget.Response?.self) { group in
+      group.addTask {
+        let channel = try await target.connect()
+        return try await channel.executeThenClose { inbound, outbound in
+          try await outbound.write(contentsOf: target.request(keepAlive: false))
+          var responses = inbound.makeAsyncIterator()
+          return try await HTTPTarget.readResponse(&responses)
+        }
+      }
+      group.addTask {
+        try await Task.sleep(for: timeout)
+        return nil
+      }
+      defer { group.cancelAll() }
+      guard let response = try await group.next() ?? nil else {
+        throw TestSupportError(.timedOut, "GET \(url): no complete response within \(timeout)")
+      }
+      return (response.status, response.body)
+    }
+  }
+}
+
+/// A loopback `http://host:port/path` URL and the requests and responses for it.
+private struct HTTPTarget: Sendable {
+  typealias Connection = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+
+  struct Response {
+    var status: Int
+    var body: String
+    var keepAlive: Bool
+  }
+
+  struct IncompleteResponse: Error, CustomStringConvertible {
+    var description: String { "connection closed before a complete response" }
+  }
+
+  let host: String
+  let port: Int
+  let path: String
+
+  init(_ url: String) throws {
+    guard url.hasPrefix("http://") else {
+      throw TestSupportError(.invalidState, "\(url): only http:// URLs are supported")
+    }
+    let rest = url.dropFirst("http://".count)
+    let authority = rest.prefix { $0 != "/" }
+    path = rest.dropFirst(authority.count).isEmpty ? "/" : String(rest.dropFirst(authority.count))
+    let hostPart: Substring
+    let portPart: Substring?
+    if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+      hostPart = authority[authority.index(after: authority.startIndex)..<close]
+      let after = authority[authority.index(after: close)...]
+      portPart = after.hasPrefix(":") ? after.dropFirst() : nil
+    } else if let colon = authority.lastIndex(of: ":") {
+      hostPart = authority[..<colon]
+      portPart = authority[authority.index(after: colon)...]
+    } else {
+      hostPart = authority
+      portPart = nil
+    }
+    host = String(hostPart)
+    guard ["127.0.0.1", "localhost", "::1"].contains(host) else {
+      throw TestSupportError(.invalidState, "\(url): tests only send traffic to loopback addresses")
+    }
+    guard let port = portPart.map({ Int($0) }) ?? 80, (1...65_535).contains(port) else {
+      throw TestSupportError(.invalidState, "\(url): invalid port")
+    }
+    self.port = port
+  }
+
+  func connect() async throws -> Connection {
+    try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .connectTimeout(.seconds(2))
+      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .connect(host: host, port: port) { channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHTTPClientHandlers()
+          return try Connection(wrappingChannelSynchronously: channel)
+        }
+      }
+  }
+
+  func request(keepAlive: Bool) -> [HTTPClientRequestPart] {
+    var headers = HTTPHeaders()
+    headers.add(name: "Host", value: host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+    headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+    return [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)), .end(nil)]
+  }
+
+  /// Reads one response's parts; throws ``IncompleteResponse`` if the connection closes first.
+  static func readResponse(
+    _ parts: inout NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
+  ) async throws -> Response {
+    var head: HTTPResponseHead?
+    var body = ByteBuffer()
+    while let part = try await parts.next() {
+      switch part {
+      case .head(let received):
+        head = received
+      case .body(var chunk):
+        body.writeBuffer(&chunk)
+      case .end:
+        guard let head else { throw IncompleteResponse() }
+        return Response(status: Int(head.status.code), body: String(buffer: body), keepAlive: head.isKeepAlive)
+      }
+    }
+    throw IncompleteResponse()
+  }
+}
