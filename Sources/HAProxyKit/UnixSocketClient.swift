@@ -37,7 +37,8 @@ enum UnixSocketClient {
     var buffer = channel.allocator.buffer(capacity: line.utf8.count + 1)
     buffer.writeString(line)
     buffer.writeString("\n")
-    channel.writeAndFlush(buffer, promise: nil)
+    // The master CLI answers only once the request side is closed; the stats socket does not mind.
+    channel.writeAndFlush(buffer).whenSuccess { channel.close(mode: .output, promise: nil) }
     do {
       let text = try await withTaskCancellationHandler {
         try await reply.futureResult.get()

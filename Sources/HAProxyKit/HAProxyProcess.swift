@@ -1,0 +1,315 @@
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A master-worker HAProxy that serves from one ``StateDirectory``: started here, or adopted from a
+/// controller that died without stopping it.
+///
+/// HAProxy runs in the foreground master-worker mode (`-W`), in a session of its own so that a Ctrl-C to the
+/// controller's terminal does not reach it, and without a parent-death signal: it keeps serving while the
+/// controller restarts, and the next controller adopts it with ``adopt(stateDirectory:executable:logger:)``.
+///
+/// A process started here is reaped by a thread that waits for it, so it never lingers as a zombie and its
+/// ``exitStatus`` is known. An adopted process is not our child: whether it runs is checked with `kill(pid, 0)`
+/// and its `/proc/<pid>/cmdline`, and how it ended is unknown. Signals only ever go to ``pid`` while it still
+/// is this HAProxy, never to a PID that the kernel may have reused.
+public final class HAProxyProcess: Sendable {
+  /// The master's PID.
+  public let pid: Int32
+  /// The directory it serves from.
+  public let stateDirectory: StateDirectory
+  /// Whether this process started HAProxy (true) or adopted a running one (false).
+  public let wasStartedHere: Bool
+  private let exit: ExitRecord
+  private let logger: Logger
+
+  private init(
+    pid: Int32,
+    stateDirectory: StateDirectory,
+    wasStartedHere: Bool,
+    exit: ExitRecord,
+    logger: Logger
+  ) {
+    self.pid = pid
+    self.stateDirectory = stateDirectory
+    self.wasStartedHere = wasStartedHere
+    self.exit = exit
+    self.logger = logger
+  }
+
+  /// The master CLI on the state directory's master socket.
+  public func masterCLI(timeout: Duration = .seconds(5)) -> MasterCLI {
+    MasterCLI(stateDirectory: stateDirectory, timeout: timeout, logger: logger)
+  }
+
+  /// Whether HAProxy still runs: for a child, until it has been reaped; for an adopted process, while its
+  /// PID is alive, not a zombie, and still HAProxy serving this state directory.
+  public var isRunning: Bool {
+    if wasStartedHere { return exit.status == nil }
+    if exit.hasEnded { return false }
+    if ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath) { return true }
+    exit.markEnded(nil)
+    return false
+  }
+
+  /// How the master ended, once it has; always nil for an adopted process, whose exit we cannot observe.
+  public var exitStatus: ExitStatus? { exit.status }
+
+  /// Waits until HAProxy has exited and returns how it ended (nil for an adopted process). Polls every
+  /// 50 ms; throws `CancellationError` if the task is cancelled first.
+  public func waitForExit() async throws -> ExitStatus? {
+    while isRunning { try await Task.sleep(for: .milliseconds(50)) }
+    return exitStatus
+  }
+
+  // MARK: Starting
+
+  /// Starts `haproxy -W -S <master.sock>,mode,600 -f <config> -p <haproxy.pid>` and returns once the master
+  /// lists a worker in `show proc`.
+  ///
+  /// Standard input is `/dev/null`; standard output and standard error are appended to
+  /// ``StateDirectory/logPath``. The configuration must declare the admin socket itself
+  /// (`stats socket <dir>/admin.sock mode 600 level admin`).
+  ///
+  /// - Parameters:
+  ///   - configPath: The configuration; ``StateDirectory/configPath`` unless given.
+  ///   - executable: An absolute path, or a name looked up in `PATH`.
+  ///   - startupTimeout: How long HAProxy may take to list a worker.
+  /// - Throws: ``HAProxyError/Code/invalidState`` if a HAProxy already runs for this state directory (adopt
+  ///   it instead); ``HAProxyError/Code/processFailed`` with the log tail if HAProxy exits while starting;
+  ///   ``HAProxyError/Code/timedOut`` with the log tail if it does not come up in time, after stopping it.
+  public static func start(
+    stateDirectory: StateDirectory,
+    configPath: String? = nil,
+    executable: String = "haproxy",
+    startupTimeout: Duration = .seconds(10),
+    logger: Logger
+  ) async throws -> HAProxyProcess {
+    if let running = ProcessInspection.pidFromFile(stateDirectory.pidFilePath),
+      ProcessInspection.isHAProxy(pid: running, masterSocket: stateDirectory.masterSocketPath)
+    {
+      throw HAProxyError(
+        .invalidState, "HAProxy \(running) already runs for \(stateDirectory.path); adopt it instead of starting one")
+    }
+    let configPath = URL(fileURLWithPath: configPath ?? stateDirectory.configPath).standardizedFileURL.path
+    let arguments = [
+      "-W", "-S", "\(stateDirectory.masterSocketPath),mode,600",
+      "-f", configPath, "-p", stateDirectory.pidFilePath,
+    ]
+    let pid = try Spawn.start(executable, arguments: arguments, outputPath: stateDirectory.logPath, newSession: true)
+    let exit = ExitRecord()
+    exit.reap(pid)
+    let process = HAProxyProcess(
+      pid: pid, stateDirectory: stateDirectory, wasStartedHere: true, exit: exit, logger: logger)
+    logger.info(
+      "Started HAProxy",
+      metadata: ["haproxy.pid": "\(pid)", "haproxy.config": "\(configPath)", "haproxy.dir": "\(stateDirectory.path)"])
+    do {
+      try await process.waitForWorker(timeout: startupTimeout)
+    } catch {
+      if process.isRunning { try? await process.stop(timeout: .seconds(2)) }
+      throw error
+    }
+    return process
+  }
+
+  /// Polls `show proc` until the master lists a worker.
+  private func waitForWorker(timeout: Duration) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    let cli = masterCLI(timeout: .seconds(1))
+    var problem = "the master socket does not answer"
+    while ContinuousClock.now < deadline {
+      if let status = exitStatus {
+        throw HAProxyError(
+          .processFailed, "HAProxy exited while starting (\(status))", details: logTailLines())
+      }
+      do {
+        let list = try await cli.showProc()
+        if !list.workers.isEmpty { return }
+        problem = "the master lists no worker"
+      } catch let error as HAProxyError {
+        problem = error.message
+      }
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    throw HAProxyError(.timedOut, "HAProxy did not come up within \(timeout): \(problem)", details: logTailLines())
+  }
+
+  private func logTailLines() -> [String] {
+    ["haproxy.log ends:"] + stateDirectory.logTail(bytes: 3_000).split(separator: "\n").map(String.init)
+  }
+
+  // MARK: Adopting
+
+  /// Adopts the HAProxy that a previous controller started for `stateDirectory` and left running.
+  ///
+  /// Returns nil if there is nothing to adopt: no PID file, or one naming a process that is gone or is not
+  /// this directory's HAProxy (the stale file is removed). A process is adopted when it is alive, its command
+  /// line is HAProxy's and names this directory's master socket, and that socket answers `show proc` with
+  /// the same master PID.
+  ///
+  /// - Throws: ``HAProxyError/Code/invalidState`` if that HAProxy runs but its master socket does not answer
+  ///   or names another master: it cannot be managed, and should not be killed blindly either.
+  public static func adopt(
+    stateDirectory: StateDirectory,
+    logger: Logger
+  ) async throws -> HAProxyProcess? {
+    let pidFile = stateDirectory.pidFilePath
+    guard FileManager.default.fileExists(atPath: pidFile) else { return nil }
+    guard let pid = ProcessInspection.pidFromFile(pidFile),
+      ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath)
+    else {
+      logger.info("Removing stale HAProxy PID file", metadata: ["haproxy.pidFile": "\(pidFile)"])
+      unlink(pidFile)
+      return nil
+    }
+    let list: ProcessList
+    do {
+      list = try await MasterCLI(stateDirectory: stateDirectory, logger: logger).showProc()
+    } catch {
+      throw HAProxyError(
+        .invalidState,
+        "HAProxy \(pid) runs for \(stateDirectory.path) but its master socket does not answer: \(error)")
+    }
+    guard list.masterPID == pid else {
+      throw HAProxyError(
+        .invalidState,
+        "\(pidFile) names HAProxy \(pid), but the master socket belongs to master \(list.masterPID)")
+    }
+    logger.info(
+      "Adopted running HAProxy",
+      metadata: ["haproxy.pid": "\(pid)", "haproxy.workers": "\(list.workers.map(\.pid))"])
+    return HAProxyProcess(
+      pid: pid, stateDirectory: stateDirectory, wasStartedHere: false, exit: ExitRecord(), logger: logger)
+  }
+
+  // MARK: Stopping
+
+  /// Stops HAProxy: a soft stop first (SIGUSR1 to the master; workers stop listening and finish their
+  /// connections), SIGTERM if it still runs after `timeout`, SIGKILL two seconds later. Then removes the PID
+  /// file and the sockets. Does nothing but the cleanup if it is not running.
+  ///
+  /// - Throws: ``HAProxyError/Code/timedOut`` if even SIGKILL did not end it within two seconds.
+  public func stop(timeout: Duration = .seconds(10)) async throws {
+    let steps: [(signal: Int32, name: String, wait: Duration)] = [
+      (SIGUSR1, "SIGUSR1", timeout), (SIGTERM, "SIGTERM", .seconds(2)), (SIGKILL, "SIGKILL", .seconds(2)),
+    ]
+    for step in steps {
+      guard isRunning else { break }
+      logger.info("Stopping HAProxy", metadata: ["haproxy.pid": "\(pid)", "haproxy.signal": "\(step.name)"])
+      signalIfOurs(step.signal)
+      if await waitUntilEnded(timeout: step.wait) { break }
+    }
+    guard !isRunning else {
+      throw HAProxyError(.timedOut, "HAProxy \(pid) still runs after SIGKILL")
+    }
+    removeRuntimeFiles()
+    logger.info(
+      "HAProxy stopped",
+      metadata: ["haproxy.pid": "\(pid)", "haproxy.exit": "\(exitStatus.map { "\($0)" } ?? "unknown")"])
+  }
+
+  /// Sends `signal` to the master, only while it is still this HAProxy.
+  private func signalIfOurs(_ signal: Int32) {
+    if wasStartedHere {
+      exit.signalIfRunning(pid, signal)
+    } else if ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath) {
+      kill(pid, signal)
+    }
+  }
+
+  private func waitUntilEnded(timeout: Duration) async -> Bool {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    while isRunning {
+      guard ContinuousClock.now < deadline else { return false }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return true
+  }
+
+  private func removeRuntimeFiles() {
+    if ProcessInspection.pidFromFile(stateDirectory.pidFilePath) == pid { unlink(stateDirectory.pidFilePath) }
+    unlink(stateDirectory.masterSocketPath)
+    unlink(stateDirectory.adminSocketPath)
+  }
+}
+
+/// How and whether the master ended, shared with the thread that reaps it.
+private final class ExitRecord: Sendable {
+  private struct State {
+    var hasEnded = false
+    var status: ExitStatus?
+  }
+
+  private let state = Mutex(State())
+
+  var status: ExitStatus? { state.withLock { $0.status } }
+  var hasEnded: Bool { state.withLock { $0.hasEnded } }
+
+  func markEnded(_ status: ExitStatus?) {
+    state.withLock {
+      $0.hasEnded = true
+      $0.status = status
+    }
+  }
+
+  /// Starts a thread that waits for the child `pid` and records how it ended. Only after that is the PID
+  /// free for reuse, and signals are sent under the same lock, so a signal never reaches another process.
+  func reap(_ pid: pid_t) {
+    let thread = Thread { [self] in
+      let status = Spawn.waitBlocking(pid) ?? .exited(-1)
+      markEnded(status)
+    }
+    thread.name = "haproxy-reaper-\(pid)"
+    thread.start()
+  }
+
+  func signalIfRunning(_ pid: pid_t, _ signal: Int32) {
+    state.withLock { state in
+      if !state.hasEnded { kill(pid, signal) }
+    }
+  }
+}
+
+/// What `/proc` tells about a process that is not necessarily our child.
+enum ProcessInspection {
+  /// The PID in a PID file; nil if there is none or it is not a positive number.
+  static func pidFromFile(_ path: String) -> Int32? {
+    guard let data = FileManager.default.contents(atPath: path),
+      let pid = Int32(String(decoding: data, as: UTF8.self).trimmedWhitespace),
+      pid > 0
+    else { return nil }
+    return pid
+  }
+
+  /// Whether `pid` is alive (not a zombie) and runs HAProxy with `masterSocket` as its master socket.
+  static func isHAProxy(pid: Int32, masterSocket: String) -> Bool {
+    guard kill(pid, 0) == 0 || errno == EPERM, !isZombie(pid) else { return false }
+    let arguments = commandLine(pid)
+    guard let executable = arguments.first, (executable as NSString).lastPathComponent.hasPrefix("haproxy") else {
+      return false
+    }
+    return arguments.contains { $0 == masterSocket || $0.hasPrefix(masterSocket + ",") }
+  }
+
+  /// The arguments from `/proc/<pid>/cmdline`; empty if the process is gone.
+  static func commandLine(_ pid: Int32) -> [String] {
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
+    return data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+  }
+
+  /// Whether `/proc/<pid>/stat` shows an exited process that its parent has not reaped yet.
+  static func isZombie(_ pid: Int32) -> Bool {
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return false }
+    let text = String(decoding: data, as: UTF8.self)
+    // "1234 (haproxy) Z ...": the state follows the last ')' (the command name may contain one).
+    guard let close = text.lastIndex(of: ")") else { return false }
+    return text[text.index(after: close)...].trimmedWhitespace.first == "Z"
+  }
+}
