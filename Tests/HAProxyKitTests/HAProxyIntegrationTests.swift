@@ -199,6 +199,22 @@ struct HAProxyIntegrationTests {
     }
   }
 
+  @Test func adoptedHAProxyDeathIsNoticed() async throws {
+    try await HAProxyFixture.with { fixture in
+      let pid = try await fixture.start().pid
+      let adopted = try #require(try await HAProxyProcess.adopt(stateDirectory: fixture.state, logger: quietLogger))
+      #expect(adopted.isRunning)
+      kill(pid, SIGKILL)
+      let waiter = Task { try await adopted.waitForExit() }
+      // Not our child: how it ended is unknown, only that it did.
+      #expect(try await waiter.value == nil)
+      #expect(!adopted.isRunning)
+      #expect(await eventually(timeout: .seconds(5)) { fixture.haproxyPIDs().isEmpty })
+      try await adopted.stop()  // Only cleans up.
+      #expect(!FileManager.default.fileExists(atPath: fixture.state.masterSocketPath))
+    }
+  }
+
   @Test func adoptIgnoresStalePIDFile() async throws {
     try await HAProxyFixture.with { fixture in
       #expect(try await HAProxyProcess.adopt(stateDirectory: fixture.state, logger: quietLogger) == nil)
@@ -213,6 +229,10 @@ struct HAProxyIntegrationTests {
     try await HAProxyFixture.with { fixture in
       let process = try await fixture.start()
       let workers = try await fixture.master.showProc().workers.map(\.pid)
+      // A session of its own (no Ctrl-C from our terminal) and no blocked signals (SIGUSR1 must work).
+      #expect(getsid(process.pid) == process.pid)
+      let status = try String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8)
+      #expect(status.contains("SigBlk:\t0000000000000000"))
       let started = ContinuousClock.now
       try await process.stop()
       let elapsed = ContinuousClock.now - started
