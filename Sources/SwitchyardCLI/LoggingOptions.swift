@@ -2,7 +2,7 @@ import ArgumentParser
 import Logging
 import Synchronization
 
-/// `--log-level`, shared by the long-running commands.
+/// `--log-level` and `--log-format`, shared by the long-running commands.
 struct LoggingOptions: ParsableArguments {
   @Option(
     name: .customLong("log-level"),
@@ -10,7 +10,13 @@ struct LoggingOptions: ParsableArguments {
   )
   var level: String = "info"
 
+  @Option(name: .customLong("log-format"), help: "text (human-readable) or json (one object per line).")
+  var format: String = "text"
+
   func validate() throws {
+    guard format == "text" || format == "json" else {
+      throw ValidationError("--log-format: \"\(format)\" is not text or json")
+    }
     guard Logger.Level(rawValue: level) != nil else {
       throw ValidationError(
         "--log-level: \"\(level)\" is not one of trace, debug, info, notice, warning, error, critical")
@@ -24,10 +30,14 @@ struct LoggingOptions: ParsableArguments {
     let logLevel = Logger.Level(rawValue: level) ?? .info
     Self.bootstrapped.withLock { done in
       guard !done else { return }
-      LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = logLevel
-        return handler
+      if format == "json" {
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: logLevel) }
+      } else {
+        LoggingSystem.bootstrap { label in
+          var handler = StreamLogHandler.standardError(label: label)
+          handler.logLevel = logLevel
+          return handler
+        }
       }
       done = true
     }

@@ -6,7 +6,7 @@ public struct SwitchyardCommand: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "switchyard",
     abstract: "Service-discovery load balancing: etcd v3 as the source of truth, HAProxy as the data plane.",
-    subcommands: [BackendCommand.self, RegisterCommand.self, EtcdCommand.self]
+    subcommands: [ControllerCommand.self, BackendCommand.self, RegisterCommand.self, EtcdCommand.self]
   )
 
   /// Creates the command (used by ArgumentParser).

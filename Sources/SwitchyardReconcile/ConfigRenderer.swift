@@ -21,7 +21,8 @@ public enum ConfigRenderer {
   public static func render(_ desired: DesiredState, settings: NodeSettings) -> RenderedConfig {
     let full = lines(desired, settings: settings, includeDynamicServers: true)
     let structure = lines(desired, settings: settings, includeDynamicServers: false)
-    return RenderedConfig(text: full.joined(separator: "\n") + "\n", structure: structure.joined(separator: "\n") + "\n")
+    return RenderedConfig(
+      text: full.joined(separator: "\n") + "\n", structure: structure.joined(separator: "\n") + "\n")
   }
 
   /// The keywords after `server <name> <address>` in the config file, and after `add server` in the
@@ -40,8 +41,7 @@ public enum ConfigRenderer {
     return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
   }
 
-  private static func lines(_ desired: DesiredState, settings: NodeSettings, includeDynamicServers: Bool) -> [String]
-  {
+  private static func lines(_ desired: DesiredState, settings: NodeSettings, includeDynamicServers: Bool) -> [String] {
     var out: [String] = [
       "# HAProxy configuration of Switchyard node \(settings.nodeID).",
       "# Written by the switchyard controller from the registrations in etcd; edits are overwritten.",

@@ -90,7 +90,8 @@ public struct NodeSettings: Sendable, Hashable {
       switch scalar {
       case "a"..."z", "A"..."Z", "0"..."9", "/", ".", "_", "-", "+", "@", ",", "=": continue
       default:
-        return "contains a character HAProxy's configuration cannot hold unquoted (U+\(String(scalar.value, radix: 16)))"
+        return
+          "contains a character HAProxy's configuration cannot hold unquoted (U+\(String(scalar.value, radix: 16)))"
       }
     }
     return nil

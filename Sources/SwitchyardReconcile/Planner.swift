@@ -171,7 +171,9 @@ public enum Planner {
     return commands
   }
 
-  private static func changes(to server: DesiredServer, from current: ObservedServer, ref: ServerRef) -> [RuntimeCommand] {
+  private static func changes(to server: DesiredServer, from current: ObservedServer, ref: ServerRef)
+    -> [RuntimeCommand]
+  {
     var commands: [RuntimeCommand] = []
     if server.isDynamic, current.port != server.port || !sameAddress(current.address, server.address) {
       commands.append(.setAddress(ref, address: server.address, port: server.port))

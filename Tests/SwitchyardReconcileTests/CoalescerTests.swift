@@ -1,5 +1,5 @@
-import Synchronization
 import SwitchyardReconcile
+import Synchronization
 import Testing
 
 /// A clock that moves only when a test says so.

@@ -37,7 +37,8 @@ enum Fixture {
     DesiredState(revision: 7, services: services, instances: instances)
   }
 
-  static func observed(_ instance: ServiceInstance, state: ServerAdminState = .ready, active: Int = 0) -> ObservedServer {
+  static func observed(_ instance: ServiceInstance, state: ServerAdminState = .ready, active: Int = 0) -> ObservedServer
+  {
     ObservedServer(
       name: instance.key.instance.rawValue,
       address: instance.registration.address.text,

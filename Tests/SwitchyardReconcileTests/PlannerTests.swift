@@ -1,6 +1,7 @@
 import SwitchyardModel
-@testable import SwitchyardReconcile
 import Testing
+
+@testable import SwitchyardReconcile
 
 @Suite struct PlannerTests {
   let settings = Fixture.settings

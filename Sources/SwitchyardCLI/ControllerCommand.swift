@@ -1,0 +1,181 @@
+import ArgumentParser
+import EtcdClient
+import Foundation
+import Logging
+import ServiceLifecycle
+import SwitchyardAgent
+import SwitchyardController
+import SwitchyardModel
+import SwitchyardReconcile
+
+/// `switchyard controller`: one load-balancer node, a controller that keeps its own HAProxy in step with etcd.
+struct ControllerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "controller",
+    abstract: "Run a load-balancer node: a controller that keeps its HAProxy in step with the registrations in etcd.",
+    discussion: """
+      The controller renders DIR/haproxy.cfg from /services/<service>/<id> in etcd, runs HAProxy in \
+      master-worker mode with its sockets in DIR, and applies server changes through HAProxy's Runtime API \
+      (a seamless reload only for structural changes). Admin endpoints: /healthz, /readyz, /metrics, /state. \
+      SIGTERM or SIGINT stops the controller and, unless --leave-haproxy-running is given, its HAProxy.
+      """
+  )
+
+  @Option(name: .customLong("node-id"), help: "This node's name, such as lb1 (letters, digits, -, _, .).")
+  var nodeID: String
+
+  @OptionGroup var etcd: EtcdOptions
+
+  @Option(help: "Where HAProxy accepts client traffic, host:port.")
+  var listen: String = "127.0.0.1:8001"
+
+  @Option(help: "Where HAProxy serves its stats page, host:port.")
+  var stats: String = "127.0.0.1:8401"
+
+  @Option(help: "Where the controller serves /healthz, /readyz, /metrics and /state, host:port.")
+  var admin: String = "127.0.0.1:9101"
+
+  @Option(
+    name: .customLong("state-dir"),
+    help: "Private directory (created with mode 0700) for haproxy.cfg, the sockets, the pid file and HAProxy's log.",
+    completion: .directory
+  )
+  var stateDir: String
+
+  @Option(
+    name: .customLong("service"),
+    help: "A service to serve (repeatable); the first is the frontend's default backend. Default: backend."
+  )
+  var services: [String] = []
+
+  @Option(name: .customLong("quiet-window-ms"), help: "Coalescing: apply once watch events pause this long.")
+  var quietWindowMilliseconds: Int = 100
+
+  @Option(name: .customLong("max-wait-ms"), help: "Coalescing: never hold a change back longer than this.")
+  var maxWaitMilliseconds: Int = 1000
+
+  @Option(
+    name: .customLong("drain-timeout"),
+    help: "Seconds a removed server may keep its connections before they are closed."
+  )
+  var drainTimeout: Double = 30
+
+  @Option(name: .customLong("hard-stop-after"), help: "Seconds an old HAProxy worker may serve after a reload.")
+  var hardStopAfter: Int = 30
+
+  @Flag(
+    name: .customLong("leave-haproxy-running"),
+    help: "On SIGTERM/SIGINT, stop the controller but leave HAProxy serving (a restarted controller adopts it)."
+  )
+  var leaveHAProxyRunning = false
+
+  @Option(name: .customLong("haproxy"), help: "The HAProxy executable.")
+  var haproxy: String = "haproxy"
+
+  @OptionGroup var logging: LoggingOptions
+
+  func validate() throws {
+    _ = try makeConfiguration()
+  }
+
+  func makeConfiguration() throws -> ControllerConfiguration {
+    let listenAddress = try parseHostPort(listen, flag: "--listen")
+    let statsAddress = try parseHostPort(stats, flag: "--stats")
+    let adminAddress = try parseHostPort(admin, flag: "--admin")
+    if adminAddress == listenAddress || adminAddress == statsAddress {
+      throw ValidationError("--admin: \(adminAddress) is already used by --listen or --stats")
+    }
+    let serviceNames: [ServiceName]
+    do {
+      serviceNames = try (services.isEmpty ? ["backend"] : services).map { try ServiceName(validating: $0) }
+    } catch let error as RegistrationError {
+      throw ValidationError("--service: \(error.reason)")
+    }
+    guard (1...60_000).contains(quietWindowMilliseconds) else {
+      throw ValidationError("--quiet-window-ms must be from 1 to 60000")
+    }
+    guard (quietWindowMilliseconds...600_000).contains(maxWaitMilliseconds) else {
+      throw ValidationError("--max-wait-ms must be at least --quiet-window-ms and at most 600000")
+    }
+    guard drainTimeout.isFinite, (0...3600).contains(drainTimeout) else {
+      throw ValidationError("--drain-timeout must be from 0 to 3600 seconds")
+    }
+    guard (1...3600).contains(hardStopAfter) else { throw ValidationError("--hard-stop-after must be 1 to 3600") }
+    guard !stateDir.isEmpty else { throw ValidationError("--state-dir must not be empty") }
+    let directory = URL(fileURLWithPath: stateDir).standardizedFileURL.path
+    let node: NodeSettings
+    do {
+      node = try NodeSettings(
+        nodeID: nodeID,
+        listen: listenAddress,
+        stats: statsAddress,
+        services: serviceNames,
+        adminSocketPath: directory + "/admin.sock",
+        hardStopAfter: .seconds(hardStopAfter)
+      )
+    } catch {
+      let flag =
+        switch error.setting {
+        case "node id": "--node-id"
+        case "admin socket path": "--state-dir"
+        case "stats": "--stats"
+        case "services": "--service"
+        default: error.setting
+        }
+      throw ValidationError("\(flag): \(error.reason)")
+    }
+    return ControllerConfiguration(
+      node: node,
+      stateDirectory: directory,
+      coalescing: CoalescingPolicy(
+        quietWindow: .milliseconds(quietWindowMilliseconds),
+        maxWait: .milliseconds(maxWaitMilliseconds)
+      ),
+      removal: Planner.RemovalPolicy(drainTimeout: .milliseconds(Int64(drainTimeout * 1000))),
+      leaveHAProxyRunning: leaveHAProxyRunning,
+      haproxyExecutable: haproxy
+    )
+  }
+
+  func run() async throws {
+    let configuration = try makeConfiguration()
+    let adminAddress = try parseHostPort(admin, flag: "--admin")
+    var logger = logging.makeLogger(label: "switchyard.controller")
+    logger[metadataKey: "node"] = "\(nodeID)"
+    let client = try EtcdClient(configuration: try etcd.makeConfiguration(), logger: logger)
+    let status = ControllerStatus(node: nodeID, watchStaleAfter: configuration.watchStaleAfter)
+    let metrics = ControllerMetrics()
+    let controller: Controller
+    do {
+      controller = try Controller(
+        configuration: configuration,
+        client: client,
+        status: status,
+        metrics: metrics,
+        logger: logger
+      )
+    } catch {
+      throw ValidationError("--state-dir: \(error)")
+    }
+    let adminServer = AdminServer.makeApplication(
+      host: adminAddress.address.text,
+      port: adminAddress.port,
+      status: status,
+      metrics: metrics,
+      logger: logger
+    )
+    // Shutdown runs in reverse: the admin server, then the controller (which stops HAProxy), then etcd.
+    let group = ServiceGroup(
+      configuration: .init(
+        services: [
+          .init(service: EtcdClientService(client: client)),
+          .init(service: controller),
+          .init(service: adminServer),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger
+      )
+    )
+    try await group.run()
+  }
+}

@@ -1,0 +1,427 @@
+import EtcdClient
+import Foundation
+import HAProxyKit
+import Logging
+import ServiceLifecycle
+import SwitchyardModel
+import SwitchyardReconcile
+import Synchronization
+
+/// Keeps one node's HAProxy in step with the registrations in etcd.
+///
+/// Start: adopt the HAProxy a previous controller left running, if any; read the whole prefix at one
+/// revision, render, validate, install, start HAProxy if needed; then watch from that revision + 1.
+/// Watch events only mean "something changed": they are coalesced, and every pass reads the full
+/// desired state at one revision and plans against what HAProxy reports. Server changes go through the
+/// Runtime API; structural changes, and any Runtime API command HAProxy does not confirm, fall back to one
+/// seamless reload through the master. The config file on disk always describes the desired state.
+///
+/// On graceful shutdown the controller stops HAProxy gracefully, unless told to leave it running.
+public final class Controller: Service, Sendable {
+  struct Memory {
+    var lastDesired: DesiredState?
+    var installedText: String?
+    var runningStructure: String?
+    var removalStarted: [ServerRef: ContinuousClock.Instant] = [:]
+    var loggedInvalid: Set<String> = []
+    var loggedConflicts: Set<String> = []
+    var firstRevision: Int64?
+    var eventsSinceLastPass = false
+  }
+
+  private let configuration: ControllerConfiguration
+  private let client: EtcdClient
+  private let dataPlane: DataPlane
+  private let trigger: ReconcileTrigger<ContinuousClock>
+  private let memory = Mutex(Memory())
+  private let logger: Logger
+  /// Shared with the admin server.
+  public let status: ControllerStatus
+  /// Shared with the admin server.
+  public let metrics: ControllerMetrics
+
+  /// Creates a controller. Nothing happens until `run()`.
+  public init(
+    configuration: ControllerConfiguration,
+    client: EtcdClient,
+    status: ControllerStatus,
+    metrics: ControllerMetrics,
+    logger: Logger
+  ) throws {
+    self.configuration = configuration
+    self.client = client
+    self.status = status
+    self.metrics = metrics
+    self.logger = logger
+    dataPlane = try DataPlane(configuration: configuration, logger: logger)
+    trigger = ReconcileTrigger(clock: ContinuousClock(), policy: configuration.coalescing)
+  }
+
+  /// Runs until cancelled or gracefully shut down; then stops HAProxy unless told to leave it running.
+  public func run() async throws {
+    if let pid = try await dataPlane.adopt() {
+      logger.notice("Adopted the HAProxy that is already running", metadata: ["haproxy.pid": "\(pid)"])
+      memory.withLock { $0.runningStructure = dataPlane.readRunningStructure() }
+      status.update {
+        $0.haproxyAdopted = true
+        $0.haproxyPID = pid
+        $0.haproxyRunning = true
+      }
+      metrics.haproxyRunning.set(to: 1)
+    }
+    trigger.notify()
+    await cancelWhenGracefulShutdown {
+      await withDiscardingTaskGroup { group in
+        group.addTask { await self.reconcileLoop() }
+        group.addTask { await self.watchLoop() }
+        group.addTask { await self.progressLoop() }
+        group.addTask { await self.superviseLoop() }
+      }
+    }
+    if configuration.leaveHAProxyRunning {
+      logger.notice("Leaving HAProxy running", metadata: ["haproxy.pid": "\(dataPlane.pid.map(String.init) ?? "-")"])
+    } else {
+      // Not cancelled with the task: the stop must finish.
+      await Task { await self.dataPlane.stop(timeout: self.configuration.haproxyStopTimeout) }.value
+      status.update { $0.haproxyRunning = false }
+      logger.notice("HAProxy stopped")
+    }
+  }
+
+  // MARK: - Reconcile
+
+  private func reconcileLoop() async {
+    var failures = 0
+    while let firstChange = await trigger.nextPass() {
+      let hadEvents = memory.withLock { memory in
+        defer { memory.eventsSinceLastPass = false }
+        return memory.eventsSinceLastPass
+      }
+      do {
+        let followUp = try await pass()
+        failures = 0
+        metrics.reconcilesOK.increment()
+        if hadEvents { metrics.eventToApplied.record(firstChange.duration(to: .now)) }
+        status.update { $0.lastError = nil }
+        if followUp { scheduleRetry(after: .milliseconds(500)) }
+      } catch is CancellationError {
+        return
+      } catch {
+        failures += 1
+        metrics.reconcilesFailed.increment()
+        status.update { $0.lastError = "\(error)" }
+        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures)
+        logger.error(
+          "Reconcile pass failed; HAProxy keeps serving what it has",
+          metadata: ["error": "\(error)", "retry_in": "\(delay)"]
+        )
+        await startFromLastGoodConfigIfNeeded()
+        scheduleRetry(after: delay)
+      }
+    }
+  }
+
+  private func scheduleRetry(after delay: Duration) {
+    Task { [trigger] in
+      try? await Task.sleep(for: delay)
+      trigger.notify()
+    }
+  }
+
+  /// One pass: read, render, install, plan, apply. Returns whether another pass must follow (servers drain).
+  private func pass() async throws -> Bool {
+    let read: RangeResult
+    do {
+      read = try await client.get(.prefix(ControllerConfiguration.prefix))
+      status.update { $0.etcdConnected = true }
+      metrics.etcdConnected.set(to: 1)
+    } catch {
+      status.update { $0.etcdConnected = false }
+      metrics.etcdConnected.set(to: 0)
+      throw error
+    }
+    let revision = read.header.revision
+    let (valid, invalid) = ServiceInstance.parseAll(read.kvs.map { ($0.key, $0.value, $0.modRevision) })
+    report(invalid: invalid)
+    let previous = memory.withLock { $0.lastDesired }
+    let desired = DesiredState(
+      revision: revision,
+      services: configuration.node.services,
+      instances: valid,
+      previous: previous
+    )
+    report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: valid))
+    let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+    if rendered.text != memory.withLock({ $0.installedText }) {
+      do {
+        try dataPlane.install(rendered.text)
+        dataPlane.recordInstalledStructure(rendered.structure)
+      } catch {
+        metrics.configRejected.increment()
+        throw ControllerError("the rendered configuration was not installed; the last good one stays: \(error)")
+      }
+      memory.withLock { $0.installedText = rendered.text }
+      logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
+    }
+    memory.withLock { $0.lastDesired = desired }
+    if !dataPlane.isRunning {
+      try await startHAProxy(structure: rendered.structure)
+    }
+    let followUp = try await apply(desired: desired, rendered: rendered)
+    memory.withLock { memory in
+      if memory.firstRevision == nil { memory.firstRevision = revision }
+    }
+    status.update {
+      $0.appliedRevision = revision
+      $0.initialPassDone = true
+    }
+    metrics.appliedRevision.set(to: Double(revision))
+    return followUp
+  }
+
+  /// Brings HAProxy to `desired`: Runtime API commands, or a reload when they cannot. Returns whether
+  /// removed servers still drain.
+  private func apply(desired: DesiredState, rendered: RenderedConfig) async throws -> Bool {
+    let backends = desired.backends.map(\.name)
+    for _ in 0..<4 {
+      let observed = try await dataPlane.observe(backends: backends)
+      let now = ContinuousClock.now
+      let (runningStructure, drainingFor) = memory.withLock { memory in
+        (memory.runningStructure, memory.removalStarted.mapValues { $0.duration(to: now) })
+      }
+      let plan = Planner.plan(
+        desired: desired,
+        rendered: rendered,
+        runningStructure: runningStructure,
+        observed: observed,
+        drainingFor: drainingFor,
+        settings: configuration.node,
+        policy: configuration.removal
+      )
+      memory.withLock { memory in
+        let draining = Set(plan.draining)
+        memory.removalStarted = memory.removalStarted.filter { draining.contains($0.key) }
+        for ref in draining where memory.removalStarted[ref] == nil { memory.removalStarted[ref] = now }
+      }
+      if plan.needsReload {
+        logger.notice(
+          "Reloading HAProxy",
+          metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
+        )
+        try await reload(structure: rendered.structure, fallback: false)
+        continue
+      }
+      if plan.commands.isEmpty {
+        publish(desired: desired, observed: observed)
+        return !plan.draining.isEmpty
+      }
+      if try await execute(plan.commands, drainingFor: drainingFor) == false {
+        try await reload(structure: rendered.structure, fallback: true)
+      }
+    }
+    throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
+  }
+
+  /// Sends commands in order. Returns `false` when one failed and a reload must put things right.
+  private func execute(_ commands: [RuntimeCommand], drainingFor: [ServerRef: Duration]) async throws -> Bool {
+    for command in commands {
+      metrics.runtimeCommands.increment()
+      do {
+        try await dataPlane.execute(command)
+        logger.info("Runtime API", metadata: ["command": "\(command)"])
+      } catch let error as HAProxyError where error.code != .connectionFailed && error.code != .timedOut {
+        metrics.runtimeCommandFailures.increment()
+        if case .deleteServer(let ref) = command, drainingFor[ref, default: .zero] < configuration.removal.drainTimeout
+        {
+          // Idle connections not yet released; the next pass tries again.
+          logger.debug("Server not deletable yet", metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"])
+          continue
+        }
+        logger.warning(
+          "HAProxy refused a Runtime API command; falling back to a reload",
+          metadata: ["command": "\(command)", "error": "\(error)"]
+        )
+        return false
+      } catch {
+        metrics.runtimeCommandFailures.increment()
+        throw error
+      }
+    }
+    return true
+  }
+
+  private func reload(structure: String, fallback: Bool) async throws {
+    try await dataPlane.reload()
+    memory.withLock { $0.runningStructure = structure }
+    dataPlane.writeRunningStructure(structure)
+    (fallback ? metrics.reloadsFallback : metrics.reloadsStructural).increment()
+    status.update { $0.reloads += 1 }
+  }
+
+  private func startHAProxy(structure: String) async throws {
+    let pid = try await dataPlane.start()
+    memory.withLock { $0.runningStructure = structure }
+    dataPlane.writeRunningStructure(structure)
+    status.update {
+      $0.haproxyPID = pid
+      $0.haproxyRunning = true
+    }
+    metrics.haproxyRunning.set(to: 1)
+    logger.notice("HAProxy started", metadata: ["haproxy.pid": "\(pid)"])
+  }
+
+  /// With etcd unreachable and no HAProxy running, serve the last good config rather than nothing.
+  private func startFromLastGoodConfigIfNeeded() async {
+    guard !dataPlane.isRunning, let structure = dataPlane.lastGoodStructure() else { return }
+    do {
+      try await startHAProxy(structure: structure)
+      logger.notice("Started HAProxy from the last good configuration while etcd is unreachable")
+    } catch {
+      logger.error("Could not start HAProxy from the last good configuration", metadata: ["error": "\(error)"])
+    }
+  }
+
+  private func publish(desired: DesiredState, observed: ObservedState) {
+    var counts: [String: [String: Int]] = [:]
+    let services = desired.backends.map { backend in
+      let registered = Set(backend.servers.map(\.name))
+      let servers = (observed.backends[backend.name] ?? []).sorted { $0.name < $1.name }.map { server in
+        let health = server.isUp ? "up" : "down"
+        let state = server.adminState == .ready ? health : server.adminState.rawValue
+        counts[backend.service.rawValue, default: [:]][state, default: 0] += 1
+        return ControllerStatus.Server(
+          name: server.name,
+          address: server.address.map { "\($0):\(server.port ?? 0)" } ?? "-",
+          weight: server.weight,
+          adminState: server.adminState.rawValue,
+          health: health,
+          registered: registered.contains(server.name)
+        )
+      }
+      return ControllerStatus.Service(
+        name: backend.service.rawValue,
+        backend: backend.name,
+        checkPath: backend.checkPath,
+        servers: servers
+      )
+    }
+    status.update { $0.services = services }
+    metrics.setServers(counts, services: configuration.node.services.map(\.rawValue))
+  }
+
+  private func report(invalid: [RegistrationError]) {
+    metrics.invalidEntries.set(to: Double(invalid.count))
+    let entries = invalid.map { ControllerStatus.InvalidEntry(key: $0.key ?? "?", reason: $0.description) }
+    let fresh = memory.withLock { memory in
+      let descriptions = Set(invalid.map(\.description))
+      let fresh = invalid.filter { !memory.loggedInvalid.contains($0.description) }
+      memory.loggedInvalid = descriptions
+      return fresh
+    }
+    for error in fresh {
+      logger.warning("Skipping an invalid registration", metadata: ["key": "\(error.key ?? "?")", "error": "\(error)"])
+    }
+    status.update { $0.invalidEntries = entries }
+  }
+
+  private func report(conflicts: [(backend: String, server: String, path: String)]) {
+    let lines = conflicts.map { "\($0.backend)/\($0.server) registered check path \($0.path)" }
+    let fresh = memory.withLock { memory in
+      let fresh = lines.filter { !memory.loggedConflicts.contains($0) }
+      memory.loggedConflicts = Set(lines)
+      return fresh
+    }
+    for line in fresh {
+      logger.warning("A backend checks all its servers on one path; this server's own path is not used: \(line)")
+    }
+  }
+
+  // MARK: - Watch
+
+  private func watchLoop() async {
+    guard var next = await firstRevision().map({ $0 + 1 }) else { return }
+    var failures = 0
+    while !Task.isCancelled {
+      do {
+        let watch = client.watch(.prefix(ControllerConfiguration.prefix), options: WatchOptions(startRevision: next))
+        for try await response in watch {
+          failures = 0
+          status.update {
+            $0.lastWatchWord = .now
+            $0.etcdConnected = true
+          }
+          if let last = response.events.last {
+            next = max(next, last.kv.modRevision + 1)
+            memory.withLock { $0.eventsSinceLastPass = true }
+            trigger.notify()
+          }
+        }
+        return
+      } catch let error as EtcdError where error.code == .compacted {
+        let compactRevision = error.compactRevision ?? 0
+        logger.warning(
+          "The watch's history was compacted; reading the full state again",
+          metadata: ["resume_revision": "\(next)", "compact_revision": "\(compactRevision)"]
+        )
+        trigger.notify()
+        next = max(next, compactRevision)
+      } catch is CancellationError {
+        return
+      } catch {
+        failures += 1
+        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures)
+        logger.warning("The etcd watch failed; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+        try? await Task.sleep(for: delay)
+      }
+    }
+  }
+
+  private func firstRevision() async -> Int64? {
+    while !Task.isCancelled {
+      if let revision = memory.withLock({ $0.firstRevision }) { return revision }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
+  }
+
+  /// Asks etcd for progress notifications, so that a silent watch is told apart from a dead one.
+  private func progressLoop() async {
+    while !Task.isCancelled {
+      client.requestWatchProgress()
+      let reasons = status.notReadyReasons()
+      metrics.watchCurrent.set(to: reasons.contains { $0.contains("watch") } ? 0 : 1)
+      try? await Task.sleep(for: configuration.watchProgressInterval)
+    }
+  }
+
+  // MARK: - HAProxy supervision
+
+  /// Notices when HAProxy dies and starts it again from the last good configuration.
+  private func superviseLoop() async {
+    while !Task.isCancelled {
+      try? await Task.sleep(for: .milliseconds(500))
+      guard !Task.isCancelled, status.state.withLock({ $0.haproxyRunning }), !dataPlane.isRunning else { continue }
+      metrics.haproxyRunning.set(to: 0)
+      metrics.haproxyRestarts.increment()
+      status.update {
+        $0.haproxyRunning = false
+        $0.restarts += 1
+      }
+      logger.error(
+        "HAProxy died; starting it again from the last good configuration",
+        metadata: ["exit": "\(dataPlane.exitDescription ?? "unknown")", "log": "\(dataPlane.logTail())"]
+      )
+      trigger.notify()
+    }
+  }
+}
+
+/// A controller failure, described for logs and `/state`.
+public struct ControllerError: Error, CustomStringConvertible {
+  /// What went wrong.
+  public var description: String
+
+  init(_ description: String) {
+    self.description = description
+  }
+}

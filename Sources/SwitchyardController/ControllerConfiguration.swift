@@ -1,0 +1,50 @@
+import SwitchyardModel
+import SwitchyardReconcile
+
+/// Everything a controller needs besides its etcd client.
+public struct ControllerConfiguration: Sendable {
+  /// The node: listen and stats addresses, services, health checks.
+  public var node: NodeSettings
+  /// The private state directory: config, sockets, pid file, HAProxy's log.
+  public var stateDirectory: String
+  /// How watch events are batched into reconcile passes.
+  public var coalescing: CoalescingPolicy
+  /// How removed servers leave.
+  public var removal: Planner.RemovalPolicy
+  /// Whether HAProxy keeps running after the controller stops gracefully.
+  public var leaveHAProxyRunning: Bool
+  /// The HAProxy executable.
+  public var haproxyExecutable: String
+  /// How long a graceful HAProxy stop may take before it is forced.
+  public var haproxyStopTimeout: Duration
+  /// How often the controller asks etcd to prove the watch is current.
+  public var watchProgressInterval: Duration
+  /// How long without word from the watch before the node reports not ready.
+  public var watchStaleAfter: Duration
+
+  /// Creates a configuration.
+  public init(
+    node: NodeSettings,
+    stateDirectory: String,
+    coalescing: CoalescingPolicy = CoalescingPolicy(),
+    removal: Planner.RemovalPolicy = Planner.RemovalPolicy(),
+    leaveHAProxyRunning: Bool = false,
+    haproxyExecutable: String = "haproxy",
+    haproxyStopTimeout: Duration = .seconds(10),
+    watchProgressInterval: Duration = .seconds(2),
+    watchStaleAfter: Duration = .seconds(6)
+  ) {
+    self.node = node
+    self.stateDirectory = stateDirectory
+    self.coalescing = coalescing
+    self.removal = removal
+    self.leaveHAProxyRunning = leaveHAProxyRunning
+    self.haproxyExecutable = haproxyExecutable
+    self.haproxyStopTimeout = haproxyStopTimeout
+    self.watchProgressInterval = watchProgressInterval
+    self.watchStaleAfter = watchStaleAfter
+  }
+
+  /// The etcd prefix the controller reads and watches: all registrations.
+  public static let prefix = RegistrationKey.root
+}

@@ -1,0 +1,105 @@
+import Prometheus
+import Synchronization
+
+/// The controller's Prometheus metrics, in a registry of their own (no global state, so several
+/// controllers can live in one process).
+public final class ControllerMetrics: Sendable {
+  /// The registry that `/metrics` prints.
+  public let registry: PrometheusCollectorRegistry
+
+  let reconcilesOK: Counter
+  let reconcilesFailed: Counter
+  let runtimeCommands: Counter
+  let runtimeCommandFailures: Counter
+  let reloadsStructural: Counter
+  let reloadsFallback: Counter
+  let haproxyRestarts: Counter
+  let configRejected: Counter
+  let invalidEntries: Gauge
+  let etcdConnected: Gauge
+  let watchCurrent: Gauge
+  let appliedRevision: Gauge
+  let haproxyRunning: Gauge
+  let eventToApplied: DurationHistogram
+  private let serverGauges = Mutex<[String: Gauge]>([:])
+
+  /// Creates the metrics in a new registry.
+  public init() {
+    let registry = PrometheusCollectorRegistry()
+    self.registry = registry
+    func counter(_ name: String, _ labels: [(String, String)] = [], _ help: String) -> Counter {
+      registry.makeCounter(name: name, labels: labels, help: help)
+    }
+    let reconciles = "switchyard_reconciles_total"
+    reconcilesOK = counter(reconciles, [("result", "ok")], "Reconcile passes, by result.")
+    reconcilesFailed = counter(reconciles, [("result", "failed")], "Reconcile passes, by result.")
+    runtimeCommands = counter("switchyard_runtime_commands_total", [], "Runtime API commands sent to HAProxy.")
+    runtimeCommandFailures = counter(
+      "switchyard_runtime_command_failures_total",
+      [],
+      "Runtime API commands that HAProxy did not confirm."
+    )
+    let reloads = "switchyard_haproxy_reloads_total"
+    reloadsStructural = counter(reloads, [("reason", "structure")], "Seamless HAProxy reloads, by reason.")
+    reloadsFallback = counter(reloads, [("reason", "fallback")], "Seamless HAProxy reloads, by reason.")
+    haproxyRestarts = counter("switchyard_haproxy_restarts_total", [], "Times HAProxy died and was started again.")
+    configRejected = counter(
+      "switchyard_config_rejected_total",
+      [],
+      "Rendered configurations that failed validation and were not installed."
+    )
+    invalidEntries = registry.makeGauge(
+      name: "switchyard_invalid_entries",
+      labels: [],
+      help: "Entries under /services/ skipped as invalid in the last read."
+    )
+    etcdConnected = registry.makeGauge(
+      name: "switchyard_etcd_connected",
+      labels: [],
+      help: "1 when the last etcd request succeeded."
+    )
+    watchCurrent = registry.makeGauge(
+      name: "switchyard_watch_current",
+      labels: [],
+      help: "1 when the etcd watch has given word recently."
+    )
+    appliedRevision = registry.makeGauge(
+      name: "switchyard_applied_revision",
+      labels: [],
+      help: "The etcd revision HAProxy was last brought in step with."
+    )
+    haproxyRunning = registry.makeGauge(name: "switchyard_haproxy_running", labels: [], help: "1 when HAProxy runs.")
+    eventToApplied = registry.makeDurationHistogram(
+      name: "switchyard_event_to_applied_seconds",
+      labels: [],
+      buckets: [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+      ],
+      help: "Time from a watch event to HAProxy serving the change."
+    )
+  }
+
+  /// Sets the number of servers per service and state; states not given are set to 0.
+  func setServers(_ counts: [String: [String: Int]], services: [String]) {
+    serverGauges.withLock { gauges in
+      for service in services {
+        for state in ["up", "down", "drain", "maint"] {
+          let key = "\(service)/\(state)"
+          let gauge =
+            gauges[key]
+            ?? registry.makeGauge(
+              name: "switchyard_servers",
+              labels: [("service", service), ("state", state)],
+              help: "Servers in HAProxy, by service and state."
+            )
+          gauges[key] = gauge
+          gauge.set(to: Double(counts[service]?[state] ?? 0))
+        }
+      }
+    }
+  }
+
+  /// The metrics in Prometheus' text format.
+  public func exposition() -> String { registry.emitToString() }
+}

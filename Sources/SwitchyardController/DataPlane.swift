@@ -1,0 +1,154 @@
+import Foundation
+import HAProxyKit
+import Logging
+import SwitchyardReconcile
+import Synchronization
+
+/// The controller's HAProxy: its state directory, config file, process, Runtime API and master CLI.
+final class DataPlane: Sendable {
+  let directory: StateDirectory
+  private let installer: ConfigInstaller
+  private let runtime: RuntimeAPI
+  private let executable: String
+  private let logger: Logger
+  private let process = Mutex<HAProxyProcess?>(nil)
+
+  /// Where the structure of the installed config is kept (next to it), for a start without etcd.
+  private var installedStructurePath: String { directory.path("haproxy.cfg.structure") }
+  /// Where the structure of the config HAProxy runs is kept, for a controller that adopts it.
+  private var runningStructurePath: String { directory.path("running.structure") }
+
+  init(configuration: ControllerConfiguration, logger: Logger) throws {
+    directory = try StateDirectory(path: configuration.stateDirectory)
+    installer = ConfigInstaller(stateDirectory: directory, executable: configuration.haproxyExecutable, logger: logger)
+    runtime = RuntimeAPI(stateDirectory: directory, logger: logger)
+    executable = configuration.haproxyExecutable
+    self.logger = logger
+  }
+
+  var pid: Int32? { process.withLock { $0?.pid } }
+  var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+  var exitDescription: String? { process.withLock { $0?.exitStatus?.description } }
+  func logTail() -> String { directory.logTail(bytes: 1_000) }
+
+  /// Adopts an HAProxy a previous controller left running. Returns its PID, or `nil` when there is none.
+  func adopt() async throws -> Int32? {
+    guard let adopted = try await HAProxyProcess.adopt(stateDirectory: directory, logger: logger) else { return nil }
+    process.withLock { $0 = adopted }
+    return adopted.pid
+  }
+
+  /// Starts HAProxy from the installed config. Returns its PID.
+  func start() async throws -> Int32 {
+    let started = try await HAProxyProcess.start(stateDirectory: directory, executable: executable, logger: logger)
+    process.withLock { $0 = started }
+    return started.pid
+  }
+
+  /// Validates `text` and installs it as the config file, with its structure beside it.
+  func install(_ text: String) throws {
+    try installer.install(text, at: directory.configPath)
+  }
+
+  func recordInstalledStructure(_ structure: String) {
+    write(structure, to: installedStructurePath)
+  }
+
+  /// The structure of the installed config, when the config file and its structure are both there.
+  func lastGoodStructure() -> String? {
+    guard FileManager.default.fileExists(atPath: directory.configPath) else { return nil }
+    return try? String(contentsOfFile: installedStructurePath, encoding: .utf8)
+  }
+
+  func readRunningStructure() -> String? {
+    try? String(contentsOfFile: runningStructurePath, encoding: .utf8)
+  }
+
+  func writeRunningStructure(_ structure: String) {
+    write(structure, to: runningStructurePath)
+  }
+
+  /// A seamless reload through the master: the new worker takes over the listening sockets.
+  func reload() async throws {
+    guard let cli = process.withLock({ $0?.masterCLI() }) else {
+      throw HAProxyError(.invalidState, "HAProxy is not running")
+    }
+    _ = try await cli.reload()
+  }
+
+  /// The servers of `backends` with their connections.
+  func observe(backends: [String]) async throws -> ObservedState {
+    let states = try await runtime.serversState()
+    var connections: [String: ServerConnections] = [:]
+    for backend in backends where states.contains(where: { $0.backend == backend }) {
+      for entry in try await runtime.serverConnections(backend: backend) {
+        connections["\(entry.backend)/\(entry.server)"] = entry
+      }
+    }
+    var observed = ObservedState()
+    for state in states where backends.contains(state.backend) {
+      let connection = connections["\(state.backend)/\(state.server)"]
+      let admin: SwitchyardReconcile.ServerAdminState =
+        state.isMaint ? .maint : state.isDrain ? .drain : .ready
+      observed.backends[state.backend, default: []].append(
+        ObservedServer(
+          name: state.server,
+          address: state.address,
+          port: state.port,
+          weight: state.userWeight,
+          adminState: admin,
+          activeConnections: connection?.used ?? 0,
+          idleConnections: connection?.idle ?? 0,
+          isUp: state.operationalState == .running
+        )
+      )
+    }
+    return observed
+  }
+
+  /// Sends one planned command; every reply is checked by the Runtime API client.
+  func execute(_ command: RuntimeCommand) async throws {
+    let ref = command.server
+    switch command {
+    case .addServer(_, let address, let port, let options):
+      try await runtime.addServer(
+        backend: ref.backend,
+        server: ref.server,
+        address: address.text,
+        port: port,
+        options: options
+      )
+    case .enableHealth:
+      try await runtime.enableHealth(backend: ref.backend, server: ref.server)
+    case .setState(_, let state):
+      let target = HAProxyKit.ServerAdminState(rawValue: state.rawValue) ?? .maint
+      try await runtime.setServerState(backend: ref.backend, server: ref.server, state: target)
+    case .setAddress(_, let address, let port):
+      try await runtime.setServerAddress(backend: ref.backend, server: ref.server, address: address.text, port: port)
+    case .setWeight(_, let weight):
+      try await runtime.setWeight(backend: ref.backend, server: ref.server, weight: weight)
+    case .shutdownSessions:
+      try await runtime.shutdownSessions(backend: ref.backend, server: ref.server)
+    case .deleteServer:
+      try await runtime.deleteServer(backend: ref.backend, server: ref.server)
+    }
+  }
+
+  /// Stops HAProxy gracefully (its workers finish their connections), forcing it after `timeout`.
+  func stop(timeout: Duration) async {
+    guard let running = process.withLock({ $0 }) else { return }
+    do {
+      try await running.stop(timeout: timeout)
+    } catch {
+      logger.error("Stopping HAProxy failed", metadata: ["error": "\(error)"])
+    }
+  }
+
+  private func write(_ text: String, to path: String) {
+    do {
+      try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    } catch {
+      logger.warning("Could not write \(path)", metadata: ["error": "\(error)"])
+    }
+  }
+}
