@@ -21,12 +21,13 @@ public struct StateDirectory: Sendable, Hashable {
   ///
   /// - Throws: ``HAProxyError/Code/fileSystem`` if the path is a symbolic link or not a directory, cannot be
   ///   created or changed, or is too long for the socket paths inside it (a Unix socket path has at most
-  ///   107 bytes).
+  ///   107 bytes, and HAProxy binds to a longer temporary name first): keep the socket paths within 90 bytes.
   public init(path: String) throws {
     let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
     self.path = absolute
     let longest = (absolute as NSString).appendingPathComponent(Self.masterSocketName)
-    guard longest.utf8.count < 100 else {
+    // HAProxy binds to `<path>.<pid>.tmp` and renames: leave room for that within the 108-byte limit.
+    guard longest.utf8.count <= 90 else {
       throw HAProxyError(
         .fileSystem,
         "state directory \(absolute) is too long: socket paths inside it would exceed the Unix socket limit"
