@@ -50,14 +50,20 @@ public final class EtcdClient: Sendable {
   /// Maintains the connections and the shared watch and keepalive streams until the task is
   /// cancelled or ``shutdown()`` is called.
   public func run() async throws {
-    let shouldRun = lifecycle.withLock { state -> Bool in
-      guard case .idle = state else { return false }
-      state = .running
-      return true
+    // A client shut down before it ran (a body that finished at once) has nothing to do.
+    let outcome = lifecycle.withLock { state -> Bool? in
+      switch state {
+      case .idle:
+        state = .running
+        return true
+      case .stopped: return false
+      default: return nil
+      }
     }
-    guard shouldRun else {
+    guard let shouldRun = outcome else {
       throw EtcdError.invalidArgument("EtcdClient.run() may only be called once")
     }
+    guard shouldRun else { return }
     try await withTaskCancellationHandler {
       try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await self.pool.run() }

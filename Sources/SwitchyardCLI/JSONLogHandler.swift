@@ -48,7 +48,7 @@ struct JSONLogHandler: LogHandler {
     metadata: Logger.Metadata
   ) -> String {
     var object: [String: Any] = [
-      "time": time.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)),
+      "time": time.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)),
       "level": level.rawValue,
       "label": label,
       "message": message,

@@ -76,6 +76,7 @@ public final class Controller: Service, Sendable {
         group.addTask { await self.watchLoop() }
         group.addTask { await self.progressLoop() }
         group.addTask { await self.superviseLoop() }
+        group.addTask { await self.refreshLoop() }
       }
     }
     if configuration.leaveHAProxyRunning {
@@ -395,6 +396,18 @@ public final class Controller: Service, Sendable {
   }
 
   // MARK: - HAProxy supervision
+
+  /// Keeps `/state` and the server metrics current between passes: health checks change servers without
+  /// any change in etcd.
+  private func refreshLoop() async {
+    while !Task.isCancelled {
+      try? await Task.sleep(for: .seconds(1))
+      guard let desired = memory.withLock({ $0.lastDesired }), dataPlane.isRunning else { continue }
+      if let observed = try? await dataPlane.observe(backends: desired.backends.map(\.name)) {
+        publish(desired: desired, observed: observed)
+      }
+    }
+  }
 
   /// Notices when HAProxy dies and starts it again from the last good configuration.
   private func superviseLoop() async {
