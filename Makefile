@@ -1,4 +1,8 @@
-.PHONY: test build lint format generate benchmark
+.PHONY: up test build lint format generate benchmark
+
+## Install what is missing (etcd, HAProxy), build, and start the local cluster (switchyard up).
+up:
+	./scripts/up.sh
 
 ## Install what is missing (etcd, HAProxy), build, and run every test.
 test:

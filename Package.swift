@@ -80,6 +80,18 @@ let package = Package(
         .product(name: "Hummingbird", package: "hummingbird"),
       ]
     ),
+    // The whole system on one machine: etcd members, LB nodes and backends as real processes.
+    .target(
+      name: "SwitchyardLocal",
+      dependencies: [
+        "EtcdClient",
+        "HAProxyKit",
+        "SwitchyardController",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ]
+    ),
     // Command-line interface: subcommands and the options they share.
     .target(
       name: "SwitchyardCLI",
@@ -87,8 +99,10 @@ let package = Package(
         "EtcdClient",
         "SwitchyardAgent",
         "SwitchyardController",
+        "SwitchyardLocal",
         "SwitchyardModel",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]
@@ -136,6 +150,7 @@ let package = Package(
         "EtcdClient",
         "HAProxyKit",
         "SwitchyardController",
+        "SwitchyardLocal",
         "SwitchyardModel",
         "SwitchyardReconcile",
         "SwitchyardTestSupport",

@@ -115,3 +115,21 @@ enum Spawn {
     }
   }
 }
+
+/// Starts long-running processes that outlive their starter, such as the parts of a local cluster: each in a
+/// session of its own, with a clean signal mask and default handlers, standard input from `/dev/null`,
+/// output appended to a log file, and no other inherited descriptor.
+public enum DetachedProcess {
+  /// Starts `executable` with `arguments`; returns its PID. The caller's process is its parent until the
+  /// caller exits; call ``reapInBackground(_:)`` if the caller lives on, so that no zombie is left.
+  public static func spawn(_ executable: String, arguments: [String], logPath: String) throws -> Int32 {
+    try Spawn.start(executable, arguments: arguments, outputPath: logPath, newSession: true)
+  }
+
+  /// Waits for the child `pid` on a thread of its own, so that it is reaped when it exits.
+  public static func reapInBackground(_ pid: Int32) {
+    let thread = Thread { _ = Spawn.waitBlocking(pid) }
+    thread.name = "reaper-\(pid)"
+    thread.start()
+  }
+}

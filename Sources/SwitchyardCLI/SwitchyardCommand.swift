@@ -6,7 +6,10 @@ public struct SwitchyardCommand: AsyncParsableCommand {
   public static let configuration = CommandConfiguration(
     commandName: "switchyard",
     abstract: "Service-discovery load balancing: etcd v3 as the source of truth, HAProxy as the data plane.",
-    subcommands: [ControllerCommand.self, BackendCommand.self, RegisterCommand.self, EtcdCommand.self]
+    subcommands: [
+      UpCommand.self, ScaleCommand.self, StatusCommand.self, LogsCommand.self, StopCommand.self, StartCommand.self,
+      DownCommand.self, ControllerCommand.self, BackendCommand.self, RegisterCommand.self, EtcdCommand.self,
+    ]
   )
 
   /// Creates the command (used by ArgumentParser).

@@ -85,6 +85,7 @@ public final class Controller: Service, Sendable {
       // Not cancelled with the task: the stop must finish.
       await Task { await self.dataPlane.stop(timeout: self.configuration.haproxyStopTimeout) }.value
       status.update { $0.haproxyRunning = false }
+      metrics.haproxyRunning.set(to: 0)
       logger.notice("HAProxy stopped")
     }
   }
@@ -111,7 +112,7 @@ public final class Controller: Service, Sendable {
         failures += 1
         metrics.reconcilesFailed.increment()
         status.update { $0.lastError = "\(error)" }
-        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures)
+        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures - 1)
         logger.error(
           "Reconcile pass failed; HAProxy keeps serving what it has",
           metadata: ["error": "\(error)", "retry_in": "\(delay)"]
@@ -216,15 +217,32 @@ public final class Controller: Service, Sendable {
         publish(desired: desired, observed: observed)
         return !plan.draining.isEmpty
       }
-      if try await execute(plan.commands, drainingFor: drainingFor) == false {
+      switch try await execute(plan.commands, drainingFor: drainingFor) {
+      case .done: continue
+      case .deletesDeferred:
+        // Everything else is applied; the next pass deletes what still holds connections.
+        publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
+        return true
+      case .failed:
         try await reload(structure: rendered.structure, fallback: true)
       }
     }
     throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
   }
 
-  /// Sends commands in order. Returns `false` when one failed and a reload must put things right.
-  private func execute(_ commands: [RuntimeCommand], drainingFor: [ServerRef: Duration]) async throws -> Bool {
+  /// How a batch of Runtime API commands went.
+  private enum Outcome {
+    /// Every command was confirmed.
+    case done
+    /// Every command was confirmed except deletes of servers that still hold connections.
+    case deletesDeferred
+    /// HAProxy refused a command; a reload must put things right.
+    case failed
+  }
+
+  /// Sends commands in order.
+  private func execute(_ commands: [RuntimeCommand], drainingFor: [ServerRef: Duration]) async throws -> Outcome {
+    var deferred = false
     for command in commands {
       metrics.runtimeCommands.increment()
       do {
@@ -236,19 +254,20 @@ public final class Controller: Service, Sendable {
         {
           // Idle connections not yet released; the next pass tries again.
           logger.debug("Server not deletable yet", metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"])
+          deferred = true
           continue
         }
         logger.warning(
           "HAProxy refused a Runtime API command; falling back to a reload",
           metadata: ["command": "\(command)", "error": "\(error)"]
         )
-        return false
+        return .failed
       } catch {
         metrics.runtimeCommandFailures.increment()
         throw error
       }
     }
-    return true
+    return deferred ? .deletesDeferred : .done
   }
 
   private func reload(structure: String, fallback: Bool) async throws {
@@ -273,7 +292,7 @@ public final class Controller: Service, Sendable {
 
   /// With etcd unreachable and no HAProxy running, serve the last good config rather than nothing.
   private func startFromLastGoodConfigIfNeeded() async {
-    guard !dataPlane.isRunning, let structure = dataPlane.lastGoodStructure() else { return }
+    guard !Task.isCancelled, !dataPlane.isRunning, let structure = dataPlane.lastGoodStructure() else { return }
     do {
       try await startHAProxy(structure: structure)
       logger.notice("Started HAProxy from the last good configuration while etcd is unreachable")
@@ -292,7 +311,8 @@ public final class Controller: Service, Sendable {
         counts[backend.service.rawValue, default: [:]][state, default: 0] += 1
         return ControllerStatus.Server(
           name: server.name,
-          address: server.address.map { "\($0):\(server.port ?? 0)" } ?? "-",
+          address: server.address.map { $0.contains(":") ? "[\($0)]:\(server.port ?? 0)" : "\($0):\(server.port ?? 0)" }
+            ?? "-",
           weight: server.weight,
           adminState: server.adminState.rawValue,
           health: health,
@@ -370,7 +390,7 @@ public final class Controller: Service, Sendable {
         return
       } catch {
         failures += 1
-        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures)
+        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures - 1)
         logger.warning("The etcd watch failed; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
         try? await Task.sleep(for: delay)
       }

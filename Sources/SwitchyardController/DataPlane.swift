@@ -88,8 +88,10 @@ final class DataPlane: Sendable {
     var observed = ObservedState()
     for state in states where backends.contains(state.backend) {
       let connection = connections["\(state.backend)/\(state.server)"]
+      // Only the states the Runtime API sets count: `disabled` in the config leaves CMAINT behind after
+      // `state ready`, and an unresolved host name sets RMAINT, neither of which `set server` changes.
       let admin: SwitchyardReconcile.ServerAdminState =
-        state.isMaint ? .maint : state.isDrain ? .drain : .ready
+        state.adminFlags.contains(.forcedMaint) ? .maint : state.adminFlags.contains(.forcedDrain) ? .drain : .ready
       observed.backends[state.backend, default: []].append(
         ObservedServer(
           name: state.server,
@@ -147,6 +149,7 @@ final class DataPlane: Sendable {
   private func write(_ text: String, to path: String) {
     do {
       try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+      _ = chmod(path, 0o600)
     } catch {
       logger.warning("Could not write \(path)", metadata: ["error": "\(error)"])
     }

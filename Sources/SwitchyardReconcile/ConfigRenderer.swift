@@ -92,14 +92,14 @@ public enum ConfigRenderer {
 
   /// `server backend-1 127.0.0.1:9001 weight 100 check inter 2s rise 2 fall 3`. A draining server gets
   /// weight 0 (the config file has no drain state; the controller sets it again after a reload), a
-  /// server in maintenance `disabled`, and a server with a host name `init-addr last,libc,none`.
+  /// server in maintenance `disabled`, and a server with a host name `init-addr libc,none`.
   static func serverLine(_ server: DesiredServer, settings: NodeSettings) -> String {
     let weight = server.state == .drain ? 0 : server.weight
     var words = ["server", server.name, server.address.hostPort(server.port)]
     words += serverOptions(weight: weight, settings: settings)
     // A host name is resolved when HAProxy starts; one that does not resolve leaves that server without
     // an address instead of failing the whole configuration.
-    if !server.isDynamic { words += ["init-addr", "last,libc,none"] }
+    if !server.isDynamic { words += ["init-addr", "libc,none"] }
     if server.state == .maint { words.append("disabled") }
     return words.joined(separator: " ")
   }

@@ -1,0 +1,307 @@
+import ArgumentParser
+import Foundation
+import ServiceLifecycle
+import SwitchyardLocal
+import UnixSignals
+
+/// `--home`: the local cluster's state directory.
+struct HomeOptions: ParsableArguments {
+  @Option(
+    name: .customLong("home"),
+    help: ArgumentHelp(
+      "The local cluster's state directory.",
+      discussion: "Default: $SWITCHYARD_HOME, else .switchyard under the current directory.",
+      valueName: "dir"
+    )
+  )
+  var home: String?
+
+  func cluster() -> LocalCluster {
+    let path = home.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? LocalCluster.defaultHome()
+    return LocalCluster(home: path) { line in print(line) }
+  }
+}
+
+/// Runs a cluster operation, turning its errors into a clean exit.
+func runClusterOperation(_ body: () async throws -> Void) async throws {
+  do {
+    try await body()
+  } catch let error as LocalClusterError {
+    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+    throw ExitCode.failure
+  }
+}
+
+/// `switchyard up`.
+struct UpCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "up",
+    abstract: "Start the whole system locally: etcd members, LB nodes (controller + HAProxy) and backends.",
+    discussion: """
+      etcd1..N listen on 127.0.0.1:2379, :22379, :32379 (so plain etcdctl works), lb1, lb2 on :8001, :8002 \
+      with stats pages on :8401, :8402 and admin endpoints on :9101, :9102, backends on free ports. Waits \
+      until every part is healthy and every LB node routes to every backend, prints what runs where, and \
+      returns with the cluster running in the background (see `status`, `logs`, `scale`, `down`).
+      """
+  )
+
+  @Option(help: "Backends to start.") var backends = 3
+  @Option(name: .customLong("lb-nodes"), help: "Load-balancer nodes to start (1–5).") var lbNodes = 2
+  @Option(name: .customLong("etcd-members"), help: "etcd members to start (1–5; odd numbers tolerate failures).")
+  var etcdMembers = 3
+  @Flag(help: "Stay attached and stop everything on Ctrl-C (SIGINT) or SIGTERM.") var foreground = false
+
+  @Option(name: .customLong("etcd-client-ports"), help: "Override: comma-separated etcd client ports.")
+  var etcdClientPorts: String?
+  @Option(name: .customLong("etcd-peer-ports"), help: "Override: comma-separated etcd peer ports.")
+  var etcdPeerPorts: String?
+  @Option(name: .customLong("lb-ports"), help: "Override: comma-separated LB traffic ports.") var lbPorts: String?
+  @Option(name: .customLong("stats-ports"), help: "Override: comma-separated stats-page ports.")
+  var statsPorts: String?
+  @Option(name: .customLong("admin-ports"), help: "Override: comma-separated controller admin ports.")
+  var adminPorts: String?
+
+  @OptionGroup var home: HomeOptions
+
+  func validate() throws {
+    _ = try ports()
+  }
+
+  func ports() throws -> ClusterPorts {
+    let defaults = ClusterPorts.defaults(members: etcdMembers, nodes: lbNodes)
+    func list(_ text: String?, _ flag: String, _ fallback: [Int]) throws -> [Int] {
+      guard let text else { return fallback }
+      let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+        throw ValidationError("\(flag): \"\(text)\" is not a comma-separated list of ports")
+      }
+      return values.compactMap { $0 }
+    }
+    let ports = ClusterPorts(
+      etcdClient: try list(etcdClientPorts, "--etcd-client-ports", defaults.etcdClient),
+      etcdPeer: try list(etcdPeerPorts, "--etcd-peer-ports", defaults.etcdPeer),
+      lb: try list(lbPorts, "--lb-ports", defaults.lb),
+      stats: try list(statsPorts, "--stats-ports", defaults.stats),
+      admin: try list(adminPorts, "--admin-ports", defaults.admin)
+    )
+    if let problem = ports.problem(members: etcdMembers, nodes: lbNodes) { throw ValidationError(problem) }
+    return ports
+  }
+
+  func run() async throws {
+    let cluster = home.cluster()
+    try await runClusterOperation {
+      let started = try await cluster.up(
+        backends: backends,
+        lbNodes: lbNodes,
+        etcdMembers: etcdMembers,
+        ports: try ports(),
+        switchyard: currentExecutable()
+      )
+      guard started else { return }
+      print("")
+      print(try await StatusCommand.table(try await cluster.status()))
+      print(nextSteps(try ports()))
+      if foreground {
+        print("Running in the foreground; Ctrl-C stops everything.")
+        for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
+        print("")
+        try await cluster.down(purge: false)
+      }
+    }
+  }
+
+  private func nextSteps(_ ports: ClusterPorts) -> String {
+    let lb = ports.lb.first ?? 8001
+    return """
+
+      Try:
+        curl http://127.0.0.1:\(lb)                     # three times: three different backends
+        switchyard scale backend=5                    # start two more; scale down drains first
+        etcdctl get /services/backend --prefix        # the registrations (etcd1 is on :\(ports.etcdClient[0]))
+        etcdctl watch /services/backend --prefix      # watch them change
+        open \(ports.stats.map { "http://127.0.0.1:\($0)/" }.joined(separator: " and "))   # HAProxy stats pages
+        switchyard status                             # pids, health, servers per LB node
+        switchyard logs lb1 -f                        # a controller's log
+        switchyard stop etcd2 / switchyard start etcd2  # try a fault by hand
+        switchyard down                               # stop everything (--purge removes \(home.cluster().home))
+      """
+  }
+}
+
+/// The absolute path of this executable, so that the cluster's parts run the same build.
+func currentExecutable() -> String {
+  if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+  return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+}
+
+/// `switchyard scale backend=N`.
+struct ScaleCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "scale",
+    abstract: "Start or gracefully stop backends to reach a count, and wait until every LB node agrees.",
+    discussion: "As `docker compose up --scale backend=N`. Backends that stop drain and deregister first."
+  )
+
+  @Argument(help: "backend=N") var target: String
+  @OptionGroup var home: HomeOptions
+
+  func count() throws -> Int {
+    let parts = target.split(separator: "=", maxSplits: 1)
+    guard parts.count == 2, parts[0] == "backend", let count = Int(parts[1]), (0...50).contains(count) else {
+      throw ValidationError("expected backend=N with N from 0 to 50, got \"\(target)\"")
+    }
+    return count
+  }
+
+  func validate() throws { _ = try count() }
+
+  func run() async throws {
+    try await runClusterOperation { try await home.cluster().scale(backends: try count()) }
+  }
+}
+
+/// `switchyard status`.
+struct StatusCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "status",
+    abstract: "Show each part of the local cluster, each LB node's servers, and the registrations in etcd."
+  )
+
+  @Flag(help: "Print JSON.") var json = false
+  @OptionGroup var home: HomeOptions
+
+  func run() async throws {
+    try await runClusterOperation {
+      let report = try await home.cluster().status()
+      if json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+      } else {
+        print(try await Self.table(report))
+      }
+    }
+  }
+
+  static func table(_ report: ClusterReport) async throws -> String {
+    var lines = [pad(["NAME", "KIND", "PID", "ADDRESS", "HEALTH"])]
+    for part in report.parts {
+      lines.append(pad([part.name, part.kind, part.pid.map(String.init) ?? "-", part.address, part.health]))
+    }
+    for node in report.nodes {
+      lines.append("")
+      let state = node.state
+      lines.append(
+        "\(node.name): \(state.ready ? "ready" : "not ready (\(state.notReadyReasons.joined(separator: "; ")))"), "
+          + "applied revision \(state.appliedRevision), HAProxy pid \(state.haproxyPID.map(String.init) ?? "-"), "
+          + "reloads \(state.reloads)"
+      )
+      for service in state.services {
+        let servers = service.servers.map { "\($0.name) \($0.address) \($0.adminState)/\($0.health)" }
+        lines.append(
+          "  \(service.backend): " + (servers.isEmpty ? "no servers (503)" : servers.joined(separator: ", ")))
+      }
+    }
+    lines.append("")
+    if let revision = report.etcdRevision {
+      lines.append("Registrations in etcd (revision \(revision)):")
+      lines += report.registrations.map { "  \($0.key) \($0.value)" }
+    } else {
+      lines.append("etcd did not answer.")
+    }
+    return lines.joined(separator: "\n")
+  }
+
+  private static func pad(_ columns: [String]) -> String {
+    let widths = [11, 8, 8, 26]
+    return columns.enumerated().map { index, text in
+      index < widths.count
+        ? text.padding(toLength: max(widths[index], text.count + 1), withPad: " ", startingAt: 0) : text
+    }.joined()
+  }
+}
+
+/// `switchyard logs`.
+struct LogsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "logs",
+    abstract: "Print the log of one part of the local cluster, or of all of them."
+  )
+
+  @Argument(help: "etcd1, lb1, backend-1, …; all parts when left out.") var name: String?
+  @Flag(name: [.short, .customLong("follow")], help: "Keep printing what is appended.") var follow = false
+  @OptionGroup var home: HomeOptions
+
+  func run() async throws {
+    try await runClusterOperation {
+      let files = try home.cluster().logFiles(name)
+      var offsets: [String: UInt64] = [:]
+      let prefix = files.count > 1
+      repeat {
+        for file in files {
+          guard let handle = FileHandle(forReadingAtPath: file.path) else { continue }
+          defer { try? handle.close() }
+          try handle.seek(toOffset: offsets[file.path] ?? 0)
+          let data = handle.readDataToEndOfFile()
+          offsets[file.path] = (offsets[file.path] ?? 0) + UInt64(data.count)
+          guard !data.isEmpty else { continue }
+          let text = String(decoding: data, as: UTF8.self)
+          if prefix {
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+              print("\(file.name) | \(line)")
+            }
+          } else {
+            FileHandle.standardOutput.write(data)
+          }
+        }
+        if follow { try await Task.sleep(for: .milliseconds(250)) }
+      } while follow
+    }
+  }
+}
+
+/// `switchyard stop NAME`.
+struct StopCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "stop",
+    abstract: "Stop one part of the local cluster gracefully (to try a fault by hand)."
+  )
+
+  @Argument(help: "etcd1, lb1, backend-1, …") var name: String
+  @OptionGroup var home: HomeOptions
+
+  func run() async throws {
+    try await runClusterOperation { try await home.cluster().stop(name) }
+  }
+}
+
+/// `switchyard start NAME`.
+struct StartCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "start",
+    abstract: "Start a stopped part of the local cluster again."
+  )
+
+  @Argument(help: "etcd1, lb1, backend-1, …") var name: String
+  @OptionGroup var home: HomeOptions
+
+  func run() async throws {
+    try await runClusterOperation { try await home.cluster().start(name) }
+  }
+}
+
+/// `switchyard down`.
+struct DownCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "down",
+    abstract: "Stop the local cluster in order (backends, LB nodes, etcd) and free every port."
+  )
+
+  @Flag(help: "Also remove the state directory (data, logs).") var purge = false
+  @OptionGroup var home: HomeOptions
+
+  func run() async throws {
+    try await runClusterOperation { try await home.cluster().down(purge: purge) }
+  }
+}

@@ -1,0 +1,192 @@
+/// What kind of process a part of the local cluster is.
+public enum PartKind: String, Sendable, Codable, Hashable, CaseIterable {
+  /// An etcd member.
+  case etcd
+  /// A load-balancer node: `switchyard controller` and the HAProxy it runs.
+  case lb
+  /// A sample backend: `switchyard backend`.
+  case backend
+}
+
+/// One process of the local cluster and how to start it.
+public struct PartSpec: Sendable, Codable, Hashable {
+  /// `etcd1`, `lb1`, `backend-1`.
+  public var name: String
+  /// What it is.
+  public var kind: PartKind
+  /// The executable (absolute path or a name looked up in `PATH`).
+  public var executable: String
+  /// Its arguments.
+  public var arguments: [String]
+  /// Ports it listens on, all on 127.0.0.1.
+  public var ports: [Int]
+  /// Where users reach it: `127.0.0.1:2379`, `http://127.0.0.1:8001`.
+  public var address: String
+  /// The URL that tells whether it is healthy (`/health` of etcd, `/readyz` of a controller, `/healthz` of a
+  /// backend).
+  public var healthURL: String
+  /// The admin URL of a load-balancer node (`/state`, `/metrics`), if it is one.
+  public var adminURL: String?
+
+  /// The number in its name: 1 for `etcd1` and `backend-1`.
+  public var index: Int {
+    Int(name.reversed().prefix { $0.isNumber }.reversed().map(String.init).joined()) ?? 0
+  }
+}
+
+/// The fixed ports of a local cluster. Defaults follow the original demo: etcd1's client port is 2379, so
+/// plain `etcdctl` works; the LB nodes serve on 8001, 8002, … with stats pages on 8401, 8402, ….
+public struct ClusterPorts: Sendable, Codable, Hashable {
+  /// Client ports of etcd1, etcd2, ….
+  public var etcdClient: [Int]
+  /// Peer ports of etcd1, etcd2, ….
+  public var etcdPeer: [Int]
+  /// Traffic ports of lb1, lb2, ….
+  public var lb: [Int]
+  /// Stats pages of lb1, lb2, ….
+  public var stats: [Int]
+  /// Admin ports (controller `/healthz`, `/readyz`, `/metrics`, `/state`) of lb1, lb2, ….
+  public var admin: [Int]
+
+  /// The most etcd members a local cluster has.
+  public static let maxEtcdMembers = 5
+  /// The most LB nodes a local cluster has.
+  public static let maxLBNodes = 5
+
+  /// Creates a set of ports; see ``problem(members:nodes:)`` for the checks.
+  public init(etcdClient: [Int], etcdPeer: [Int], lb: [Int], stats: [Int], admin: [Int]) {
+    self.etcdClient = etcdClient
+    self.etcdPeer = etcdPeer
+    self.lb = lb
+    self.stats = stats
+    self.admin = admin
+  }
+
+  /// The default ports for `members` etcd members and `nodes` LB nodes: etcd client ports 2379, 22379,
+  /// 32379, …, peer ports one above each; LB nodes 8001+, stats 8401+, admin 9101+.
+  public static func defaults(members: Int, nodes: Int) -> ClusterPorts {
+    let client = (0..<members).map { $0 == 0 ? 2379 : $0 * 10_000 + 12_379 }
+    return ClusterPorts(
+      etcdClient: client,
+      etcdPeer: client.map { $0 + 1 },
+      lb: (0..<nodes).map { 8001 + $0 },
+      stats: (0..<nodes).map { 8401 + $0 },
+      admin: (0..<nodes).map { 9101 + $0 }
+    )
+  }
+
+  /// Every fixed port.
+  public var all: [Int] { etcdClient + etcdPeer + lb + stats + admin }
+
+  /// Why these ports cannot serve `members` members and `nodes` nodes, or `nil`.
+  public func problem(members: Int, nodes: Int) -> String? {
+    if etcdClient.count != members || etcdPeer.count != members {
+      return "\(members) etcd members need \(members) client and \(members) peer ports"
+    }
+    if lb.count != nodes || stats.count != nodes || admin.count != nodes {
+      return "\(nodes) LB nodes need \(nodes) traffic, stats and admin ports each"
+    }
+    if let bad = all.first(where: { !(1...65535).contains($0) }) { return "port \(bad) is outside 1–65535" }
+    if Set(all).count != all.count { return "a port is listed twice" }
+    return nil
+  }
+}
+
+/// The parts of a local cluster: pure, so the layout can be checked without starting anything.
+public struct ClusterLayout: Sendable {
+  /// The state directory.
+  public var home: String
+  /// The `switchyard` executable that LB nodes and backends run.
+  public var switchyard: String
+  /// The etcd executable.
+  public var etcd: String
+  /// The fixed ports.
+  public var ports: ClusterPorts
+
+  /// Creates a layout.
+  public init(home: String, switchyard: String, etcd: String = "etcd", ports: ClusterPorts) {
+    self.home = home
+    self.switchyard = switchyard
+    self.etcd = etcd
+    self.ports = ports
+  }
+
+  /// `127.0.0.1:2379,127.0.0.1:22379,…`: what LB nodes and backends are given.
+  public var etcdEndpoints: String {
+    ports.etcdClient.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+  }
+
+  /// The etcd members.
+  public func etcdMembers() -> [PartSpec] {
+    let cluster = ports.etcdPeer.enumerated().map { "etcd\($0.offset + 1)=http://127.0.0.1:\($0.element)" }
+      .joined(separator: ",")
+    return ports.etcdClient.indices.map { index in
+      let name = "etcd\(index + 1)"
+      let client = "http://127.0.0.1:\(ports.etcdClient[index])"
+      let peer = "http://127.0.0.1:\(ports.etcdPeer[index])"
+      return PartSpec(
+        name: name,
+        kind: .etcd,
+        executable: etcd,
+        arguments: [
+          "--name", name,
+          "--data-dir", "\(home)/\(name)",
+          "--listen-client-urls", client,
+          "--advertise-client-urls", client,
+          "--listen-peer-urls", peer,
+          "--initial-advertise-peer-urls", peer,
+          "--initial-cluster", cluster,
+          "--initial-cluster-state", "new",
+          "--initial-cluster-token", "switchyard-local",
+        ],
+        ports: [ports.etcdClient[index], ports.etcdPeer[index]],
+        address: "127.0.0.1:\(ports.etcdClient[index])",
+        healthURL: "\(client)/health"
+      )
+    }
+  }
+
+  /// The LB nodes.
+  public func lbNodes() -> [PartSpec] {
+    ports.lb.indices.map { index in
+      let name = "lb\(index + 1)"
+      let admin = "http://127.0.0.1:\(ports.admin[index])"
+      return PartSpec(
+        name: name,
+        kind: .lb,
+        executable: switchyard,
+        arguments: [
+          "controller",
+          "--node-id", name,
+          "--etcd-endpoints", etcdEndpoints,
+          "--listen", "127.0.0.1:\(ports.lb[index])",
+          "--stats", "127.0.0.1:\(ports.stats[index])",
+          "--admin", "127.0.0.1:\(ports.admin[index])",
+          "--state-dir", "\(home)/\(name)",
+        ],
+        ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
+        address: "http://127.0.0.1:\(ports.lb[index])",
+        healthURL: "\(admin)/readyz",
+        adminURL: admin
+      )
+    }
+  }
+
+  /// Backend number `index` on `port`.
+  public func backend(_ index: Int, port: Int) -> PartSpec {
+    PartSpec(
+      name: "backend-\(index)",
+      kind: .backend,
+      executable: switchyard,
+      arguments: [
+        "backend",
+        "--etcd-endpoints", etcdEndpoints,
+        "--listen", "127.0.0.1:\(port)",
+        "--id", "backend-\(index)",
+      ],
+      ports: [port],
+      address: "http://127.0.0.1:\(port)",
+      healthURL: "http://127.0.0.1:\(port)/healthz"
+    )
+  }
+}

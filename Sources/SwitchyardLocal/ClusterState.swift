@@ -1,0 +1,181 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One started part: its spec and its process.
+public struct PartRecord: Sendable, Codable, Hashable {
+  /// How it is started.
+  public var spec: PartSpec
+  /// Its PID when it was last started; `nil` once stopped.
+  public var pid: Int32?
+  /// Its log file.
+  public var logPath: String
+}
+
+/// What `up` started, kept in `<home>/cluster.json` so that later commands find the parts.
+public struct ClusterState: Sendable, Codable {
+  /// Format version.
+  public var version = 1
+  /// The layout's fixed ports.
+  public var ports: ClusterPorts
+  /// The `switchyard` executable the parts run.
+  public var switchyard: String
+  /// The etcd executable.
+  public var etcd: String
+  /// Every part, etcd members first, then LB nodes, then backends.
+  public var parts: [PartRecord]
+
+  /// The layout this state was made from.
+  public func layout(home: String) -> ClusterLayout {
+    ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports)
+  }
+
+  /// The part called `name`.
+  public func part(_ name: String) -> PartRecord? { parts.first { $0.spec.name == name } }
+
+  /// Parts of one kind, in name order (by number).
+  public func parts(_ kind: PartKind) -> [PartRecord] {
+    parts.filter { $0.spec.kind == kind }.sorted { $0.spec.index < $1.spec.index }
+  }
+
+  static func path(home: String) -> String { "\(home)/cluster.json" }
+
+  /// Reads the state of the cluster in `home`, or `nil` when there is none.
+  public static func load(home: String) throws -> ClusterState? {
+    let path = path(home: home)
+    guard FileManager.default.fileExists(atPath: path) else { return nil }
+    do {
+      return try JSONDecoder().decode(ClusterState.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    } catch {
+      throw LocalClusterError("\(path) cannot be read (\(error)); remove it, or run `switchyard down --purge`")
+    }
+  }
+
+  /// Writes the state atomically.
+  public func save(home: String) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    try encoder.encode(self).write(to: URL(fileURLWithPath: Self.path(home: home)), options: .atomic)
+  }
+}
+
+/// A local-cluster failure, with what to do about it.
+public struct LocalClusterError: Error, CustomStringConvertible {
+  /// The message.
+  public var description: String
+
+  /// Creates an error.
+  public init(_ description: String) {
+    self.description = description
+  }
+}
+
+/// Holds an exclusive lock on `<home>/.lock` while a command changes the cluster.
+final class ClusterLock {
+  private let descriptor: Int32
+
+  init(home: String) throws {
+    descriptor = open("\(home)/.lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+    guard descriptor >= 0 else {
+      throw LocalClusterError("cannot open \(home)/.lock: \(String(cString: strerror(errno)))")
+    }
+    if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+      FileHandle.standardError.write(Data("Waiting for another switchyard command on \(home)…\n".utf8))
+      flock(descriptor, LOCK_EX)
+    }
+  }
+
+  deinit {
+    flock(descriptor, LOCK_UN)
+    close(descriptor)
+  }
+}
+
+/// What `/proc` says about processes and ports.
+enum ProcessInspection {
+  /// Whether `pid` runs `spec` (its command line is the spec's arguments), so a reused PID is never taken
+  /// for a part.
+  static func runs(_ pid: Int32, _ spec: PartSpec) -> Bool {
+    guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+    if isZombie(pid) { return false }
+    let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    return Array(arguments.dropFirst()) == spec.arguments
+  }
+
+  static func isZombie(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return false }
+    return stat[stat.index(after: close)...].hasPrefix(" Z")
+  }
+
+  /// Whether something listens on 127.0.0.1:`port` (or on all addresses): a bind attempt fails. With
+  /// `SO_REUSEADDR`, as the servers themselves bind, so connections in TIME_WAIT do not count.
+  static func isInUse(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let result = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return result != 0
+  }
+
+  /// A free port on 127.0.0.1, chosen by the kernel.
+  static func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw LocalClusterError("cannot create a socket: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+        bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+      }
+    }
+    guard bound else { throw LocalClusterError("cannot find a free port: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: address.sin_port))
+  }
+
+  /// `pid 1234 (haproxy)` for the process listening on `port`, when /proc tells.
+  static func owner(of port: Int) -> String? {
+    var inodes: Set<String> = []
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+      guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+      for line in text.split(separator: "\n").dropFirst() {
+        let fields = line.split(separator: " ")
+        guard fields.count > 9, fields[3] == "0A",
+          let portHex = fields[1].split(separator: ":").last, Int(portHex, radix: 16) == port
+        else { continue }
+        inodes.insert(String(fields[9]))
+      }
+    }
+    guard !inodes.isEmpty else { return nil }
+    let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    for entry in processes where Int32(entry) != nil {
+      let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry)/fd")) ?? []
+      for fd in fds {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)"),
+          target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
+        else { continue }
+        let command =
+          (try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8))?
+          .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+        return "pid \(entry) (\(command))"
+      }
+    }
+    return nil
+  }
+}

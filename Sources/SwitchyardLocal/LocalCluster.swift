@@ -1,0 +1,470 @@
+import EtcdClient
+import Foundation
+import HAProxyKit
+import Logging
+import SwitchyardController
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The whole system on one machine, as real processes: etcd members, LB nodes (controller + HAProxy) and
+/// backends, recorded in a state directory so that later commands find them.
+public struct LocalCluster: Sendable {
+  /// The state directory (`.switchyard/`, or `$SWITCHYARD_HOME`).
+  public let home: String
+  /// Where progress goes.
+  public let say: @Sendable (String) -> Void
+  /// How long `up`, `scale` and `start` wait for parts to become healthy.
+  public var timeout: Duration = .seconds(90)
+
+  /// Creates a handle on the cluster in `home`; nothing starts.
+  public init(home: String, say: @escaping @Sendable (String) -> Void) {
+    self.home = home
+    self.say = say
+  }
+
+  /// The state directory from the environment: `$SWITCHYARD_HOME`, else `.switchyard` under the current
+  /// directory; always absolute.
+  public static func defaultHome(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    let path = environment["SWITCHYARD_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ".switchyard"
+    return URL(fileURLWithPath: path).standardizedFileURL.path
+  }
+
+  // MARK: - up
+
+  /// Starts the cluster and waits until every part is healthy and every LB node routes to every backend.
+  /// Returns `false` (and starts nothing) when a cluster already runs in `home`.
+  public func up(
+    backends: Int,
+    lbNodes: Int,
+    etcdMembers: Int,
+    ports: ClusterPorts?,
+    switchyard: String,
+    etcd: String = "etcd"
+  ) async throws -> Bool {
+    guard (1...ClusterPorts.maxEtcdMembers).contains(etcdMembers) else {
+      throw LocalClusterError("--etcd-members must be from 1 to \(ClusterPorts.maxEtcdMembers)")
+    }
+    guard (1...ClusterPorts.maxLBNodes).contains(lbNodes) else {
+      throw LocalClusterError("--lb-nodes must be from 1 to \(ClusterPorts.maxLBNodes)")
+    }
+    guard (0...50).contains(backends) else { throw LocalClusterError("--backends must be from 0 to 50") }
+    let ports = ports ?? ClusterPorts.defaults(members: etcdMembers, nodes: lbNodes)
+    if let problem = ports.problem(members: etcdMembers, nodes: lbNodes) { throw LocalClusterError(problem) }
+
+    try createHome()
+    let lock = try ClusterLock(home: home)
+    defer { withExtendedLifetime(lock) {} }
+    if let existing = try ClusterState.load(home: home) {
+      let running = existing.parts.filter { record in
+        record.pid.map { ProcessInspection.runs($0, record.spec) } ?? false
+      }
+      if !running.isEmpty {
+        say("A cluster is already up in \(home) (\(running.count) of \(existing.parts.count) parts running).")
+        say("See `switchyard status`; `switchyard down` stops it.")
+        return false
+      }
+      say("Found a stopped cluster in \(home); starting a new one.")
+    }
+    try checkExecutable(etcd, package: "etcd-server")
+    try checkExecutable("haproxy", package: "haproxy")
+    for port in ports.all where ProcessInspection.isInUse(port) {
+      let owner = ProcessInspection.owner(of: port).map { " by \($0)" } ?? ""
+      throw LocalClusterError("port \(port) is in use\(owner); stop it, or choose other ports")
+    }
+    // A new cluster: etcd members start from empty data directories.
+    for member in 1...ClusterPorts.maxEtcdMembers {
+      try? FileManager.default.removeItem(atPath: "\(home)/etcd\(member)")
+    }
+
+    let layout = ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports)
+    var state = ClusterState(ports: ports, switchyard: switchyard, etcd: etcd, parts: [])
+    do {
+      say("Starting \(etcdMembers) etcd member(s)…")
+      for spec in layout.etcdMembers() { try launch(spec, into: &state) }
+      try await waitHealthy(state.parts(.etcd))
+      say("Starting \(lbNodes) LB node(s)…")
+      for spec in layout.lbNodes() { try launch(spec, into: &state) }
+      try await waitHealthy(state.parts(.lb))
+      if backends > 0 {
+        say("Starting \(backends) backend(s)…")
+        for index in 1...backends {
+          try launch(layout.backend(index, port: ProcessInspection.freePort()), into: &state)
+        }
+        try await waitHealthy(state.parts(.backend))
+      }
+      try await waitRouting(state)
+    } catch {
+      say("Start-up failed: \(error)")
+      say("Stopping what was started; the logs stay in \(home)/logs.")
+      try? await stopAll(&state)
+      try? FileManager.default.removeItem(atPath: ClusterState.path(home: home))
+      throw error
+    }
+    return true
+  }
+
+  // MARK: - scale
+
+  /// Starts or gracefully stops backends until `count` run, then waits until every LB node routes to exactly them.
+  public func scale(backends count: Int) async throws {
+    guard (0...50).contains(count) else { throw LocalClusterError("backend count must be from 0 to 50") }
+    let lock = try ClusterLock(home: home)
+    defer { withExtendedLifetime(lock) {} }
+    var state = try requireState()
+    let layout = state.layout(home: home)
+    state.parts.removeAll { $0.spec.kind == .backend && !isRunning($0) }
+    let running = state.parts(.backend)
+    if count > running.count {
+      let used = Set(running.map(\.spec.index))
+      let indices = (1...).lazy.filter { !used.contains($0) }.prefix(count - running.count)
+      say("Starting \(count - running.count) backend(s)…")
+      for index in indices { try launch(layout.backend(index, port: ProcessInspection.freePort()), into: &state) }
+      try await waitHealthy(state.parts(.backend))
+    } else if count < running.count {
+      let leaving = running.suffix(running.count - count)
+      say("Stopping \(leaving.map(\.spec.name).joined(separator: ", ")) (drain, deregister, exit)…")
+      await withTaskGroup(of: Void.self) { group in
+        for record in leaving { group.addTask { await terminate(record) } }
+      }
+      let names = Set(leaving.map(\.spec.name))
+      state.parts.removeAll { names.contains($0.spec.name) }
+    }
+    try state.save(home: home)
+    try await waitRouting(state)
+    say("\(count) backend(s) running; every LB node routes to them.")
+  }
+
+  // MARK: - stop, start, down
+
+  /// Stops one part gracefully (SIGTERM; SIGKILL after 30 s).
+  public func stop(_ name: String) async throws {
+    let lock = try ClusterLock(home: home)
+    defer { withExtendedLifetime(lock) {} }
+    var state = try requireState()
+    guard let index = state.parts.firstIndex(where: { $0.spec.name == name }) else {
+      throw LocalClusterError("no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
+    }
+    guard isRunning(state.parts[index]) else {
+      say("\(name) is not running.")
+      return
+    }
+    await terminate(state.parts[index])
+    state.parts[index].pid = nil
+    try state.save(home: home)
+    say("\(name) stopped.")
+  }
+
+  /// Starts one stopped part again, with the arguments it was first started with, and waits until it is healthy.
+  public func start(_ name: String) async throws {
+    let lock = try ClusterLock(home: home)
+    defer { withExtendedLifetime(lock) {} }
+    var state = try requireState()
+    guard let record = state.part(name) else {
+      throw LocalClusterError("no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
+    }
+    if isRunning(record) {
+      say("\(name) is already running (pid \(record.pid ?? 0)).")
+      return
+    }
+    for port in record.spec.ports where ProcessInspection.isInUse(port) {
+      let owner = ProcessInspection.owner(of: port).map { " by \($0)" } ?? ""
+      throw LocalClusterError("port \(port) of \(name) is in use\(owner)")
+    }
+    try launch(record.spec, into: &state)
+    try await waitHealthy([state.part(name)].compactMap { $0 })
+    say("\(name) started.")
+  }
+
+  /// Stops everything in order (backends, then LB nodes with their HAProxy, then etcd) and checks that every
+  /// port is free. With `purge`, removes the state directory too.
+  public func down(purge: Bool) async throws {
+    guard FileManager.default.fileExists(atPath: home) else {
+      say("Nothing to stop: \(home) does not exist.")
+      return
+    }
+    var leftovers: [String] = []
+    do {
+      let lock = try ClusterLock(home: home)
+      defer { withExtendedLifetime(lock) {} }
+      if var state = try ClusterState.load(home: home) {
+        try await stopAll(&state)
+        leftovers = await portsStillInUse(state)
+        try? FileManager.default.removeItem(atPath: ClusterState.path(home: home))
+      } else {
+        say("No cluster is recorded in \(home).")
+      }
+    }
+    if purge {
+      try FileManager.default.removeItem(atPath: home)
+      say("Removed \(home).")
+    }
+    if !leftovers.isEmpty {
+      throw LocalClusterError("still in use after stopping: \(leftovers.joined(separator: ", "))")
+    }
+    say("Everything stopped; every port is free.")
+  }
+
+  // MARK: - status and logs
+
+  /// Each part with its PID, address and health; each LB node's applied revision and servers; the
+  /// registrations in etcd.
+  public func status() async throws -> ClusterReport {
+    let state = try requireState()
+    var report = ClusterReport(home: home, parts: [], nodes: [], registrations: [], etcdRevision: nil)
+    for record in state.parts {
+      let running = isRunning(record)
+      let healthy = running ? await isHealthy(record.spec) : false
+      report.parts.append(
+        .init(
+          name: record.spec.name,
+          kind: record.spec.kind.rawValue,
+          pid: running ? record.pid : nil,
+          address: record.spec.address,
+          health: running ? (healthy ? "healthy" : "unhealthy") : "stopped"
+        )
+      )
+      if record.spec.kind == .lb, running, let admin = record.spec.adminURL,
+        let (status, body) = try? await SimpleHTTP.get("\(admin)/state"), status == 200,
+        let snapshot = try? JSONDecoder().decode(ControllerStatus.Snapshot.self, from: Data(body.utf8))
+      {
+        report.nodes.append(.init(name: record.spec.name, state: snapshot))
+      }
+    }
+    var configuration = try EtcdConfiguration(endpoints: state.layout(home: home).etcdEndpoints)
+    configuration.dialTimeout = .seconds(1)
+    configuration.requestTimeout = .seconds(3)
+    var logger = Logger(label: "switchyard.status")
+    logger.logLevel = .critical
+    if let read = try? await withEtcdClient(
+      configuration: configuration, logger: logger,
+      { etcd in
+        try await etcd.get(.prefix("/services/"))
+      })
+    {
+      report.etcdRevision = read.header.revision
+      report.registrations = read.kvs.map {
+        .init(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self))
+      }
+    }
+    return report
+  }
+
+  /// The log files of `name`, or of every part.
+  public func logFiles(_ name: String?) throws -> [(name: String, path: String)] {
+    let state = try requireState()
+    let records =
+      try name.map { name in
+        guard let record = state.part(name) else {
+          throw LocalClusterError(
+            "no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
+        }
+        return [record]
+      } ?? state.parts
+    return records.map { ($0.spec.name, $0.logPath) }
+  }
+
+  // MARK: - Parts
+
+  private func createHome() throws {
+    try FileManager.default.createDirectory(atPath: "\(home)/logs", withIntermediateDirectories: true)
+    chmod(home, 0o700)
+  }
+
+  private func requireState() throws -> ClusterState {
+    guard let state = try ClusterState.load(home: home) else {
+      throw LocalClusterError("no cluster is up in \(home); start one with `switchyard up`")
+    }
+    return state
+  }
+
+  private func checkExecutable(_ name: String, package: String) throws {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+    let candidates = name.contains("/") ? [name] : path.split(separator: ":").map { "\($0)/\(name)" }
+    guard candidates.contains(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+      throw LocalClusterError("\(name) is not installed; `make up` installs it (apt-get install \(package))")
+    }
+  }
+
+  private func launch(_ spec: PartSpec, into state: inout ClusterState) throws {
+    let logPath = "\(home)/logs/\(spec.name).log"
+    let pid = try DetachedProcess.spawn(spec.executable, arguments: spec.arguments, logPath: logPath)
+    // Reaped while this command runs; once it exits, init adopts what is left.
+    DetachedProcess.reapInBackground(pid)
+    let record = PartRecord(spec: spec, pid: pid, logPath: logPath)
+    if let index = state.parts.firstIndex(where: { $0.spec.name == spec.name }) {
+      state.parts[index] = record
+    } else {
+      state.parts.append(record)
+    }
+    try state.save(home: home)
+    say("  \(spec.name): pid \(pid), \(spec.address)")
+  }
+
+  private func isRunning(_ record: PartRecord) -> Bool {
+    record.pid.map { ProcessInspection.runs($0, record.spec) } ?? false
+  }
+
+  private func isHealthy(_ spec: PartSpec) async -> Bool {
+    guard let (status, _) = try? await SimpleHTTP.get(spec.healthURL) else { return false }
+    return status == 200
+  }
+
+  private func waitHealthy(_ records: [PartRecord]) async throws {
+    var waiting = records
+    try await poll("\(records.count) part(s) to become healthy") {
+      var still: [PartRecord] = []
+      for record in waiting {
+        guard isRunning(record) else {
+          throw LocalClusterError(
+            "\(record.spec.name) exited; its log (\(record.logPath)) ends:\n\(tail(record.logPath))"
+          )
+        }
+        if await isHealthy(record.spec) {
+          say("  \(record.spec.name) is healthy")
+        } else {
+          still.append(record)
+        }
+      }
+      waiting = still
+      return waiting.isEmpty ? nil : "waiting for \(waiting.map(\.spec.name).joined(separator: ", "))"
+    }
+  }
+
+  /// Waits until every running LB node answers from exactly the running backends.
+  private func waitRouting(_ state: ClusterState) async throws {
+    let expected = Set(state.parts(.backend).filter(isRunning).map(\.spec.name))
+    let nodes = state.parts(.lb).filter(isRunning)
+    say("Waiting until \(nodes.map(\.spec.name).joined(separator: " and ")) route to \(expected.count) backend(s)…")
+    try await poll("every LB node to route to every backend") {
+      var lagging: [String] = []
+      for node in nodes {
+        let seen = await backendsSeen(through: node.spec, tries: expected.count * 3 + 3)
+        if seen != expected {
+          lagging.append("\(node.spec.name) routes to [\(seen.sorted().joined(separator: ", "))]")
+        }
+      }
+      return lagging.isEmpty ? nil : lagging.joined(separator: "; ")
+    }
+  }
+
+  /// Which backends answer through an LB node (`Hello from <name>`); `503` answers count as none.
+  private func backendsSeen(through node: PartSpec, tries: Int) async -> Set<String> {
+    var seen: Set<String> = []
+    for _ in 0..<tries {
+      guard let (status, body) = try? await SimpleHTTP.get(node.address + "/"), status == 200 else { continue }
+      seen.insert(
+        body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    return seen
+  }
+
+  /// Runs `check` until it returns `nil` (done), printing what it still waits for every 5 s; fails after `timeout`.
+  private func poll(_ what: String, _ check: () async throws -> String?) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    var lastReport = ContinuousClock.now
+    while true {
+      guard let pending = try await check() else { return }
+      let now = ContinuousClock.now
+      if now >= deadline { throw LocalClusterError("timed out after \(timeout) waiting for \(what): \(pending)") }
+      if lastReport.duration(to: now) >= .seconds(5) {
+        say("  … \(pending)")
+        lastReport = now
+      }
+      try await Task.sleep(for: .milliseconds(250))
+    }
+  }
+
+  /// SIGTERM, then SIGKILL after 30 s; returns once the process is gone.
+  private func terminate(_ record: PartRecord) async {
+    guard let pid = record.pid, ProcessInspection.runs(pid, record.spec) else { return }
+    kill(pid, SIGTERM)
+    let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+    while ProcessInspection.runs(pid, record.spec) {
+      if ContinuousClock.now >= deadline {
+        say("  \(record.spec.name) did not stop within 30 s; killing it")
+        kill(pid, SIGKILL)
+      }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+  }
+
+  private func stopAll(_ state: inout ClusterState) async throws {
+    for kind in [PartKind.backend, .lb, .etcd] {
+      let records = state.parts(kind).filter(isRunning)
+      guard !records.isEmpty else { continue }
+      say("Stopping \(records.map(\.spec.name).joined(separator: ", "))…")
+      await withTaskGroup(of: Void.self) { group in
+        for record in records { group.addTask { await terminate(record) } }
+      }
+      for index in state.parts.indices where state.parts[index].spec.kind == kind {
+        state.parts[index].pid = nil
+      }
+      try state.save(home: home)
+    }
+  }
+
+  /// Ports of `state` still in use after up to 10 s, with their owners where known; HAProxy of an LB node
+  /// still running counts too.
+  private func portsStillInUse(_ state: ClusterState) async -> [String] {
+    let ports = state.parts.flatMap(\.spec.ports)
+    let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+    while true {
+      let busy = ports.filter(ProcessInspection.isInUse)
+      if busy.isEmpty || ContinuousClock.now >= deadline {
+        return busy.map { port in "port \(port)" + (ProcessInspection.owner(of: port).map { " (\($0))" } ?? "") }
+      }
+      try? await Task.sleep(for: .milliseconds(200))
+    }
+  }
+
+  private func tail(_ path: String, bytes: Int = 2_000) -> String {
+    guard let data = FileManager.default.contents(atPath: path) else { return "(no log)" }
+    return String(decoding: data.suffix(bytes), as: UTF8.self)
+  }
+}
+
+/// What `switchyard status` shows.
+public struct ClusterReport: Sendable, Codable {
+  /// One part.
+  public struct Part: Sendable, Codable {
+    /// `etcd1`, `lb1`, `backend-1`.
+    public var name: String
+    /// `etcd`, `lb` or `backend`.
+    public var kind: String
+    /// Its PID while it runs.
+    public var pid: Int32?
+    /// Where it is reached.
+    public var address: String
+    /// `healthy`, `unhealthy` or `stopped`.
+    public var health: String
+  }
+
+  /// One LB node as its controller reports it.
+  public struct Node: Sendable, Codable {
+    /// `lb1`.
+    public var name: String
+    /// The controller's `/state`.
+    public var state: ControllerStatus.Snapshot
+  }
+
+  /// One registration in etcd.
+  public struct Registration: Sendable, Codable {
+    /// The key.
+    public var key: String
+    /// The value, as stored.
+    public var value: String
+  }
+
+  /// The state directory.
+  public var home: String
+  /// Every part.
+  public var parts: [Part]
+  /// Every running LB node.
+  public var nodes: [Node]
+  /// The registrations under `/services/`.
+  public var registrations: [Registration]
+  /// etcd's revision when the registrations were read; `nil` when etcd did not answer.
+  public var etcdRevision: Int64?
+}

@@ -1,0 +1,141 @@
+import EtcdClient
+import Foundation
+import SwitchyardLocal
+import SwitchyardTestSupport
+import Testing
+
+/// The local-cluster commands end to end: `up`, `scale`, `status --json`, `down`, as a user runs them.
+@Suite(.serialized) struct LocalClusterTests {
+  @Test func upScaleStatusDown() async throws {
+    let directory = try TemporaryDirectory(prefix: "local")
+    let home = "\(directory.path)/home"
+    let ports = try FreePort.allocate(12)
+    let portFlags = [
+      "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
+      "--lb-ports", list(ports[6..<8]), "--stats-ports", list(ports[8..<10]), "--admin-ports", list(ports[10..<12]),
+    ]
+    let lbURLs = ports[6..<8].map { "http://127.0.0.1:\($0)/" }
+    defer { directory.remove() }
+    var reported: ClusterReport?
+    do {
+      let up = try await switchyard(["up", "--backends", "2", "--home", home] + portFlags, timeout: .seconds(180))
+      #expect(up.contains("backend-2 is healthy"), "\(up)")
+      #expect(up.contains("curl http://127.0.0.1:\(ports[6])"))
+      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2"]) }
+      // A second `up` reports the running cluster and starts nothing.
+      let again = try await switchyard(["up", "--backends", "2", "--home", home] + portFlags)
+      #expect(again.contains("already up"))
+
+      let clients = try lbURLs.map { try HTTPLoadClient.start(url: $0, connections: 2) }
+      _ = try await switchyard(["scale", "backend=4", "--home", home], timeout: .seconds(120))
+      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2", "backend-3", "backend-4"]) }
+      _ = try await switchyard(["scale", "backend=1", "--home", home], timeout: .seconds(120))
+      for url in lbURLs { try await expectServing(url, ["backend-1"]) }
+      for client in clients {
+        let report = await client.stop()
+        #expect(report.failures == 0, "a client polling through the scaling saw failures: \(report)")
+        #expect(report.successes > 100)
+      }
+
+      let json = try await switchyard(["status", "--json", "--home", home])
+      let report = try JSONDecoder().decode(ClusterReport.self, from: Data(json.utf8))
+      reported = report
+      #expect(report.parts.map(\.name) == ["etcd1", "etcd2", "etcd3", "lb1", "lb2", "backend-1"])
+      #expect(report.parts.allSatisfy { $0.health == "healthy" && $0.pid != nil })
+      var configuration = try EtcdConfiguration(endpoints: "127.0.0.1:\(ports[1])")
+      configuration.requestTimeout = .seconds(5)
+      let inEtcd = try await withEtcdClient(configuration: configuration, logger: quietLogger) { etcd in
+        try await etcd.get(.prefix("/services/")).kvs.map { String(decoding: $0.key, as: UTF8.self) }
+      }
+      #expect(report.registrations.map(\.key) == inEtcd)
+      #expect(inEtcd == ["/services/backend/backend-1"])
+      for node in report.nodes {
+        let registered = node.state.services.flatMap(\.servers).filter(\.registered).map(\.name)
+        #expect(registered == ["backend-1"], "\(node.name)")
+      }
+      #expect(report.nodes.map(\.name) == ["lb1", "lb2"])
+    } catch {
+      _ = try? await switchyard(["down", "--home", home], timeout: .seconds(120))
+      throw error
+    }
+
+    let down = try await switchyard(["down", "--home", home], timeout: .seconds(120))
+    #expect(down.contains("every port is free"), "\(down)")
+    // No process left: not the parts, not an HAProxy.
+    for part in reported?.parts ?? [] {
+      if let pid = part.pid { #expect(!runs(pid), "\(part.name) (pid \(pid)) still runs") }
+    }
+    for node in reported?.nodes ?? [] {
+      if let pid = node.state.haproxyPID { #expect(!runs(pid), "HAProxy of \(node.name) still runs") }
+    }
+    for port in ports { #expect(isFree(port), "port \(port) is still in use") }
+  }
+
+  @Test func aPortInUseIsNamed() async throws {
+    let directory = try TemporaryDirectory(prefix: "local")
+    defer { directory.remove() }
+    let server = try await HTTPTestServer.start(name: "squatter")
+    defer { Task { await server.close() } }
+    let ports = try FreePort.allocate(5)
+    let arguments = [
+      "up", "--home", "\(directory.path)/home", "--etcd-members", "1", "--lb-nodes", "1", "--backends", "0",
+      "--etcd-client-ports", "\(ports[0])", "--etcd-peer-ports", "\(ports[1])", "--lb-ports", "\(server.port)",
+      "--stats-ports", "\(ports[3])", "--admin-ports", "\(ports[4])",
+    ]
+    let process = try ManagedProcess(switchyardBinary, arguments: arguments, logPath: directory.path("up.log"))
+    let status = await process.waitForExit(timeout: .seconds(30))
+    #expect(status != nil && status != 0)
+    let output = process.logContents()
+    #expect(output.contains("port \(server.port) is in use by pid \(getpid())"), "\(output)")
+  }
+}
+
+private func list(_ ports: ArraySlice<Int>) -> String { ports.map(String.init).joined(separator: ",") }
+
+/// Runs `switchyard` to completion; returns its output, or throws with it when the exit status is not 0.
+private func switchyard(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> String {
+  let log = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-\(UUID().uuidString).log").path
+  defer { try? FileManager.default.removeItem(atPath: log) }
+  let process = try ManagedProcess(switchyardBinary, arguments: arguments, logPath: log)
+  guard let status = await process.waitForExit(timeout: timeout) else {
+    process.kill()
+    throw TestSupportError(
+      "switchyard \(arguments.prefix(2)) did not finish within \(timeout):\n\(process.logContents())")
+  }
+  let output = process.logContents()
+  guard status == 0 else { throw TestSupportError("switchyard \(arguments.prefix(2)) exited \(status):\n\(output)") }
+  return output
+}
+
+/// Waits until `url` answers from exactly `names`.
+private func expectServing(_ url: String, _ names: Set<String>) async throws {
+  try await retrying(timeout: .seconds(10)) {
+    var seen: Set<String> = []
+    for _ in 0..<(names.count * 3 + 2) {
+      let (status, body) = try await HTTPLoadClient.get(url)
+      guard status == 200 else { throw TestSupportError("\(url) answered \(status)") }
+      seen.insert(body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .newlines))
+    }
+    guard seen == names else { throw TestSupportError("\(url) serves \(seen.sorted()), expected \(names.sorted())") }
+  }
+}
+
+private func runs(_ pid: Int32) -> Bool {
+  guard StrayProcessGuard.isAlive(pid) else { return false }
+  let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+  return !stat.contains(") Z ")
+}
+
+private func isFree(_ port: Int) -> Bool {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  var one: Int32 = 1
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_port = in_port_t(UInt16(port).bigEndian)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  return withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  } == 0
+}
