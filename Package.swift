@@ -86,6 +86,7 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardAgent",
         "SwitchyardController",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),

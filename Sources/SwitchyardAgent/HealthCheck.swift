@@ -109,53 +109,11 @@ public final class HealthChecker: Service, Sendable {
     }
   }
 
-  /// A bare HTTP/1.1 GET: connect, send the request, read the status line. Anything but a 2xx
-  /// status within the timeout is a failure.
+  /// A plain HTTP/1.1 GET; anything but a 2xx status within the timeout is a failure.
   static func httpProbe(host: String, port: Int, path: String, timeout: Duration) async -> Bool {
-    let hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-    let request =
-      "GET \(path) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: switchyard-check\r\nConnection: close\r\n\r\n"
-    do {
-      return try await withThrowingTaskGroup(of: Bool.self) { group in
-        group.addTask {
-          let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(TimeAmount(timeout))
-            .connect(host: host, port: port) { channel in
-              channel.eventLoop.makeCompletedFuture {
-                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-              }
-            }
-          return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: request))
-            var received = ByteBuffer()
-            for try await var chunk in inbound {
-              received.writeBuffer(&chunk)
-              if let line = received.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                let statusLine = String(decoding: received.readableBytesView[..<line], as: UTF8.self)
-                return Self.isSuccess(statusLine: statusLine)
-              }
-              if received.readableBytes > 1024 { return false }
-            }
-            return false
-          }
-        }
-        group.addTask {
-          try await Task.sleep(for: timeout)
-          return false
-        }
-        let result = try await group.next() ?? false
-        group.cancelAll()
-        return result
-      }
-    } catch {
+    guard let (status, _) = try? await PlainHTTP.get(host: host, port: port, path: path, timeout: timeout) else {
       return false
     }
-  }
-
-  /// Whether an HTTP status line (`HTTP/1.1 200 OK`) carries a 2xx status.
-  static func isSuccess(statusLine: String) -> Bool {
-    let parts = statusLine.split(separator: " ", maxSplits: 2)
-    guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else { return false }
     return (200..<300).contains(status)
   }
 }

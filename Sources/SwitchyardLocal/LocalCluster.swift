@@ -2,6 +2,7 @@ import EtcdClient
 import Foundation
 import HAProxyKit
 import Logging
+import SwitchyardAgent
 import SwitchyardController
 
 #if canImport(Glibc)
@@ -226,7 +227,7 @@ public struct LocalCluster: Sendable {
         )
       )
       if record.spec.kind == .lb, running, let admin = record.spec.adminURL,
-        let (status, body) = try? await SimpleHTTP.get("\(admin)/state"), status == 200,
+        let (status, body) = try? await PlainHTTP.get("\(admin)/state"), status == 200,
         let snapshot = try? JSONDecoder().decode(ControllerStatus.Snapshot.self, from: Data(body.utf8))
       {
         report.nodes.append(.init(name: record.spec.name, state: snapshot))
@@ -307,7 +308,7 @@ public struct LocalCluster: Sendable {
   }
 
   private func isHealthy(_ spec: PartSpec) async -> Bool {
-    guard let (status, _) = try? await SimpleHTTP.get(spec.healthURL) else { return false }
+    guard let (status, _) = try? await PlainHTTP.get(spec.healthURL) else { return false }
     return status == 200
   }
 
@@ -353,7 +354,7 @@ public struct LocalCluster: Sendable {
   private func backendsSeen(through node: PartSpec, tries: Int) async -> Set<String> {
     var seen: Set<String> = []
     for _ in 0..<tries {
-      guard let (status, body) = try? await SimpleHTTP.get(node.address + "/"), status == 200 else { continue }
+      guard let (status, body) = try? await PlainHTTP.get(node.address + "/"), status == 200 else { continue }
       seen.insert(
         body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -28,13 +28,17 @@ struct HealthTrackerTests {
   }
 
   @Test(
-    "only 2xx status lines count as healthy",
+    "responses are split into status and body; anything but HTTP/1.x is refused",
     arguments: [
-      ("HTTP/1.1 200 OK\r", true), ("HTTP/1.0 204 No Content", true), ("HTTP/1.1 301 Moved", false),
-      ("HTTP/1.1 503 Service Unavailable", false), ("garbage", false), ("HTTP/2 200", false),
-    ]
+      ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", 200, "ok\n"),
+      ("HTTP/1.0 503 Service Unavailable\r\n\r\n", 503, ""),
+      ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 200, "abcde"),
+      ("HTTP/2 200\r\n\r\n", nil, nil), ("garbage", nil, nil),
+    ] as [(String, Int?, String?)]
   )
-  func statusLines(line: String, healthy: Bool) {
-    #expect(HealthChecker.isSuccess(statusLine: line) == healthy)
+  func responses(text: String, status: Int?, body: String?) {
+    let parsed = try? PlainHTTP.parse(text)
+    #expect(parsed?.0 == status)
+    #expect(parsed?.1 == body)
   }
 }
