@@ -118,6 +118,33 @@ import Testing
     }
   }
 
+  @Test func hostNameRegistrationsGoThroughAReload() async throws {
+    try await withNodes { _, nodes, etcd in
+      let node = nodes[0]
+      let byAddress = try await HTTPTestServer.start(name: "ip")
+      let byName = try await HTTPTestServer.start(name: "named")
+      try await etcd.register("ip", port: byAddress.port)
+      try await node.waitServing(["ip"])
+      let value = try Registration(address: Address(validating: "localhost"), port: byName.port)
+      try await etcd.put("/services/backend/named", value: value.encoded())
+      try await node.waitServing(["ip", "named"])
+      // HAProxy resolves host names only when it loads its configuration.
+      #expect(try await node.showProc().reloads == 1)
+      // A host name that does not resolve leaves that server without an address, and the rest serving.
+      let unresolvable = try Registration(address: Address(validating: "no-such-host.invalid"), port: 9)
+      try await etcd.put("/services/backend/ghost", value: unresolvable.encoded())
+      try await retrying(timeout: .seconds(10)) {
+        guard try await node.showProc().reloads == 2 else { throw TestSupportError("no reload yet") }
+      }
+      try await node.waitServing(["ip", "named"])
+      let state = try await node.state()
+      #expect(state.lastError == nil)
+      #expect(state.services[0].servers.map(\.name) == ["ghost", "ip", "named"])
+      await byAddress.close()
+      await byName.close()
+    }
+  }
+
   @Test func jsonLogs() async throws {
     try await withNodes(extraArguments: ["--log-format", "json"]) { _, nodes, _ in
       let lines = nodes[0].log().split(separator: "\n").filter { $0.hasPrefix("{") }
