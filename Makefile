@@ -1,4 +1,4 @@
-.PHONY: up test build lint format generate benchmark
+.PHONY: up test build lint format generate benchmark benchmark-controller
 
 ## Install what is missing (etcd, HAProxy), build, and start the local cluster (switchyard up).
 up:
@@ -26,3 +26,9 @@ generate:
 benchmark:
 	./scripts/install-deps.sh
 	swift run -c release etcd-benchmark
+
+## Controller benchmark: write-to-HAProxy latency, bursts, churn under load (starts its own etcd and HAProxy).
+benchmark-controller:
+	./scripts/install-deps.sh
+	swift build -c release --product switchyard
+	swift run -c release controller-benchmark

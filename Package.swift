@@ -8,6 +8,7 @@ let package = Package(
     .library(name: "EtcdClient", targets: ["EtcdClient"]),
     .executable(name: "switchyard", targets: ["switchyard"]),
     .executable(name: "etcd-benchmark", targets: ["EtcdBenchmark"]),
+    .executable(name: "controller-benchmark", targets: ["ControllerBenchmark"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -129,6 +130,17 @@ let package = Package(
         "EtcdClient",
         "SwitchyardTestSupport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "ControllerBenchmark",
+      dependencies: [
+        "EtcdClient",
+        "HAProxyKit",
+        "SwitchyardModel",
+        "SwitchyardTestSupport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
       ]
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),

@@ -154,22 +154,17 @@ public final class Controller: Service, Sendable {
     )
     report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: valid))
     let rendered = ConfigRenderer.render(desired, settings: configuration.node)
-    if rendered.text != memory.withLock({ $0.installedText }) {
-      do {
-        try dataPlane.install(rendered.text)
-        dataPlane.recordInstalledStructure(rendered.structure)
-      } catch {
-        metrics.configRejected.increment()
-        throw ControllerError("the rendered configuration was not installed; the last good one stays: \(error)")
-      }
-      memory.withLock { $0.installedText = rendered.text }
-      logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
-    }
+    // A change the Runtime API can make is applied first and written to the file right after, so that
+    // HAProxy gets it without waiting for `haproxy -c`; anything that makes HAProxy read the file (a
+    // start, a reload) installs it first.
+    let runtimeOnly = dataPlane.isRunning && rendered.structure == memory.withLock({ $0.runningStructure })
+    if !runtimeOnly { try install(rendered, revision: revision) }
     memory.withLock { $0.lastDesired = desired }
     if !dataPlane.isRunning {
       try await startHAProxy(structure: rendered.structure)
     }
     let followUp = try await apply(desired: desired, rendered: rendered)
+    try install(rendered, revision: revision)
     memory.withLock { memory in
       if memory.firstRevision == nil { memory.firstRevision = revision }
     }
@@ -179,6 +174,21 @@ public final class Controller: Service, Sendable {
     }
     metrics.appliedRevision.set(to: Double(revision))
     return followUp
+  }
+
+  /// Validates and installs `rendered` as the config file, unless it is installed already. An invalid
+  /// render is never installed: the last good file stays, and the failure is counted and thrown.
+  private func install(_ rendered: RenderedConfig, revision: Int64) throws {
+    guard rendered.text != memory.withLock({ $0.installedText }) else { return }
+    do {
+      try dataPlane.install(rendered.text)
+      dataPlane.recordInstalledStructure(rendered.structure)
+    } catch {
+      metrics.configRejected.increment()
+      throw ControllerError("the rendered configuration was not installed; the last good one stays: \(error)")
+    }
+    memory.withLock { $0.installedText = rendered.text }
+    logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
   }
 
   /// Brings HAProxy to `desired`: Runtime API commands, or a reload when they cannot. Returns whether
@@ -210,6 +220,7 @@ public final class Controller: Service, Sendable {
           "Reloading HAProxy",
           metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
         )
+        try install(rendered, revision: desired.revision)
         try await reload(structure: rendered.structure, fallback: false)
         continue
       }
@@ -224,6 +235,7 @@ public final class Controller: Service, Sendable {
         publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
         return true
       case .failed:
+        try install(rendered, revision: desired.revision)
         try await reload(structure: rendered.structure, fallback: true)
       }
     }
