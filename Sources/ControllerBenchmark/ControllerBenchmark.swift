@@ -42,7 +42,6 @@ struct ControllerBenchmark: AsyncParsableCommand {
       guard ready else { throw TestSupportError("the controller did not get ready:\n\(controller.logTail())") }
       let master = try String(contentsOfFile: directory.path("state/haproxy.pid"), encoding: .utf8)
       StrayProcessGuard.guardProcess(Int32(master.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
-      defer { Task { await controller.terminate() } }
 
       let runtime = RuntimeAPI(socketPath: directory.path("state/admin.sock"), logger: Logger(label: "bench"))
       let masterCLI = MasterCLI(socketPath: directory.path("state/master.sock"), logger: Logger(label: "bench"))
@@ -136,6 +135,8 @@ struct ControllerBenchmark: AsyncParsableCommand {
         print(row("controller: event → applied (histogram)", histogram))
       }
       for server in servers { await server.close() }
+      // SIGTERM: the controller stops its HAProxy gracefully.
+      await controller.terminate()
     }
   }
 
