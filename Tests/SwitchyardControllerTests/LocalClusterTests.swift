@@ -54,6 +54,24 @@ import Testing
         #expect(registered == ["backend-1"], "\(node.name)")
       }
       #expect(report.nodes.map(\.name) == ["lb1", "lb2"])
+
+      // A fault by hand: one etcd member stopped and started again; the LB nodes keep serving.
+      let stopped = try await switchyard(["stop", "etcd2", "--home", home])
+      #expect(stopped.contains("etcd2 stopped"))
+      let during = try JSONDecoder().decode(
+        ClusterReport.self,
+        from: Data(try await switchyard(["status", "--json", "--home", home]).utf8)
+      )
+      #expect(during.parts.first { $0.name == "etcd2" }?.health == "stopped")
+      for url in lbURLs { try await expectServing(url, ["backend-1"]) }
+      _ = try await switchyard(["start", "etcd2", "--home", home], timeout: .seconds(60))
+      reported = try JSONDecoder().decode(
+        ClusterReport.self,
+        from: Data(try await switchyard(["status", "--json", "--home", home]).utf8)
+      )
+      #expect(reported?.parts.allSatisfy { $0.health == "healthy" } == true)
+      let logs = try await switchyard(["logs", "lb1", "--home", home])
+      #expect(logs.contains("HAProxy started"))
     } catch {
       _ = try? await switchyard(["down", "--home", home], timeout: .seconds(120))
       throw error
