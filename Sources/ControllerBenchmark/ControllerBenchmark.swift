@@ -198,11 +198,3 @@ struct ControllerBenchmark: AsyncParsableCommand {
     name.padding(toLength: 46, withPad: " ", startingAt: 0) + value
   }
 }
-
-extension Sequence {
-  fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
-    var result: [T] = []
-    for element in self { result.append(try await transform(element)) }
-    return result
-  }
-}

@@ -290,7 +290,7 @@ enum ProcessInspection {
 
   /// Whether `pid` is alive (not a zombie) and runs HAProxy with `masterSocket` as its master socket.
   static func isHAProxy(pid: Int32, masterSocket: String) -> Bool {
-    guard kill(pid, 0) == 0 || errno == EPERM, !isZombie(pid) else { return false }
+    guard DetachedProcess.isRunning(pid) else { return false }
     let arguments = commandLine(pid)
     guard let executable = arguments.first, (executable as NSString).lastPathComponent.hasPrefix("haproxy") else {
       return false

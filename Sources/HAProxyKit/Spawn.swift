@@ -126,6 +126,16 @@ public enum DetachedProcess {
     try Spawn.start(executable, arguments: arguments, outputPath: logPath, newSession: true)
   }
 
+  /// Whether `pid` runs: it exists and is not a zombie waiting to be reaped.
+  public static func isRunning(_ pid: Int32) -> Bool {
+    (kill(pid, 0) == 0 || errno == EPERM) && !ProcessInspection.isZombie(pid)
+  }
+
+  /// The arguments of `pid` from `/proc/<pid>/cmdline`, the executable first; empty if it is gone.
+  public static func commandLine(of pid: Int32) -> [String] {
+    ProcessInspection.commandLine(pid)
+  }
+
   /// Waits for the child `pid` on a thread of its own, so that it is reaped when it exits.
   public static func reapInBackground(_ pid: Int32) {
     let thread = Thread { _ = Spawn.waitBlocking(pid) }

@@ -1,4 +1,5 @@
 import Foundation
+import HAProxyKit
 
 #if canImport(Glibc)
   import Glibc
@@ -72,6 +73,15 @@ public struct LocalClusterError: Error, CustomStringConvertible {
   }
 }
 
+extension PartRecord {
+  /// Whether the recorded process still runs this part (its command line is the spec's), so that a reused
+  /// PID is never taken for a part.
+  var isRunning: Bool {
+    guard let pid, DetachedProcess.isRunning(pid) else { return false }
+    return Array(DetachedProcess.commandLine(of: pid).dropFirst().filter { !$0.isEmpty }) == spec.arguments
+  }
+}
+
 /// Holds an exclusive lock on `<home>/.lock` while a command changes the cluster.
 final class ClusterLock {
   private let descriptor: Int32
@@ -93,25 +103,8 @@ final class ClusterLock {
   }
 }
 
-/// What `/proc` says about processes and ports.
-enum ProcessInspection {
-  /// Whether `pid` runs `spec` (its command line is the spec's arguments), so a reused PID is never taken
-  /// for a part.
-  static func runs(_ pid: Int32, _ spec: PartSpec) -> Bool {
-    guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-    if isZombie(pid) { return false }
-    let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-    return Array(arguments.dropFirst()) == spec.arguments
-  }
-
-  static func isZombie(_ pid: Int32) -> Bool {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-      let close = stat.lastIndex(of: ")")
-    else { return false }
-    return stat[stat.index(after: close)...].hasPrefix(" Z")
-  }
-
+/// Loopback ports: whether one is taken, by whom, and a free one.
+enum LoopbackPorts {
   /// Whether something listens on 127.0.0.1:`port` (or on all addresses): a bind attempt fails. With
   /// `SO_REUSEADDR`, as the servers themselves bind, so connections in TIME_WAIT do not count.
   static func isInUse(_ port: Int) -> Bool {

@@ -58,9 +58,7 @@ public struct LocalCluster: Sendable {
     let lock = try ClusterLock(home: home)
     defer { withExtendedLifetime(lock) {} }
     if let existing = try ClusterState.load(home: home) {
-      let running = existing.parts.filter { record in
-        record.pid.map { ProcessInspection.runs($0, record.spec) } ?? false
-      }
+      let running = existing.parts.filter(\.isRunning)
       if !running.isEmpty {
         say("A cluster is already up in \(home) (\(running.count) of \(existing.parts.count) parts running).")
         say("See `switchyard status`; `switchyard down` stops it.")
@@ -70,8 +68,8 @@ public struct LocalCluster: Sendable {
     }
     try checkExecutable(etcd, package: "etcd-server")
     try checkExecutable("haproxy", package: "haproxy")
-    for port in ports.all where ProcessInspection.isInUse(port) {
-      let owner = ProcessInspection.owner(of: port).map { " by \($0)" } ?? ""
+    for port in ports.all where LoopbackPorts.isInUse(port) {
+      let owner = LoopbackPorts.owner(of: port).map { " by \($0)" } ?? ""
       throw LocalClusterError("port \(port) is in use\(owner); stop it, or choose other ports")
     }
     // A new cluster: etcd members start from empty data directories.
@@ -91,7 +89,7 @@ public struct LocalCluster: Sendable {
       if backends > 0 {
         say("Starting \(backends) backend(s)…")
         for index in 1...backends {
-          try launch(layout.backend(index, port: ProcessInspection.freePort()), into: &state)
+          try launch(layout.backend(index, port: LoopbackPorts.freePort()), into: &state)
         }
         try await waitHealthy(state.parts(.backend))
       }
@@ -115,13 +113,13 @@ public struct LocalCluster: Sendable {
     defer { withExtendedLifetime(lock) {} }
     var state = try requireState()
     let layout = state.layout(home: home)
-    state.parts.removeAll { $0.spec.kind == .backend && !isRunning($0) }
+    state.parts.removeAll { $0.spec.kind == .backend && !$0.isRunning }
     let running = state.parts(.backend)
     if count > running.count {
       let used = Set(running.map(\.spec.index))
       let indices = (1...).lazy.filter { !used.contains($0) }.prefix(count - running.count)
       say("Starting \(count - running.count) backend(s)…")
-      for index in indices { try launch(layout.backend(index, port: ProcessInspection.freePort()), into: &state) }
+      for index in indices { try launch(layout.backend(index, port: LoopbackPorts.freePort()), into: &state) }
       try await waitHealthy(state.parts(.backend))
     } else if count < running.count {
       let leaving = running.suffix(running.count - count)
@@ -147,7 +145,7 @@ public struct LocalCluster: Sendable {
     guard let index = state.parts.firstIndex(where: { $0.spec.name == name }) else {
       throw LocalClusterError("no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
     }
-    guard isRunning(state.parts[index]) else {
+    guard state.parts[index].isRunning else {
       say("\(name) is not running.")
       return
     }
@@ -165,12 +163,12 @@ public struct LocalCluster: Sendable {
     guard let record = state.part(name) else {
       throw LocalClusterError("no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
     }
-    if isRunning(record) {
+    if record.isRunning {
       say("\(name) is already running (pid \(record.pid ?? 0)).")
       return
     }
-    for port in record.spec.ports where ProcessInspection.isInUse(port) {
-      let owner = ProcessInspection.owner(of: port).map { " by \($0)" } ?? ""
+    for port in record.spec.ports where LoopbackPorts.isInUse(port) {
+      let owner = LoopbackPorts.owner(of: port).map { " by \($0)" } ?? ""
       throw LocalClusterError("port \(port) of \(name) is in use\(owner)")
     }
     try launch(record.spec, into: &state)
@@ -215,7 +213,7 @@ public struct LocalCluster: Sendable {
     let state = try requireState()
     var report = ClusterReport(home: home, parts: [], nodes: [], registrations: [], etcdRevision: nil)
     for record in state.parts {
-      let running = isRunning(record)
+      let running = record.isRunning
       let healthy = running ? await isHealthy(record.spec) : false
       report.parts.append(
         .init(
@@ -303,10 +301,6 @@ public struct LocalCluster: Sendable {
     say("  \(spec.name): pid \(pid), \(spec.address)")
   }
 
-  private func isRunning(_ record: PartRecord) -> Bool {
-    record.pid.map { ProcessInspection.runs($0, record.spec) } ?? false
-  }
-
   private func isHealthy(_ spec: PartSpec) async -> Bool {
     guard let (status, _) = try? await PlainHTTP.get(spec.healthURL) else { return false }
     return status == 200
@@ -317,7 +311,7 @@ public struct LocalCluster: Sendable {
     try await poll("\(records.count) part(s) to become healthy") {
       var still: [PartRecord] = []
       for record in waiting {
-        guard isRunning(record) else {
+        guard record.isRunning else {
           throw LocalClusterError(
             "\(record.spec.name) exited; its log (\(record.logPath)) ends:\n\(tail(record.logPath))"
           )
@@ -335,8 +329,8 @@ public struct LocalCluster: Sendable {
 
   /// Waits until every running LB node answers from exactly the running backends.
   private func waitRouting(_ state: ClusterState) async throws {
-    let expected = Set(state.parts(.backend).filter(isRunning).map(\.spec.name))
-    let nodes = state.parts(.lb).filter(isRunning)
+    let expected = Set(state.parts(.backend).filter(\.isRunning).map(\.spec.name))
+    let nodes = state.parts(.lb).filter(\.isRunning)
     say("Waiting until \(nodes.map(\.spec.name).joined(separator: " and ")) route to \(expected.count) backend(s)…")
     try await poll("every LB node to route to every backend") {
       var lagging: [String] = []
@@ -379,10 +373,10 @@ public struct LocalCluster: Sendable {
 
   /// SIGTERM, then SIGKILL after 30 s; returns once the process is gone.
   private func terminate(_ record: PartRecord) async {
-    guard let pid = record.pid, ProcessInspection.runs(pid, record.spec) else { return }
+    guard let pid = record.pid, record.isRunning else { return }
     kill(pid, SIGTERM)
     let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-    while ProcessInspection.runs(pid, record.spec) {
+    while record.isRunning {
       if ContinuousClock.now >= deadline {
         say("  \(record.spec.name) did not stop within 30 s; killing it")
         kill(pid, SIGKILL)
@@ -393,7 +387,7 @@ public struct LocalCluster: Sendable {
 
   private func stopAll(_ state: inout ClusterState) async throws {
     for kind in [PartKind.backend, .lb, .etcd] {
-      let records = state.parts(kind).filter(isRunning)
+      let records = state.parts(kind).filter(\.isRunning)
       guard !records.isEmpty else { continue }
       say("Stopping \(records.map(\.spec.name).joined(separator: ", "))…")
       await withTaskGroup(of: Void.self) { group in
@@ -412,9 +406,9 @@ public struct LocalCluster: Sendable {
     let ports = state.parts.flatMap(\.spec.ports)
     let deadline = ContinuousClock.now.advanced(by: .seconds(10))
     while true {
-      let busy = ports.filter(ProcessInspection.isInUse)
+      let busy = ports.filter(LoopbackPorts.isInUse)
       if busy.isEmpty || ContinuousClock.now >= deadline {
-        return busy.map { port in "port \(port)" + (ProcessInspection.owner(of: port).map { " (\($0))" } ?? "") }
+        return busy.map { port in "port \(port)" + (LoopbackPorts.owner(of: port).map { " (\($0))" } ?? "") }
       }
       try? await Task.sleep(for: .milliseconds(200))
     }

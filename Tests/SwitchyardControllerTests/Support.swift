@@ -238,21 +238,3 @@ extension EtcdClient {
     try await delete(.key("/services/\(service)/\(id)")).header.revision
   }
 }
-
-/// Runs `attempt` until it does not throw; after `timeout`, throws its last error.
-func retrying(
-  timeout: Duration,
-  every interval: Duration = .milliseconds(100),
-  _ attempt: () async throws -> Void
-) async throws {
-  let deadline = ContinuousClock.now.advanced(by: timeout)
-  while true {
-    do {
-      try await attempt()
-      return
-    } catch {
-      if ContinuousClock.now >= deadline { throw error }
-    }
-    try await Task.sleep(for: interval)
-  }
-}
