@@ -37,7 +37,7 @@ public struct MemberStatus: Sendable, Hashable {
 extension EtcdClient {
   /// Lists the cluster's members.
   public func members() async throws -> [Member] {
-    let response = try await unary("Cluster.MemberList", policy: .idempotent) { member, metadata, options in
+    let response = try await unary("Cluster.MemberList") { member, metadata, options in
       try await member.cluster.memberList(Etcdserverpb_MemberListRequest(), metadata: metadata, options: options)
     }
     return response.members.map {
@@ -57,7 +57,7 @@ extension EtcdClient {
     } else {
       member = pool.preferred()
     }
-    let response = try await unary("Maintenance.Status", policy: .idempotent, member: member) {
+    let response = try await unary("Maintenance.Status", member: member) {
       member,
       metadata,
       options in

@@ -119,9 +119,59 @@ extension EtcdClient {
   /// Reads a key or range.
   public func get(_ range: KeyRange, options: GetOptions = GetOptions()) async throws -> RangeResult {
     let request = Self.rangeRequest(range, options: options)
-    return try await unary("KV.Range", policy: .idempotent) { member, metadata, callOptions in
+    return try await unary("KV.Range") { member, metadata, callOptions in
       RangeResult(try await member.kv.range(request, metadata: metadata, options: callOptions))
     }
+  }
+
+  /// Reads a key or range in pages of at most `pageSize` keys, all at one revision, and returns
+  /// them as one result.
+  ///
+  /// The first page is read at `options.revision` (the latest when 0) and every later page at that
+  /// same revision, so the result is one consistent snapshot however large
+  /// the range is, and no single reply has to carry all of it. `options.limit`, when set, caps the
+  /// total. Keys come in key order; other sort orders and count-only reads are refused. If the
+  /// snapshot's revision is compacted between pages, the read fails with
+  /// ``EtcdError/Code/compacted``: read again.
+  public func getPaginated(
+    _ range: KeyRange,
+    pageSize: Int = 1_000,
+    options: GetOptions = GetOptions()
+  ) async throws -> RangeResult {
+    guard pageSize > 0 else { throw EtcdError.invalidArgument("pageSize must be positive, not \(pageSize)") }
+    guard options.sortOrder == .none || (options.sortOrder == .ascending && options.sortTarget == .key),
+      !options.countOnly
+    else {
+      throw EtcdError.invalidArgument(
+        "a paginated read returns keys in key order; sorting and count-only are not supported")
+    }
+    var pageOptions = options
+    var key = range.key
+    var result: RangeResult?
+    while true {
+      var page = pageSize
+      if options.limit > 0, let kvs = result?.kvs { page = min(page, Int(options.limit) - kvs.count) }
+      pageOptions.limit = Int64(page)
+      let reply = try await get(KeyRange(key: key, rangeEnd: range.rangeEnd), options: pageOptions)
+      if var merged = result {
+        merged.kvs += reply.kvs
+        merged.more = reply.more
+        result = merged
+      } else {
+        result = reply
+        // etcd's header carries the store's current revision; a read at the latest revision was
+        // served at exactly that one.
+        if pageOptions.revision == 0 { pageOptions.revision = reply.header.revision }
+      }
+      guard let merged = result else { break }
+      let reachedLimit = options.limit > 0 && merged.kvs.count >= options.limit
+      guard reply.more, !reachedLimit, let last = reply.kvs.last else { break }
+      // The next page starts just past the last key read.
+      key = last.key + [0]
+    }
+    guard var merged = result else { throw EtcdError.invalidArgument("no page was read") }
+    if options.limit == 0 || merged.kvs.count < options.limit { merged.more = false }
+    return merged
   }
 
   /// Reads one key; `nil` when it does not exist.
@@ -137,7 +187,7 @@ extension EtcdClient {
     options: PutOptions = PutOptions()
   ) async throws -> PutResult {
     let request = Self.putRequest(key: key.etcdBytes, value: value.etcdBytes, options: options)
-    return try await unary("KV.Put", policy: .mutation) { member, metadata, callOptions in
+    return try await unary("KV.Put") { member, metadata, callOptions in
       PutResult(try await member.kv.put(request, metadata: metadata, options: callOptions))
     }
   }
@@ -146,7 +196,7 @@ extension EtcdClient {
   @discardableResult
   public func delete(_ range: KeyRange, prevKV: Bool = false) async throws -> DeleteResult {
     let request = Self.deleteRequest(range, prevKV: prevKV)
-    return try await unary("KV.DeleteRange", policy: .mutation) { member, metadata, callOptions in
+    return try await unary("KV.DeleteRange") { member, metadata, callOptions in
       DeleteResult(try await member.kv.deleteRange(request, metadata: metadata, options: callOptions))
     }
   }
@@ -166,7 +216,7 @@ extension EtcdClient {
     var request = Etcdserverpb_CompactionRequest()
     request.revision = revision
     request.physical = physical
-    return try await unary("KV.Compact", policy: .idempotent) { member, metadata, callOptions in
+    return try await unary("KV.Compact") { member, metadata, callOptions in
       ResponseHeader(try await member.kv.compact(request, metadata: metadata, options: callOptions).header)
     }
   }

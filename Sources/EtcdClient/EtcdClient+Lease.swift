@@ -48,7 +48,7 @@ extension EtcdClient {
   public func revokeLease(_ id: Int64) async throws {
     var request = Etcdserverpb_LeaseRevokeRequest()
     request.id = id
-    _ = try await unary("Lease.LeaseRevoke", policy: .idempotent) { member, metadata, options in
+    _ = try await unary("Lease.LeaseRevoke") { member, metadata, options in
       try await member.lease.leaseRevoke(request, metadata: metadata, options: options)
     }
   }
@@ -58,7 +58,7 @@ extension EtcdClient {
     var request = Etcdserverpb_LeaseTimeToLiveRequest()
     request.id = id
     request.keys = keys
-    let response = try await unary("Lease.LeaseTimeToLive", policy: .idempotent) { member, metadata, options in
+    let response = try await unary("Lease.LeaseTimeToLive") { member, metadata, options in
       try await member.lease.leaseTimeToLive(request, metadata: metadata, options: options)
     }
     return LeaseTimeToLive(
@@ -71,7 +71,7 @@ extension EtcdClient {
 
   /// Lists the IDs of every live lease.
   public func leases() async throws -> [Int64] {
-    let response = try await unary("Lease.LeaseLeases", policy: .idempotent) { member, metadata, options in
+    let response = try await unary("Lease.LeaseLeases") { member, metadata, options in
       try await member.lease.leaseLeases(Etcdserverpb_LeaseLeasesRequest(), metadata: metadata, options: options)
     }
     return response.leases.map(\.id)

@@ -1,6 +1,12 @@
 /// Options of a watch.
 public struct WatchOptions: Sendable, Hashable {
   /// First revision to deliver; 0 means "changes after the watch is created".
+  ///
+  /// With 0, the watch resumes after a reconnect from the revision etcd reported when it created
+  /// the watch (as Go's client does), so a write that raced the creation is never lost, though
+  /// one event from just before may then be delivered. Callers that must see exactly the changes
+  /// after a read pass that read's revision + 1, or set ``notifyCreated`` and write only after the
+  /// created response.
   public var startRevision: Int64
   /// Include each key's previous value in PUT and DELETE events.
   public var prevKV: Bool
@@ -10,6 +16,9 @@ public struct WatchOptions: Sendable, Hashable {
   public var noPut: Bool
   /// Leave out DELETE events.
   public var noDelete: Bool
+  /// Deliver a first, empty response with ``WatchResponse/isCreated`` set once etcd has created the
+  /// watch, so that a caller can wait until changes are certain to be seen.
+  public var notifyCreated: Bool
 
   /// Creates watch options.
   public init(
@@ -17,13 +26,15 @@ public struct WatchOptions: Sendable, Hashable {
     prevKV: Bool = false,
     progressNotify: Bool = false,
     noPut: Bool = false,
-    noDelete: Bool = false
+    noDelete: Bool = false,
+    notifyCreated: Bool = false
   ) {
     self.startRevision = startRevision
     self.prevKV = prevKV
     self.progressNotify = progressNotify
     self.noPut = noPut
     self.noDelete = noDelete
+    self.notifyCreated = notifyCreated
   }
 }
 
@@ -61,14 +72,18 @@ public struct WatchResponse: Sendable, Hashable {
   public var revision: Int64
   /// The events, in revision order. Events of one revision (a transaction) are never split.
   public var events: [WatchEvent]
+  /// True for the one response that says etcd created the watch (only with
+  /// ``WatchOptions/notifyCreated``); it carries no events.
+  public var isCreated: Bool
   /// True for a progress notification: no events, only proof that the watch is alive at
   /// ``revision``.
-  public var isProgressNotification: Bool { events.isEmpty }
+  public var isProgressNotification: Bool { events.isEmpty && !isCreated }
 
   /// Creates a response.
-  public init(revision: Int64, events: [WatchEvent]) {
+  public init(revision: Int64, events: [WatchEvent], isCreated: Bool = false) {
     self.revision = revision
     self.events = events
+    self.isCreated = isCreated
   }
 }
 
@@ -93,8 +108,10 @@ extension EtcdClient {
 /// revision after the last one delivered, so no event is lost or delivered twice. The sequence
 /// ends by throwing ``EtcdError``: ``EtcdError/Code/compacted`` (with
 /// ``EtcdError/compactRevision``) when the history it needs was compacted, and the caller should
-/// re-read full state; ``EtcdError/Code/watchCanceled`` or ``EtcdError/Code/permissionDenied``
-/// when etcd refused it; ``EtcdError/Code/cancelled`` when the client shut down.
+/// re-read full state; ``EtcdError/Code/permissionDenied`` when the user may not read the range
+/// (after one retry with a new token, since etcd reports an expired token the same way);
+/// ``EtcdError/Code/watchCanceled`` with etcd's reason when etcd refused or cancelled it for
+/// another reason; ``EtcdError/Code/cancelled`` when the client shut down.
 public struct WatchSequence: AsyncSequence, Sendable {
   public typealias Element = WatchResponse
   public typealias Failure = any Error

@@ -42,7 +42,7 @@ public final class EtcdClient: Sendable {
     self.logger = logger
     self.pool = try EndpointPool(configuration: configuration)
     self.tokens = TokenStore(credentials: configuration.credentials)
-    self.watches = WatchManager(logger: logger)
+    self.watches = WatchManager(logger: logger, hasCredentials: configuration.credentials != nil)
     self.keepAlives = KeepAliveManager(logger: logger)
     (stopped, stop) = AsyncStream.makeStream()
   }
@@ -79,6 +79,12 @@ public final class EtcdClient: Sendable {
     }
   }
 
+  /// Where the shared watch stream is open and how often it was opened.
+  public var watchStream: StreamStatus { watches.streamStatus }
+
+  /// Where the shared lease keepalive stream is open and how often it was opened.
+  public var keepAliveStream: StreamStatus { keepAlives.streamStatus }
+
   /// Stops the client: watches and keepalives end, connections close.
   public func shutdown() {
     lifecycle.withLock { $0 = .stopped }
@@ -97,13 +103,46 @@ public final class EtcdClient: Sendable {
     case mutation
   }
 
+  /// How each unary call may be retried: writes are mutations, everything else is idempotent.
+  static func retryPolicy(for call: String) -> RetryPolicy {
+    switch call {
+    case "KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact": .mutation
+    default: .idempotent
+    }
+  }
+
+  /// Call options that lift the transport's 4 MiB cap on replies to the configured limit.
+  func callOptions(timeout: Duration?) -> CallOptions {
+    var options = CallOptions.defaults
+    options.timeout = timeout
+    options.waitForReady = false
+    // grpc-swift-nio-transport takes the limit of a client call's inbound messages from
+    // maxRequestMessageBytes; set both so that the limit holds whichever side reads it.
+    options.maxRequestMessageBytes = configuration.maxResponseBytes
+    options.maxResponseMessageBytes = configuration.maxResponseBytes
+    return options
+  }
+
+  /// How long one attempt of a call may take on `member`.
+  ///
+  /// A member not known to be up gets the dial timeout. A member that answered before gets half
+  /// the call's budget when the call may go to another member afterwards, so that one that hangs
+  /// (a frozen process, a full disk) costs only part of the budget; a mutation, which cannot be
+  /// resent once it may have reached etcd, gets all that is left.
+  func attemptTimeout(remaining: Duration, knownHealthy: Bool, policy: RetryPolicy, canMove: Bool) -> Duration {
+    guard knownHealthy else { return min(remaining, configuration.dialTimeout) }
+    guard policy == .idempotent, canMove, pool.members.count > 1 else { return remaining }
+    return min(remaining, max(configuration.requestTimeout / 2, configuration.dialTimeout))
+  }
+
   /// Runs a unary call with failover, auth and the configured time budget.
   func unary<Result: Sendable>(
     _ name: String,
-    policy: RetryPolicy,
+    policy explicitPolicy: RetryPolicy? = nil,
     member fixed: MemberConnection? = nil,
     _ body: (MemberConnection, Metadata, CallOptions) async throws -> Result
   ) async throws -> Result {
+    let policy = explicitPolicy ?? Self.retryPolicy(for: name)
     let clock = ContinuousClock()
     let deadline = clock.now.advanced(by: configuration.requestTimeout)
     var attempt = 0
@@ -121,9 +160,9 @@ public final class EtcdClient: Sendable {
         )
       }
       let knownHealthy = pool.isKnownHealthy(member)
-      var options = CallOptions.defaults
-      options.timeout = knownHealthy ? remaining : min(remaining, configuration.dialTimeout)
-      options.waitForReady = false
+      let options = callOptions(
+        timeout: attemptTimeout(remaining: remaining, knownHealthy: knownHealthy, policy: policy, canMove: fixed == nil)
+      )
 
       let token: String?
       do {
@@ -146,6 +185,8 @@ public final class EtcdClient: Sendable {
       } catch let error as RPCError {
         let mapped = EtcdError(rpcError: error, endpoint: member.endpoint, call: name)
         if mapped.code == .invalidToken, let token, !refreshedToken {
+          // Expired, invalidated by a change to the auth store, or lost by a restarted member:
+          // fetch a new token once and send the call again (it was refused, so nothing happened).
           refreshedToken = true
           tokens.invalidate(token)
           continue
@@ -169,6 +210,16 @@ public final class EtcdClient: Sendable {
     }
   }
 
+  /// Metadata for opening a stream on `member`: a current token, and etcd's require-leader flag so
+  /// that a member cut off from its cluster ends the stream instead of holding it silently.
+  func streamMetadata(member: MemberConnection) async throws -> Metadata {
+    var metadata: Metadata = ["hasleader": "true"]
+    if let token = try await tokens.token(client: self, member: member) {
+      metadata.addString(token, forKey: "token")
+    }
+    return metadata
+  }
+
   private func sleepBeforeRetry(attempt: inout Int, deadline: ContinuousClock.Instant) async throws {
     // The first retry goes straight to the next member; after a full round, back off.
     if attempt >= pool.members.count - 1 {
@@ -189,8 +240,9 @@ public final class EtcdClient: Sendable {
       }
       return policy == .idempotent || neverSent(error)
     case .deadlineExceeded:
-      // Only an attempt cut short by the dial timeout leaves budget for another member.
-      return policy == .idempotent && !knownHealthy
+      // The attempt's own timeout ran out (a hung member); a read may go to another member with
+      // what is left of the budget, a write may have been applied and is never resent.
+      return policy == .idempotent
     default:
       return false
     }
@@ -198,12 +250,35 @@ public final class EtcdClient: Sendable {
 
   /// Whether the transport failed the call before any byte of it was written: then even a
   /// mutation can safely go to another member.
+  ///
+  /// Decided from grpc-swift-nio-transport's messages; should they change, writes are simply no
+  /// longer resent, which is the safe direction.
   static func neverSent(_ error: RPCError) -> Bool {
-    let message = error.message
-    return message.hasPrefix("Channel is in a transient failure state")
-      || message.hasPrefix("Channel isn't ready")
-      || message.hasPrefix("channel is closed")
-      || message.hasPrefix("Channel is shutting down")
+    let message = error.message.lowercased()
+    return [
+      "channel is in a transient failure state",
+      "channel isn't ready",
+      "channel is closed",
+      "channel is shutting down",
+      "channel is shutdown",
+      "subchannel isn't ready",
+      "subchannel shutdown",
+    ].contains { message.hasPrefix($0) }
+  }
+}
+
+/// Where one of a client's shared streams is open, for status pages and tests.
+public struct StreamStatus: Sendable, Hashable {
+  /// The member the stream is open on; `nil` while none is open.
+  public var endpoint: EtcdEndpoint?
+  /// How many times the stream has been opened since the client started: more than one means it
+  /// moved or reconnected.
+  public var opens: Int
+
+  /// Creates a status.
+  public init(endpoint: EtcdEndpoint? = nil, opens: Int = 0) {
+    self.endpoint = endpoint
+    self.opens = opens
   }
 }
 

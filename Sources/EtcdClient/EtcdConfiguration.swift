@@ -95,8 +95,10 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 /// | `credentials` | none | User name and password; the token is fetched and refreshed on demand. |
 /// | `tls` | none | CA and optional client certificate; enables TLS for every endpoint. |
 /// | `backoff` | 50 ms doubling to 2 s | Delay between retries and stream reconnects. |
-/// | `watchProgressInterval` | 5 s | A watch stream silent for this long gets a progress request. |
-/// | `keepAliveTimeout` | 20 s | HTTP/2 keepalive ping interval is half this; no ack within it closes the connection. |
+/// | `watchProgressInterval` | 5 s | After this much silence a watch stream gets a progress request and its member a probe. |
+/// | `keepAliveInterval` | 6 s | How often an HTTP/2 keepalive ping goes out on a connection with open calls. |
+/// | `keepAliveTimeout` | 3 s | An HTTP/2 ping not acknowledged within this closes the connection. |
+/// | `maxResponseBytes` | 2 GiB − 1 | Largest reply accepted (Go's client accepts the same). |
 public struct EtcdConfiguration: Sendable {
   /// The members to talk to, in order of preference.
   public var endpoints: [EtcdEndpoint]
@@ -110,11 +112,25 @@ public struct EtcdConfiguration: Sendable {
   public var tls: TLS?
   /// Delay policy for retries and for re-establishing watch and keepalive streams.
   public var backoff: Backoff
-  /// Silence on a watch stream after which the client asks for a progress notification. A stream
-  /// that then stays silent for another interval is treated as dead and re-established.
+  /// Silence on a watch stream after which the client asks for a progress notification and
+  /// probes the stream's member with a status call. A member that does not answer the probe within
+  /// `min(dialTimeout, watchProgressInterval)` is treated as hung and the stream moves to another
+  /// one. An unanswered progress request alone never ends a stream: newer etcd releases ignore
+  /// progress requests while a watcher is catching up or waits for a future revision.
   public var watchProgressInterval: Duration
-  /// Time after which an unanswered HTTP/2 keepalive ping closes the connection.
+  /// Interval of HTTP/2 keepalive pings on a connection that has calls open (watches, keepalives).
+  ///
+  /// etcd refuses pings more often than its `--grpc-keepalive-min-time` (5 s by default) and
+  /// closes the connection after a few, so keep this at or above the server's setting.
+  public var keepAliveInterval: Duration
+  /// Time after which an unanswered HTTP/2 keepalive ping closes the connection, failing every
+  /// call on it so that streams move to another member. This is what tells a dead or hung
+  /// member from a quiet one.
   public var keepAliveTimeout: Duration
+  /// The largest reply message accepted, in bytes. gRPC transports default to 4 MiB, which a
+  /// large range read exceeds; like Go's client, this one accepts up to 2 GiB − 1 by default.
+  /// Prefer ``EtcdClient/getPaginated(_:pageSize:options:)`` for large prefixes.
+  public var maxResponseBytes: Int
 
   /// A user name and password for etcd authentication.
   public struct Credentials: Sendable, Hashable {
@@ -164,7 +180,9 @@ public struct EtcdConfiguration: Sendable {
     tls: TLS? = nil,
     backoff: Backoff = Backoff(),
     watchProgressInterval: Duration = .seconds(5),
-    keepAliveTimeout: Duration = .seconds(20)
+    keepAliveInterval: Duration = .seconds(6),
+    keepAliveTimeout: Duration = .seconds(3),
+    maxResponseBytes: Int = Int(Int32.max)
   ) {
     self.endpoints = endpoints
     self.dialTimeout = dialTimeout
@@ -173,7 +191,9 @@ public struct EtcdConfiguration: Sendable {
     self.tls = tls
     self.backoff = backoff
     self.watchProgressInterval = watchProgressInterval
+    self.keepAliveInterval = keepAliveInterval
     self.keepAliveTimeout = keepAliveTimeout
+    self.maxResponseBytes = maxResponseBytes
   }
 
   /// Convenience: parses a comma-separated endpoint list.
@@ -185,6 +205,12 @@ public struct EtcdConfiguration: Sendable {
     guard !endpoints.isEmpty else { throw .invalidArgument("no etcd endpoints configured") }
     guard dialTimeout > .zero, requestTimeout > .zero else {
       throw .invalidArgument("timeouts must be positive")
+    }
+    guard watchProgressInterval > .zero, keepAliveInterval > .zero, keepAliveTimeout > .zero else {
+      throw .invalidArgument("the watch progress interval and the keepalive interval and timeout must be positive")
+    }
+    guard maxResponseBytes >= 1024 * 1024 else {
+      throw .invalidArgument("maxResponseBytes must be at least 1 MiB, not \(maxResponseBytes)")
     }
     if let tls, (tls.clientCertificatePath == nil) != (tls.clientKeyPath == nil) {
       throw .invalidArgument("a client certificate needs its key, and a key its certificate")

@@ -37,7 +37,8 @@ public struct EtcdError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let leaseRenewalDeadlinePassed = Code(.leaseRenewalDeadlinePassed)
     /// User name or password was rejected.
     public static let authenticationFailed = Code(.authenticationFailed)
-    /// The auth token was rejected even after fetching a new one.
+    /// The auth token was rejected even after fetching a new one (invalid or expired, older than
+    /// the auth store's revision, or missing while authentication is enabled).
     public static let invalidToken = Code(.invalidToken)
     /// The user lacks permission for the key range.
     public static let permissionDenied = Code(.permissionDenied)
@@ -127,6 +128,11 @@ extension EtcdError {
       .invalidArgument where message.contains("password is invalid"):
       code = .authenticationFailed
     case .unauthenticated:
+      code = .invalidToken
+    case .invalidArgument where message.contains("revision of auth store is old"),
+      .invalidArgument where message.contains("user name is empty"):
+      // The token predates a change to users or roles, or none was sent (or a restarted member
+      // forgot it): a new token fixes the first two, credentials the last.
       code = .invalidToken
     case .permissionDenied:
       code = .permissionDenied

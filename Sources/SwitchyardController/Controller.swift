@@ -134,7 +134,7 @@ public final class Controller: Service, Sendable {
   private func pass() async throws -> Bool {
     let read: RangeResult
     do {
-      read = try await client.get(.prefix(ControllerConfiguration.prefix))
+      read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
       status.update { $0.etcdConnected = true }
       metrics.etcdConnected.set(to: 1)
     } catch {

@@ -1,3 +1,5 @@
+import Foundation
+
 extension EtcdCluster {
   /// How to start a cluster. The defaults suit tests on loopback.
   ///
@@ -14,8 +16,8 @@ extension EtcdCluster {
   ///   failover happen twice as fast. etcd requires the election timeout to be at least five heartbeats.
   /// - `startupTimeout` (`Duration`, default 30 s): how long starting or restarting a member may take until
   ///   it is healthy.
-  /// - `etcdExecutable` and `etcdctlExecutable` (`String`, default `"etcd"` and `"etcdctl"`): absolute
-  ///   paths, or names looked up in `PATH`.
+  /// - `etcdExecutable` and `etcdctlExecutable` (`String`, default from ``binaryDirectory``, else `"etcd"` and
+  ///   `"etcdctl"`): absolute paths, or names looked up in `PATH`.
   public struct Options: Sendable {
     /// Log levels that etcd 3.4 accepts.
     public enum LogLevel: String, Sendable, Hashable {
@@ -47,8 +49,8 @@ extension EtcdCluster {
       heartbeatInterval: Duration = .milliseconds(50),
       electionTimeout: Duration = .milliseconds(500),
       startupTimeout: Duration = .seconds(30),
-      etcdExecutable: String = "etcd",
-      etcdctlExecutable: String = "etcdctl"
+      etcdExecutable: String = EtcdCluster.defaultExecutable("etcd"),
+      etcdctlExecutable: String = EtcdCluster.defaultExecutable("etcdctl")
     ) {
       self.tls = tls
       self.extraArguments = extraArguments
@@ -59,6 +61,21 @@ extension EtcdCluster {
       self.etcdExecutable = etcdExecutable
       self.etcdctlExecutable = etcdctlExecutable
     }
+  }
+
+  /// The directory named by the environment variable `SWITCHYARD_ETCD_DIR`, which holds the `etcd` and
+  /// `etcdctl` that tests start instead of the ones in `PATH`: `make test` runs the etcd client's and the
+  /// controller's suites a second time with it pointing at etcd 3.5 (`scripts/install-etcd35.sh`).
+  public static var binaryDirectory: String? {
+    guard let directory = ProcessInfo.processInfo.environment["SWITCHYARD_ETCD_DIR"], !directory.isEmpty else {
+      return nil
+    }
+    return directory
+  }
+
+  /// `tool` in ``binaryDirectory`` when that is set, else the bare name, looked up in `PATH`.
+  public static func defaultExecutable(_ tool: String) -> String {
+    binaryDirectory.map { "\($0)/\(tool)" } ?? tool
   }
 
   /// A user name and password for etcd's authentication.

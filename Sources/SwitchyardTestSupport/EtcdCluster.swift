@@ -161,6 +161,25 @@ public final class EtcdCluster: Sendable {
     try takeRunningProcess(index).kill()
   }
 
+  /// Freezes a member with SIGSTOP, as a hung process, a stalled disk or a paused VM would: its sockets stay
+  /// open and the kernel still accepts connections and data for it, but it answers nothing and its peers
+  /// soon elect another leader. ``resume(member:)`` thaws it; ``shutdown()`` kills it frozen or not.
+  public func pause(member index: Int) throws {
+    try runningProcess(index).signal(SIGSTOP)
+  }
+
+  /// Thaws a member frozen by ``pause(member:)`` (SIGCONT).
+  public func resume(member index: Int) throws {
+    try runningProcess(index).signal(SIGCONT)
+  }
+
+  private func runningProcess(_ index: Int) throws -> ManagedProcess {
+    guard let process = state.withLock({ $0.processes[index] }), process.isRunning else {
+      throw TestSupportError(.invalidState, "\(members[index].name) is not running")
+    }
+    return process
+  }
+
   /// Starts a stopped or killed member again with its data directory and the same flags, and returns once
   /// it has rejoined and is healthy.
   public func start(member index: Int) async throws {

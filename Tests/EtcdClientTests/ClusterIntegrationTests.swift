@@ -14,11 +14,13 @@ struct ClusterIntegrationTests {
         let watch = etcd.watch(.prefix("/failover/k/"), options: WatchOptions(startRevision: start))
         let collector = Task { try await collect(watch, timeout: .seconds(60)) { $0.count >= total } }
 
-        // The client prefers the first endpoint: that is the member the watch stream is on.
         for index in 1...(total / 2) {
           try await etcd.put("/failover/k/\(String(index).leftPadded(3))", value: "\(index)")
         }
-        try await cluster.stop(member: 0)
+        // Stop the member the watch stream is on.
+        let watched = try #require(etcd.watchStream.endpoint)
+        let stopped = try #require(cluster.endpoints.firstIndex(of: watched.description))
+        try await cluster.stop(member: stopped)
         for index in (total / 2 + 1)...total {
           // Unary calls fail over to the members still up.
           try await etcd.put("/failover/k/\(String(index).leftPadded(3))", value: "\(index)")
@@ -28,8 +30,9 @@ struct ClusterIntegrationTests {
         let revisions = events.map(\.kv.modRevision)
         #expect(revisions == revisions.sorted() && Set(revisions).count == revisions.count)
         let status = try await etcd.status()
-        #expect(status.endpoint.description != cluster.endpoints[0])
-        try await cluster.start(member: 0)
+        #expect(status.endpoint.description != cluster.endpoints[stopped])
+        #expect(etcd.watchStream.endpoint != watched)
+        try await cluster.start(member: stopped)
       }
     }
   }

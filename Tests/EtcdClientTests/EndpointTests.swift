@@ -1,3 +1,4 @@
+import GRPCCore
 import Testing
 
 @testable import EtcdClient
@@ -72,8 +73,27 @@ struct EndpointTests {
     #expect(EtcdClient.shouldRetry(notSent, policy: .mutation, knownHealthy: true))
     #expect(!EtcdClient.shouldRetry(broken, policy: .mutation, knownHealthy: true))
     #expect(EtcdClient.shouldRetry(broken, policy: .idempotent, knownHealthy: true))
-    #expect(!EtcdClient.shouldRetry(RPCErrorFixtures.timeout, policy: .idempotent, knownHealthy: true))
+    // A read that timed out on a hung member goes on to the next one; a write never does.
+    #expect(EtcdClient.shouldRetry(RPCErrorFixtures.timeout, policy: .idempotent, knownHealthy: true))
     #expect(EtcdClient.shouldRetry(RPCErrorFixtures.timeout, policy: .idempotent, knownHealthy: false))
+    #expect(!EtcdClient.shouldRetry(RPCErrorFixtures.timeout, policy: .mutation, knownHealthy: false))
+    for message in [
+      "subchannel isn't ready", "channel is shutdown", "Channel isn't ready, no subchannel available.",
+      "Subchannel shutdown and 'wait for ready' isn't enabled.",
+    ] {
+      #expect(EtcdClient.neverSent(RPCError(code: .unavailable, message: message)), "\(message)")
+    }
+    #expect(!EtcdClient.neverSent(RPCError(code: .unavailable, message: "connection closed")))
+  }
+
+  @Test("writes, transactions and compaction are mutations; reads and lease calls are idempotent")
+  func retryPolicies() {
+    for call in ["KV.Put", "KV.DeleteRange", "KV.Txn", "KV.Compact"] {
+      #expect(EtcdClient.retryPolicy(for: call) == .mutation, "\(call)")
+    }
+    for call in ["KV.Range", "Lease.LeaseTimeToLive", "Cluster.MemberList", "Maintenance.Status"] {
+      #expect(EtcdClient.retryPolicy(for: call) == .idempotent, "\(call)")
+    }
   }
 
   @Test("etcd's error messages map to typed codes")
@@ -91,5 +111,12 @@ struct EndpointTests {
     )
     #expect(lease.code == .leaseNotFound)
     #expect(lease.description.contains("Lease.LeaseRevoke via 127.0.0.1:2379"))
+    for message in [
+      "etcdserver: invalid auth token", "etcdserver: revision of auth store is old", "etcdserver: user name is empty",
+    ] {
+      let code: RPCError.Code = message.contains("invalid auth token") ? .unauthenticated : .invalidArgument
+      let error = EtcdError(rpcError: .init(code: code, message: message), endpoint: nil, call: "KV.Put")
+      #expect(error.code == .invalidToken, "\(message)")
+    }
   }
 }

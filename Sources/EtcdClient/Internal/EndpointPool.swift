@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import NIOCore
 import Synchronization
 
 typealias Transport = HTTP2ClientTransport.Posix
@@ -24,25 +25,48 @@ struct MemberConnection: Sendable {
 /// Each member gets its own gRPC client so that the client, not a load balancer, decides where a
 /// call or stream goes: a failed member is skipped until others have been tried, watches resume on
 /// a healthy member, and every error can name the member it came from.
+///
+/// The first preference is drawn at random, as a balancer would, so that the many clients of one
+/// cluster (controllers, backends) spread over its members instead of all hanging on the first
+/// one when it fails. After a failure the preference moves to the next member that has not failed
+/// recently, so a member that answers wins over one that just hung.
 final class EndpointPool: Sendable {
   let members: [MemberConnection]
   private let state: Mutex<State>
+  /// The current TCP connection of each member, by index, for keepalive PINGs.
+  private let channels: ChannelRegistry
+  private let clock = ContinuousClock()
+  /// How long a failed member is passed over when another one is available.
+  static let failurePenalty: Duration = .seconds(30)
 
   private struct State {
-    var preferred = 0
+    var preferred: Int
     /// Members that answered a call since they last failed.
     var healthy: Set<Int> = []
+    /// When each member last failed.
+    var failedAt: [Int: ContinuousClock.Instant] = [:]
   }
 
-  init(configuration: EtcdConfiguration) throws(EtcdError) {
+  convenience init(configuration: EtcdConfiguration) throws(EtcdError) {
+    var generator = SystemRandomNumberGenerator()
+    try self.init(configuration: configuration, using: &generator)
+  }
+
+  /// Creates the connections (they connect when ``run()`` starts); the first preferred member is
+  /// drawn from `generator`.
+  init(configuration: EtcdConfiguration, using generator: inout some RandomNumberGenerator) throws(EtcdError) {
     var members: [MemberConnection] = []
+    let channels = ChannelRegistry()
+    self.channels = channels
     for (index, endpoint) in configuration.endpoints.enumerated() {
       let transport: Transport
       do {
         transport = try Transport(
           target: Self.target(for: endpoint),
           transportSecurity: try Self.security(for: endpoint, configuration: configuration),
-          config: Self.transportConfig(configuration: configuration)
+          config: Self.transportConfig(configuration: configuration) { channel in
+            channels.set(channel, for: index)
+          }
         )
       } catch let error as EtcdError {
         throw error
@@ -56,7 +80,7 @@ final class EndpointPool: Sendable {
       members.append(MemberConnection(index: index, endpoint: endpoint, grpc: GRPCClient(transport: transport)))
     }
     self.members = members
-    self.state = Mutex(State())
+    self.state = Mutex(State(preferred: Int.random(in: 0..<members.count, using: &generator)))
   }
 
   /// Runs every member's connection until ``shutdown()``.
@@ -82,16 +106,27 @@ final class EndpointPool: Sendable {
   }
 
   func markSucceeded(_ member: MemberConnection) {
-    state.withLock { _ = $0.healthy.insert(member.index) }
+    state.withLock { state in
+      state.healthy.insert(member.index)
+      state.failedAt[member.index] = nil
+    }
   }
 
-  /// Records a failure and moves the preference to the next member if this one was preferred.
+  /// Records a failure and, if this member was preferred, moves the preference to the next member
+  /// that has not failed within ``failurePenalty`` (or simply the next one if all have).
   func markFailed(_ member: MemberConnection) {
+    let now = clock.now
     state.withLock { state in
       state.healthy.remove(member.index)
-      if state.preferred == member.index {
-        state.preferred = (member.index + 1) % members.count
+      state.failedAt[member.index] = now
+      guard state.preferred == member.index else { return }
+      let count = members.count
+      let candidates = (1..<max(count, 2)).map { (member.index + $0) % count }
+      let fresh = candidates.first { candidate in
+        guard let failed = state.failedAt[candidate] else { return true }
+        return failed.duration(to: now) > Self.failurePenalty
       }
+      state.preferred = fresh ?? (member.index + 1) % count
     }
   }
 
@@ -127,7 +162,25 @@ final class EndpointPool: Sendable {
     }
   }
 
-  private static func transportConfig(configuration: EtcdConfiguration) -> Transport.Config {
+  /// Sends an HTTP/2 PING on `member`'s connection and waits for its ACK.
+  ///
+  /// Returns false when no ACK came within `timeout` (the member hangs, or the network to it does)
+  /// or the connection closed meanwhile; true when it answered or when there is no connection to
+  /// ask (a stream that is open has one).
+  func ping(_ member: MemberConnection, timeout: Duration) async -> Bool {
+    guard let channel = channels.channel(for: member.index) else { return true }
+    do {
+      try await PingAckHandler.ping(on: channel, timeout: TimeAmount(timeout)).get()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  private static func transportConfig(
+    configuration: EtcdConfiguration,
+    onConnection: @escaping @Sendable (any Channel) -> Void
+  ) -> Transport.Config {
     .defaults { config in
       config.backoff = HTTP2ClientTransport.Config.Backoff(
         initial: configuration.backoff.initial,
@@ -135,21 +188,31 @@ final class EndpointPool: Sendable {
         multiplier: configuration.backoff.multiplier,
         jitter: configuration.backoff.jitter
       )
-      // etcd's server refuses pings more often than every 5 s (grpc-go's default enforcement).
-      let interval = max(configuration.keepAliveTimeout / 2, .seconds(10))
-      config.connection.keepalive = HTTP2ClientTransport.Config.Keepalive(
-        time: interval,
-        timeout: configuration.keepAliveTimeout,
-        allowWithoutCalls: false
-      )
+      // The transport's keepalive stops for good once a connection has had no open call (see
+      // PingAckHandler); the watch stream sends its own PINGs instead.
+      config.connection.keepalive = nil
       config.connection.maxIdleTime = nil
       if let hostname = configuration.tls?.serverHostname {
         config.http2.authority = hostname
       }
       config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-        PingAckHandler.install(on: channel)
+        onConnection(channel)
+        return PingAckHandler.install(on: channel)
       }
     }
+  }
+}
+
+/// The latest TCP connection of each member.
+final class ChannelRegistry: Sendable {
+  private let channels = Mutex<[Int: any Channel]>([:])
+
+  func set(_ channel: any Channel, for index: Int) {
+    channels.withLock { $0[index] = channel }
+  }
+
+  func channel(for index: Int) -> (any Channel)? {
+    channels.withLock { $0[index] }
   }
 }
 

@@ -5,8 +5,10 @@ import Synchronization
 /// Renews every kept-alive lease of one client over a single LeaseKeepAlive stream.
 ///
 /// A ticker sends each lease's renewal every TTL/3 and reports a lease whose TTL ran out without
-/// a reply; the stream loop keeps one stream open on the preferred member and moves it to the next
-/// member when it breaks or stalls. Leases are never dropped silently: each ends with an error.
+/// a reply; the stream loop keeps one stream open on the preferred member and moves it to another
+/// member when it breaks or stalls. A stream stalls when a renewal stays unanswered for
+/// `min(dialTimeout, TTL/4)` of the shortest lease: a frozen member is left well before any lease
+/// can run out. Leases are never dropped silently: each ends with an error.
 final class KeepAliveManager: Sendable {
   private struct Entry {
     var lease: Lease
@@ -20,6 +22,8 @@ final class KeepAliveManager: Sendable {
     var entries: [Int: Entry] = [:]
     var nextToken = 0
     var requests: AsyncStream<Int64>.Continuation?
+    var endpoint: EtcdEndpoint?
+    var opens = 0
     /// When a renewal was sent on the current stream and not yet answered.
     var oldestUnanswered: ContinuousClock.Instant?
     var isShutdown = false
@@ -56,6 +60,17 @@ final class KeepAliveManager: Sendable {
     }
     wake.yield()
     return token
+  }
+
+  var streamStatus: StreamStatus {
+    state.withLock { StreamStatus(endpoint: $0.requests == nil ? nil : $0.endpoint, opens: $0.opens) }
+  }
+
+  /// How long a renewal may stay unanswered before the stream is given up on.
+  func stallTimeout(dialTimeout: Duration) -> Duration {
+    let shortestTTL = state.withLock { $0.entries.values.map(\.ttl).min() } ?? 0
+    guard shortestTTL > 0 else { return dialTimeout }
+    return min(dialTimeout, .milliseconds(shortestTTL * 1000 / 4))
   }
 
   func remove(_ token: Int) {
@@ -158,7 +173,10 @@ final class KeepAliveManager: Sendable {
     }
   }
 
-  private struct Stalled: Error {}
+  private struct Stalled: Error, CustomStringConvertible {
+    var after: Duration
+    var description: String { "a renewal stayed unanswered for \(after)" }
+  }
 
   private func streamLoop(client: EtcdClient) async {
     var attempt = 0
@@ -170,26 +188,22 @@ final class KeepAliveManager: Sendable {
       }
       let member = client.pool.preferred()
       let (requests, continuation) = AsyncStream<Int64>.makeStream()
-      state.withLock { state in
-        state.requests = continuation
-        state.oldestUnanswered = nil
-        let now = clock.now
-        for token in state.entries.keys { state.entries[token]?.nextSend = now }
-      }
       let answered = Flag()
       do {
-        var metadata: Metadata = [:]
-        if let token = try await client.tokens.token(client: client, member: member) {
-          metadata.addString(token, forKey: "token")
+        let metadata = try await client.streamMetadata(member: member)
+        state.withLock { state in
+          state.requests = continuation
+          state.endpoint = member.endpoint
+          state.opens += 1
+          state.oldestUnanswered = nil
+          let now = clock.now
+          for token in state.entries.keys { state.entries[token]?.nextSend = now }
         }
-        let callMetadata = metadata
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
-            var options = CallOptions.defaults
-            options.waitForReady = false
             try await member.lease.leaseKeepAlive(
-              metadata: callMetadata,
-              options: options,
+              metadata: metadata,
+              options: client.callOptions(timeout: nil),
               requestProducer: { writer in
                 for await id in requests {
                   var request = Etcdserverpb_LeaseKeepAliveRequest()
@@ -206,12 +220,12 @@ final class KeepAliveManager: Sendable {
             )
           }
           group.addTask {
-            // A stream that takes renewals but never answers is as good as dead.
-            let stallTimeout = client.configuration.dialTimeout
+            // A stream that takes renewals but never answers is as good as dead: its member hangs.
             while true {
-              try await Task.sleep(for: .milliseconds(250))
+              try await Task.sleep(for: .milliseconds(100))
+              let stallTimeout = self.stallTimeout(dialTimeout: client.configuration.dialTimeout)
               let since = self.state.withLock { $0.oldestUnanswered }
-              if let since, since.duration(to: self.clock.now) > stallTimeout { throw Stalled() }
+              if let since, since.duration(to: self.clock.now) > stallTimeout { throw Stalled(after: stallTimeout) }
             }
           }
           _ = try await group.next()
@@ -225,7 +239,7 @@ final class KeepAliveManager: Sendable {
         }
         if !isShutdown {
           logger.info(
-            "lease keepalive stream broke; reconnecting",
+            "lease keepalive stream broke; moving to another member",
             metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
           )
         }
@@ -233,11 +247,10 @@ final class KeepAliveManager: Sendable {
       state.withLock { $0.requests = nil }
       continuation.finish()
       if isShutdown { return }
-      if answered.isSet {
-        attempt = 0
-      } else {
-        client.pool.markFailed(member)
-      }
+      // Whatever ended the stream (a stall, a broken connection, a member without a leader), the
+      // member is suspect: the next stream opens on another one.
+      client.pool.markFailed(member)
+      if answered.isSet { attempt = 0 }
       try? await Task.sleep(for: client.configuration.backoff.delay(attempt: attempt))
       attempt += 1
     }

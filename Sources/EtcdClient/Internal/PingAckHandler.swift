@@ -11,7 +11,12 @@ import NIOHTTP2
 /// HTTP/2 handler, acknowledges each non-ACK PING itself, and passes every other frame on
 /// unchanged. The peer still gets its ACKs, as RFC 9113 §6.7 requires.
 ///
-/// Delete it once the transport exposes `ControlFrameRateLimitConfiguration`.
+/// Delete that part once the transport exposes `ControlFrameRateLimitConfiguration`.
+///
+/// It also sends the client's own keepalive PINGs (``ping(on:timeout:)``) and takes their ACKs,
+/// which tell a live member from a hung one. The transport's keepalive cannot: its timer is
+/// cancelled when a connection's last call ends and is not started again when the next call opens,
+/// so a connection that once had no calls (every connection, between unary calls) never pings again.
 final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
   typealias InboundIn = ByteBuffer
   typealias InboundOut = ByteBuffer
@@ -25,6 +30,49 @@ final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
   private var pending: ByteBuffer?
   /// Number of PINGs answered here, for tests and debugging.
   private(set) var answered = 0
+  /// Our own PINGs still waiting for their ACK, by payload.
+  private var outstanding: [UInt64: EventLoopPromise<Void>] = [:]
+  private var context: ChannelHandlerContext?
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.context = nil
+    for promise in outstanding.values { promise.fail(ChannelError.ioOnClosedChannel) }
+    outstanding = [:]
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    for promise in outstanding.values { promise.fail(ChannelError.ioOnClosedChannel) }
+    outstanding = [:]
+    context.fireChannelInactive()
+  }
+
+  private struct PingTimeout: Error {}
+
+  /// Sends a PING; the future succeeds on its ACK and fails after `timeout` without one.
+  private func sendPing(timeout: TimeAmount, eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+    guard let context else { return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+    var payload = UInt64.random(in: .min ... .max)
+    while outstanding[payload] != nil { payload = UInt64.random(in: .min ... .max) }
+    let promise = eventLoop.makePromise(of: Void.self)
+    outstanding[payload] = promise
+    var frame = context.channel.allocator.buffer(capacity: Self.frameHeaderLength + 8)
+    frame.writeInteger(UInt8(0))
+    frame.writeInteger(UInt16(8))
+    frame.writeInteger(Self.pingType)
+    frame.writeInteger(UInt8(0))
+    frame.writeInteger(UInt32(0))
+    frame.writeInteger(payload)
+    context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    let timer = eventLoop.scheduleTask(in: timeout) { [weak self] in
+      self?.outstanding.removeValue(forKey: payload)?.fail(PingTimeout())
+    }
+    promise.futureResult.whenComplete { _ in timer.cancel() }
+    return promise.futureResult
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     var incoming = unwrapInboundIn(data)
@@ -53,6 +101,13 @@ final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
       {
         acks.append(Self.pingAck(payload: payload, allocator: context.channel.allocator))
         incoming.moveReaderIndex(forwardBy: frameLength)
+      } else if type == Self.pingType, flags & Self.ackFlag != 0, payloadLength == 8,
+        let payload = incoming.getInteger(at: start + Self.frameHeaderLength, as: UInt64.self),
+        let promise = outstanding.removeValue(forKey: payload)
+      {
+        // The ACK of our own keepalive PING: the HTTP/2 handler never sent it, so it never sees it.
+        incoming.moveReaderIndex(forwardBy: frameLength)
+        promise.succeed()
       } else if var frame = incoming.readSlice(length: frameLength) {
         forward.writeBuffer(&frame)
       }
@@ -83,6 +138,19 @@ final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
     var payload = payload
     frame.writeBuffer(&payload)
     return frame
+  }
+
+  /// Sends a keepalive PING on `channel`'s connection; succeeds on its ACK, fails after `timeout`
+  /// without one or when the connection closes.
+  static func ping(on channel: any Channel, timeout: TimeAmount) -> EventLoopFuture<Void> {
+    channel.eventLoop.flatSubmit {
+      do {
+        let handler = try channel.pipeline.syncOperations.handler(type: PingAckHandler.self)
+        return handler.sendPing(timeout: timeout, eventLoop: channel.eventLoop)
+      } catch {
+        return channel.eventLoop.makeFailedFuture(error)
+      }
+    }
   }
 
   /// Installs the handler right before the HTTP/2 handler of a freshly created gRPC connection.

@@ -5,11 +5,21 @@ import Synchronization
 
 /// Multiplexes every watch of one client over a single Watch stream.
 ///
-/// Each watcher remembers the next revision it needs. When the stream breaks or stalls, a new one
-/// is opened on a healthy member and every watcher is re-created from that revision, so delivery
-/// is exactly once and in order across reconnects. The stream carries etcd's `hasleader`
+/// Each watcher remembers the next revision it needs. When the stream breaks or its member hangs,
+/// a new one is opened on another member and every watcher is re-created from that revision, so
+/// delivery is exactly once and in order across reconnects. The stream carries etcd's `hasleader`
 /// requirement, so a member cut off from its cluster ends the stream instead of holding it
 /// silently.
+///
+/// Liveness never depends on etcd answering a progress request (newer releases ignore one while a
+/// watcher catches up or waits for a future revision): a quiet stream's connection must answer
+/// HTTP/2 keepalive PINGs, and after `watchProgressInterval` of silence its member must answer a
+/// status call; a member that fails either is given up on.
+///
+/// Creates are answered in the order they were sent. etcd refuses a create (permission denied, an
+/// expired token, a bad range) with watch id -1 and both `created` and `canceled` set, so refusals
+/// are matched to the oldest create still waiting for its answer, and only a -1 response with
+/// neither flag is a progress notification.
 final class WatchManager: Sendable {
   struct Watcher {
     var range: KeyRange
@@ -18,15 +28,28 @@ final class WatchManager: Sendable {
     /// Next revision to deliver; 0 until the first creation tells us "now".
     var nextRevision: Int64
     var fragments: [WatchEvent] = []
+    /// Set when a create was refused for a reason a new token may fix; a second refusal ends it.
+    var refusedForAuth = false
+    /// Whether the caller has been told that the watch was created (``WatchOptions/notifyCreated``).
+    var announcedCreated = false
+  }
+
+  /// What the stream loop must do after a response.
+  enum Outcome: Equatable {
+    case proceed
+    /// A create was refused for a reason a new token may fix: open a new stream with a fresh token.
+    case refreshToken
   }
 
   private struct State {
     var watchers: [Int64: Watcher] = [:]
     var nextID: Int64 = 1
+    /// Watch ids whose create was sent on the current stream and not yet answered, in sending order.
+    var pendingCreates: [Int64] = []
     var requests: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
     var endpoint: EtcdEndpoint?
+    var opens = 0
     var lastMessage: ContinuousClock.Instant?
-    var progressRequestedAt: ContinuousClock.Instant?
     /// Set by a caller's progress request: the next broadcast notification goes to every watcher,
     /// not only to those that asked for progress notifications.
     var progressRequestedByCaller = false
@@ -35,13 +58,19 @@ final class WatchManager: Sendable {
 
   private let state = Mutex(State())
   private let logger: Logger
+  private let hasCredentials: Bool
   private let wakeups: AsyncStream<Void>
   private let wake: AsyncStream<Void>.Continuation
   private let clock = ContinuousClock()
 
-  init(logger: Logger) {
+  init(logger: Logger, hasCredentials: Bool = false) {
     self.logger = logger
+    self.hasCredentials = hasCredentials
     (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+  }
+
+  var streamStatus: StreamStatus {
+    state.withLock { StreamStatus(endpoint: $0.requests == nil ? nil : $0.endpoint, opens: $0.opens) }
   }
 
   func add(
@@ -60,7 +89,10 @@ final class WatchManager: Sendable {
         nextRevision: options.startRevision
       )
       state.watchers[id] = watcher
-      state.requests?.yield(Self.createRequest(id: id, watcher: watcher))
+      if let requests = state.requests {
+        state.pendingCreates.append(id)
+        requests.yield(Self.createRequest(id: id, watcher: watcher))
+      }
       return (id, false)
     }
     if shutdown {
@@ -72,6 +104,7 @@ final class WatchManager: Sendable {
 
   func remove(_ id: Int64) {
     state.withLock { state in
+      // A pending create stays in `pendingCreates`, so that later refusals still match in order.
       guard state.watchers.removeValue(forKey: id) != nil else { return }
       var request = Etcdserverpb_WatchRequest()
       request.cancelRequest.watchID = id
@@ -125,27 +158,36 @@ final class WatchManager: Sendable {
 
   // MARK: - Responses
 
-  /// Applies one response to the watchers; returns true when it shows the stream is healthy.
+  /// Applies one response to the watchers.
   @discardableResult
-  func handle(_ response: Etcdserverpb_WatchResponse) -> Bool {
+  func handle(_ response: Etcdserverpb_WatchResponse) -> Outcome {
     // Finishing a stream runs its termination handler, which takes the lock: do it after.
-    var ended: (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)?
-    let healthy = applyLocked(response, ended: &ended)
-    if let (continuation, error) = ended { continuation.finish(throwing: error) }
-    return healthy
+    var ended: [(AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)] = []
+    let outcome = applyLocked(response, ended: &ended)
+    for (continuation, error) in ended { continuation.finish(throwing: error) }
+    return outcome
   }
 
   private func applyLocked(
     _ response: Etcdserverpb_WatchResponse,
-    ended: inout (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)?
-  ) -> Bool {
+    ended: inout [(AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)]
+  ) -> Outcome {
     let now = clock.now
-    return state.withLock { state -> Bool in
+    return state.withLock { state -> Outcome in
       state.lastMessage = now
-      state.progressRequestedAt = nil
-      let endpoint = state.endpoint
       let revision = response.header.revision
 
+      if response.watchID == -1 && (response.created || response.canceled) {
+        // A refused create: it answers the oldest create still waiting.
+        while !state.pendingCreates.isEmpty {
+          let id = state.pendingCreates.removeFirst()
+          if state.watchers[id] != nil {
+            return refuse(id, response: response, state: &state, ended: &ended)
+          }
+        }
+        logger.debug("a refused watch create matched no watcher", metadata: ["etcd.reason": "\(response.cancelReason)"])
+        return .proceed
+      }
       if response.watchID == -1 {
         // A requested progress notification, broadcast to every watcher. etcd 3.4 sends it without
         // waiting for slow watchers to catch up, so it must not move any watcher's resume point.
@@ -156,40 +198,44 @@ final class WatchManager: Sendable {
             watcher.continuation.yield(WatchResponse(revision: revision, events: []))
           }
         }
-        return true
+        return .proceed
       }
-      guard var watcher = state.watchers[response.watchID] else { return true }
+      if response.created {
+        state.pendingCreates.removeAll { $0 == response.watchID }
+      }
+      guard var watcher = state.watchers[response.watchID] else { return .proceed }
 
       if response.compactRevision > 0 {
         state.watchers.removeValue(forKey: response.watchID)
-        ended = (
-          watcher.continuation, EtcdError.compacted(compactRevision: response.compactRevision, endpoint: endpoint)
+        ended.append(
+          (
+            watcher.continuation,
+            EtcdError.compacted(compactRevision: response.compactRevision, endpoint: state.endpoint)
+          )
         )
-        return true
+        return .proceed
       }
       if response.canceled {
-        state.watchers.removeValue(forKey: response.watchID)
-        let reason = response.cancelReason
-        let code: EtcdError.Code = reason.contains("permission denied") ? .permissionDenied : .watchCanceled
-        let error = EtcdError(
-          code: code,
-          message: reason.isEmpty ? "etcd cancelled the watch" : reason,
-          endpoint: endpoint,
-          call: "Watch"
-        )
-        ended = (watcher.continuation, error)
-        return true
+        // A refusal that names its watch (some releases do), or a cancel after creation.
+        return refuse(response.watchID, response: response, state: &state, ended: &ended)
       }
       if response.created {
-        if watcher.nextRevision == 0 { watcher.nextRevision = revision + 1 }
+        // From "now": etcd registered the watch at the header's revision, so a write at exactly that
+        // revision may have landed after it; resuming there may repeat one old event, never lose one.
+        if watcher.nextRevision == 0 { watcher.nextRevision = revision }
+        watcher.refusedForAuth = false
+        if watcher.options.notifyCreated, !watcher.announcedCreated {
+          watcher.announcedCreated = true
+          watcher.continuation.yield(WatchResponse(revision: revision, events: [], isCreated: true))
+        }
         state.watchers[response.watchID] = watcher
-        return true
+        return .proceed
       }
 
       watcher.fragments.append(contentsOf: response.events.map(WatchEvent.init))
       if response.fragment {
         state.watchers[response.watchID] = watcher
-        return true
+        return .proceed
       }
       // Never deliver a revision twice, whatever the server resends after a resume.
       let events = watcher.fragments.filter { $0.kv.modRevision >= watcher.nextRevision }
@@ -203,13 +249,69 @@ final class WatchManager: Sendable {
         watcher.continuation.yield(WatchResponse(revision: revision, events: []))
       }
       state.watchers[response.watchID] = watcher
-      return true
+      return .proceed
     }
   }
 
+  /// Ends watcher `id` because etcd refused or cancelled it, unless a fresh token may fix it.
+  private func refuse(
+    _ id: Int64,
+    response: Etcdserverpb_WatchResponse,
+    state: inout State,
+    ended: inout [(AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)]
+  ) -> Outcome {
+    guard var watcher = state.watchers[id] else { return .proceed }
+    let reason = response.cancelReason
+    let lowered = reason.lowercased()
+    let isAuth = Self.authReasons.contains { lowered.contains($0) }
+    // etcd checks a watch's permission with the token the stream was opened with, and reports an
+    // expired or outdated token as "permission denied": try once more with a new token.
+    if isAuth, hasCredentials, !watcher.refusedForAuth {
+      watcher.refusedForAuth = true
+      state.watchers[id] = watcher
+      logger.debug("a watch create was refused; retrying with a new token", metadata: ["etcd.reason": "\(reason)"])
+      return .refreshToken
+    }
+    state.watchers.removeValue(forKey: id)
+    let code: EtcdError.Code = lowered.contains("permission denied") ? .permissionDenied : .watchCanceled
+    let message = reason.isEmpty ? "etcd cancelled the watch" : "etcd refused the watch: \(reason)"
+    ended.append(
+      (watcher.continuation, EtcdError(code: code, message: message, endpoint: state.endpoint, call: "Watch")))
+    return .proceed
+  }
+
+  private static let authReasons = [
+    "permission denied", "invalid auth token", "auth store is old", "user name is empty",
+  ]
+
   // MARK: - Stream
 
-  private struct Stalled: Error {}
+  /// Makes `requests` the current stream's and queues every watcher's create on it, in id order.
+  func beginStream(on endpoint: EtcdEndpoint, requests: AsyncStream<Etcdserverpb_WatchRequest>.Continuation) {
+    let now = clock.now
+    state.withLock { state in
+      state.requests = requests
+      state.endpoint = endpoint
+      state.opens += 1
+      state.lastMessage = now
+      state.pendingCreates = []
+      for id in state.watchers.keys.sorted() {
+        guard let watcher = state.watchers[id] else { continue }
+        state.watchers[id]?.fragments = []
+        state.pendingCreates.append(id)
+        requests.yield(Self.createRequest(id: id, watcher: watcher))
+      }
+    }
+  }
+
+  private struct MemberHung: Error, CustomStringConvertible {
+    var cause: String
+    var description: String { "the member stopped answering: \(cause)" }
+  }
+
+  private struct RefreshToken: Error, CustomStringConvertible {
+    var description: String { "a watch create was refused with the stream's token" }
+  }
 
   func run(client: EtcdClient) async {
     var attempt = 0
@@ -222,34 +324,18 @@ final class WatchManager: Sendable {
       let member = client.pool.preferred()
       logger.debug("opening watch stream", metadata: ["etcd.endpoint": "\(member.endpoint)"])
       let (requests, continuation) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
-      state.withLock { state in
-        state.requests = continuation
-        state.endpoint = member.endpoint
-        state.lastMessage = clock.now
-        state.progressRequestedAt = nil
-        for (id, watcher) in state.watchers {
-          state.watchers[id]?.fragments = []
-          continuation.yield(Self.createRequest(id: id, watcher: watcher))
-        }
-      }
       let healthy = Flag()
+      var refreshToken = false
       do {
-        var metadata: Metadata = ["hasleader": "true"]
-        if let token = try await client.tokens.token(client: client, member: member) {
-          metadata.addString(token, forKey: "token")
-        }
-        let callMetadata = metadata
+        let metadata = try await client.streamMetadata(member: member)
+        beginStream(on: member.endpoint, requests: continuation)
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
-            var options = CallOptions.defaults
-            options.waitForReady = false
             try await member.watch.watch(
-              metadata: callMetadata,
-              options: options,
+              metadata: metadata,
+              options: client.callOptions(timeout: nil),
               requestProducer: { writer in
                 for await request in requests {
-                  self.logger.trace(
-                    "watch request", metadata: ["etcd.request": "\(request.requestUnion.map { "\($0)" } ?? "")"])
                   try await writer.write(request)
                 }
               },
@@ -260,22 +346,26 @@ final class WatchManager: Sendable {
                     metadata: [
                       "etcd.watch_id": "\(message.watchID)", "etcd.revision": "\(message.header.revision)",
                       "etcd.events": "\(message.events.count)", "etcd.created": "\(message.created)",
+                      "etcd.canceled": "\(message.canceled)",
                     ]
                   )
-                  if self.handle(message) { healthy.set() }
+                  switch self.handle(message) {
+                  case .proceed: healthy.set()
+                  case .refreshToken: throw RefreshToken()
+                  }
                 }
               }
             )
           }
-          group.addTask { try await self.watchdog(interval: client.configuration.watchProgressInterval) }
+          group.addTask { try await self.watchdog(client: client, member: member) }
           _ = try await group.next()
           group.cancelAll()
         }
+      } catch is RefreshToken {
+        refreshToken = true
       } catch {
         if let rpc = error as? RPCError, rpc.code == .unauthenticated {
-          if let token = try? await client.tokens.token(client: client, member: member) {
-            client.tokens.invalidate(token)
-          }
+          refreshToken = true
         }
         if !isShutdown {
           logger.info(
@@ -287,6 +377,14 @@ final class WatchManager: Sendable {
       state.withLock { $0.requests = nil }
       continuation.finish()
       if isShutdown { return }
+      if refreshToken {
+        if let token = try? await client.tokens.token(client: client, member: member) {
+          client.tokens.invalidate(token)
+        }
+        if !healthy.isSet { attempt += 1 }
+        if attempt > 0 { try? await Task.sleep(for: client.configuration.backoff.delay(attempt: attempt - 1)) }
+        continue
+      }
       // Whatever broke, the member is suspect: resume on the next one.
       client.pool.markFailed(member)
       if healthy.isSet { attempt = 0 }
@@ -295,25 +393,60 @@ final class WatchManager: Sendable {
     }
   }
 
-  /// Asks for progress after `interval` of silence; a stream still silent after another
-  /// `interval` is declared dead.
-  private func watchdog(interval: Duration) async throws {
+  /// Watches the stream's member while the stream is quiet, and throws when it stops answering, so
+  /// that the stream moves to another member:
+  /// - after `keepAliveInterval` of silence, an HTTP/2 PING must be acknowledged within
+  ///   `keepAliveTimeout` (a dead connection, a frozen process, a network that drops everything);
+  /// - after `watchProgressInterval` of silence, a progress request goes out (it only reports how
+  ///   current the watches are: newer etcd releases may not answer it) and the member must answer a
+  ///   status call within `min(dialTimeout, watchProgressInterval)`.
+  private func watchdog(client: EtcdClient, member: MemberConnection) async throws {
+    let configuration = client.configuration
+    let interval = configuration.watchProgressInterval
+    let tick = min(interval / 4, configuration.keepAliveInterval / 4, .seconds(1))
+    var lastProbe: ContinuousClock.Instant?
+    var lastPing: ContinuousClock.Instant?
     while true {
-      try await Task.sleep(for: min(interval / 4, .seconds(1)))
+      try await Task.sleep(for: tick)
       let now = clock.now
-      let stalled = state.withLock { state -> Bool in
-        if let asked = state.progressRequestedAt {
-          return asked.duration(to: now) > interval
-        }
-        if let last = state.lastMessage, last.duration(to: now) > interval, !state.watchers.isEmpty {
-          var request = Etcdserverpb_WatchRequest()
-          request.progressRequest = Etcdserverpb_WatchProgressRequest()
-          state.requests?.yield(request)
-          state.progressRequestedAt = now
-        }
-        return false
+      let silence = state.withLock { state -> Duration in
+        guard let last = state.lastMessage, !state.watchers.isEmpty else { return .zero }
+        return last.duration(to: now)
       }
-      if stalled { throw Stalled() }
+      if silence > configuration.keepAliveInterval,
+        lastPing.map({ $0.duration(to: now) > configuration.keepAliveInterval }) ?? true
+      {
+        lastPing = now
+        guard await client.pool.ping(member, timeout: configuration.keepAliveTimeout) else {
+          throw MemberHung(cause: "no HTTP/2 PING acknowledgement within \(configuration.keepAliveTimeout)")
+        }
+      }
+      guard silence > interval, lastProbe.map({ $0.duration(to: now) > interval }) ?? true else { continue }
+      lastProbe = now
+      state.withLock { state in
+        var request = Etcdserverpb_WatchRequest()
+        request.progressRequest = Etcdserverpb_WatchProgressRequest()
+        state.requests?.yield(request)
+      }
+      if let failure = await probe(client: client, member: member, timeout: min(configuration.dialTimeout, interval)) {
+        throw MemberHung(cause: failure)
+      }
+    }
+  }
+
+  /// Asks `member` for its status; returns why it is considered hung, or nil when it answered
+  /// (any reply from etcd, even an error, shows the process is alive).
+  private func probe(client: EtcdClient, member: MemberConnection, timeout: Duration) async -> String? {
+    do {
+      _ = try await member.maintenance.status(
+        Etcdserverpb_StatusRequest(), options: client.callOptions(timeout: timeout))
+      return nil
+    } catch let error as RPCError where error.code == .deadlineExceeded || error.code == .unavailable {
+      return "\(error.code): \(error.message)"
+    } catch is CancellationError {
+      return nil
+    } catch {
+      return nil
     }
   }
 }
