@@ -96,7 +96,7 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 /// | `tls` | none | CA and optional client certificate; enables TLS for every endpoint. |
 /// | `backoff` | 50 ms doubling to 2 s | Delay between retries and stream reconnects. |
 /// | `watchProgressInterval` | 5 s | After this much silence a watch stream gets a progress request and its member a probe. |
-/// | `keepAliveInterval` | 6 s | How often an HTTP/2 keepalive ping goes out on a connection with open calls. |
+/// | `keepAliveInterval` | 6 s | Silence on the watch stream after which an HTTP/2 PING goes out on its connection. |
 /// | `keepAliveTimeout` | 3 s | An HTTP/2 ping not acknowledged within this closes the connection. |
 /// | `maxResponseBytes` | 2 GiB − 1 | Largest reply accepted (Go's client accepts the same). |
 public struct EtcdConfiguration: Sendable {
@@ -118,14 +118,15 @@ public struct EtcdConfiguration: Sendable {
   /// one. An unanswered progress request alone never ends a stream: newer etcd releases ignore
   /// progress requests while a watcher is catching up or waits for a future revision.
   public var watchProgressInterval: Duration
-  /// Interval of HTTP/2 keepalive pings on a connection that has calls open (watches, keepalives).
+  /// Silence on the watch stream after which an HTTP/2 PING goes out on its connection, and the
+  /// interval of further PINGs while the silence lasts.
   ///
   /// etcd refuses pings more often than its `--grpc-keepalive-min-time` (5 s by default) and
   /// closes the connection after a few, so keep this at or above the server's setting.
   public var keepAliveInterval: Duration
-  /// Time after which an unanswered HTTP/2 keepalive ping closes the connection, failing every
-  /// call on it so that streams move to another member. This is what tells a dead or hung
-  /// member from a quiet one.
+  /// Time within which a keepalive PING must be acknowledged; otherwise the member is taken as dead
+  /// or hung and the watch stream moves to another one. This is what tells a dead member from a
+  /// quiet one without relying on etcd's answers to progress requests.
   public var keepAliveTimeout: Duration
   /// The largest reply message accepted, in bytes. gRPC transports default to 4 MiB, which a
   /// large range read exceeds; like Go's client, this one accepts up to 2 GiB − 1 by default.

@@ -117,6 +117,11 @@ struct KVIntegrationTests {
         let status = try await etcd.status()
         #expect(status.version.hasPrefix("3."))
         #expect(status.leader == status.header.memberID)
+        // The member runs the etcd that SWITCHYARD_ETCD_DIR (or PATH) names: `make test` runs this
+        // suite against two etcd versions, and this shows which one answered.
+        let binary = try await ManagedProcess.run(EtcdCluster.defaultExecutable("etcd"), arguments: ["--version"])
+        #expect(binary.contains("etcd Version: \(status.version)"))
+        print("etcd under test: \(status.version)")
 
         var last: Int64 = 0
         for index in 0..<5 { last = try await etcd.put("/compact/k", value: "\(index)").header.revision }
