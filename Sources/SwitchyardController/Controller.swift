@@ -221,7 +221,12 @@ public final class Controller: Service, Sendable {
           metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
         )
         try install(rendered, revision: desired.revision)
-        try await reload(structure: rendered.structure, fallback: false)
+        try await reload(
+          structure: rendered.structure,
+          fallback: false,
+          reason: plan.reloadReasons.joined(separator: "; "),
+          desired: desired
+        )
         continue
       }
       if plan.commands.isEmpty {
@@ -236,7 +241,12 @@ public final class Controller: Service, Sendable {
         return true
       case .failed:
         try install(rendered, revision: desired.revision)
-        try await reload(structure: rendered.structure, fallback: true)
+        try await reload(
+          structure: rendered.structure,
+          fallback: true,
+          reason: "a Runtime API command was refused",
+          desired: desired
+        )
       }
     }
     throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
@@ -282,8 +292,26 @@ public final class Controller: Service, Sendable {
     return deferred ? .deletesDeferred : .done
   }
 
-  private func reload(structure: String, fallback: Bool) async throws {
+  /// A reload slower than this is logged with its reason and what could have slowed it.
+  static let slowReload: Duration = .seconds(3)
+
+  private func reload(structure: String, fallback: Bool, reason: String, desired: DesiredState) async throws {
+    let clock = ContinuousClock()
+    let started = clock.now
     try await dataPlane.reload()
+    let took = started.duration(to: clock.now)
+    if took > Self.slowReload {
+      // HAProxy resolves host names (libc) while it loads the file; an unreachable resolver or a name
+      // that does not resolve is the usual cause of a slow reload.
+      let hostNames = desired.backends.flatMap(\.servers).filter { !$0.isDynamic }.map(\.address.text)
+      logger.warning(
+        "HAProxy took long to reload",
+        metadata: [
+          "duration": "\(took)", "reason": "\(reason)",
+          "host_names_resolved_at_load": "\(hostNames.isEmpty ? "none" : hostNames.joined(separator: ","))",
+        ]
+      )
+    }
     memory.withLock { $0.runningStructure = structure }
     dataPlane.writeRunningStructure(structure)
     (fallback ? metrics.reloadsFallback : metrics.reloadsStructural).increment()

@@ -28,11 +28,13 @@ public enum ConfigRenderer {
   /// The keywords after `server <name> <address>` in the config file, and after `add server` in the
   /// Runtime API (which does not apply `default-server` lines): weight and health check.
   public static func serverOptions(weight: Int, settings: NodeSettings) -> [String] {
+    ["weight", String(weight)] + checkOptions(settings: settings)
+  }
+
+  /// The health-check keywords of a server line.
+  static func checkOptions(settings: NodeSettings) -> [String] {
     let check = settings.healthCheck
-    return [
-      "weight", String(weight), "check", "inter", duration(check.interval), "rise", String(check.rise), "fall",
-      String(check.fall),
-    ]
+    return ["check", "inter", duration(check.interval), "rise", String(check.rise), "fall", String(check.fall)]
   }
 
   /// A duration as HAProxy writes it: `2s`, or `1500ms` when not whole seconds.
@@ -83,11 +85,24 @@ public enum ConfigRenderer {
         "  balance roundrobin",
         "  option httpchk GET \(backend.checkPath)",
       ]
-      for server in backend.servers where includeDynamicServers || !server.isDynamic {
-        out.append("  " + serverLine(server, settings: settings))
+      for server in backend.servers {
+        if includeDynamicServers {
+          out.append("  " + serverLine(server, settings: settings))
+        } else if !server.isDynamic {
+          // A host-name server is in the structure, but its weight and state are not: the Runtime
+          // API changes those on a server from the file as on any other, with no reload.
+          out.append("  " + structuralServerLine(server, settings: settings))
+        }
       }
     }
     return out
+  }
+
+  /// A host-name server as the structure sees it: the server line without weight and state.
+  static func structuralServerLine(_ server: DesiredServer, settings: NodeSettings) -> String {
+    var words = ["server", server.name, server.address.hostPort(server.port)]
+    words += checkOptions(settings: settings) + ["init-addr", "libc,none"]
+    return words.joined(separator: " ")
   }
 
   /// `server backend-1 127.0.0.1:9001 weight 100 check inter 2s rise 2 fall 3`. A draining server gets

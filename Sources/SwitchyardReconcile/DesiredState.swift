@@ -72,20 +72,26 @@ public struct DesiredState: Sendable, Hashable {
   /// Builds the state for `services` from valid instances. Instances of other services are ignored.
   ///
   /// HAProxy checks every server of a backend with the same request, so each backend gets one check
-  /// path: the one most instances registered (ties go to the smallest); instances that registered
-  /// none count for `/`. A service with no instances keeps the path it had in `previous`, so that a
-  /// service that empties and fills again does not change its backend's structure.
+  /// path, chosen so that it stays put (a change costs a reload):
+  /// - an instance that names no path takes the service's and never changes it;
+  /// - the path in `previous` stays as long as one instance still names it, or none names any;
+  /// - otherwise the path most instances name wins (ties go to the smallest);
+  /// - a service that never had a named path checks `/`.
   public init(revision: Int64, services: [ServiceName], instances: [ServiceInstance], previous: DesiredState? = nil) {
     let byService = Dictionary(grouping: instances, by: \.key.service)
     self.revision = revision
     backends = services.map { service in
       let members = byService[service] ?? []
+      let previousPath = previous?.backend(for: service)?.checkPath
+      let named = members.compactMap(\.registration.checkPath)
       let checkPath: String
-      if members.isEmpty {
-        checkPath = previous?.backend(for: service)?.checkPath ?? Self.defaultCheckPath
+      if let previousPath, named.isEmpty || named.contains(previousPath) {
+        checkPath = previousPath
+      } else if named.isEmpty {
+        checkPath = Self.defaultCheckPath
       } else {
         var votes: [String: Int] = [:]
-        for member in members { votes[member.registration.checkPath ?? Self.defaultCheckPath, default: 0] += 1 }
+        for path in named { votes[path, default: 0] += 1 }
         checkPath = votes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? Self.defaultCheckPath
       }
       return DesiredBackend(service: service, checkPath: checkPath, servers: members.map(DesiredServer.init))
@@ -97,15 +103,17 @@ public struct DesiredState: Sendable, Hashable {
     backends.first { $0.service == service }
   }
 
-  /// Instances whose registered check path differs from their backend's, as `(backend, server, path)`.
-  /// HAProxy cannot check them on their own path; the controller logs them.
+  /// Instances that named a check path other than their backend's, as `(backend, server, path)`.
+  /// HAProxy cannot check them on their own path; the controller logs them. Instances that named
+  /// none use the backend's path and are no conflict.
   public static func checkPathConflicts(
     in state: DesiredState,
     instances: [ServiceInstance]
   ) -> [(backend: String, server: String, path: String)] {
     instances.compactMap { instance in
-      guard let backend = state.backend(for: instance.key.service) else { return nil }
-      let path = instance.registration.checkPath ?? defaultCheckPath
+      guard let backend = state.backend(for: instance.key.service), let path = instance.registration.checkPath else {
+        return nil
+      }
       return path == backend.checkPath ? nil : (backend.name, instance.key.instance.haproxyServerName, path)
     }
   }

@@ -118,6 +118,26 @@ import Testing
     }
   }
 
+  @Test func entriesWithoutACheckPathNeverMoveTheServicesPath() async throws {
+    try await withNodes { _, nodes, etcd in
+      let node = nodes[0]
+      let servers = try await (1...4).asyncMap { try await HTTPTestServer.start(name: "p\($0)") }
+      try await etcd.register("p1", port: servers[0].port, checkPath: "/healthz")
+      try await node.waitServing(["p1"])
+      // The first named path is the one structural change.
+      #expect(try await node.showProc().reloads == 1)
+      for server in servers.dropFirst() { try await etcd.register(server.name, port: server.port) }
+      try await node.waitServing(["p1", "p2", "p3", "p4"])
+      try await etcd.deregister("p1")
+      try await node.waitServing(["p2", "p3", "p4"])
+      for server in servers.dropFirst() { try await etcd.register(server.name, port: server.port, weight: 50) }
+      try await Task.sleep(for: .milliseconds(500))
+      #expect(try await node.showProc().reloads == 1)
+      #expect(try await node.state().services[0].checkPath == "/healthz")
+      for server in servers { await server.close() }
+    }
+  }
+
   @Test func hostNameRegistrationsGoThroughAReload() async throws {
     try await withNodes { _, nodes, etcd in
       let node = nodes[0]
@@ -140,6 +160,19 @@ import Testing
       let state = try await node.state()
       #expect(state.lastError == nil)
       #expect(state.services[0].servers.map(\.name) == ["ghost", "ip", "named"])
+      // Weight and state of a host-name server change through the Runtime API: no reload.
+      let lighter = try Registration(address: Address(validating: "localhost"), port: byName.port, weight: 7)
+      try await etcd.put("/services/backend/named", value: lighter.encoded())
+      try await retrying(timeout: .seconds(10)) {
+        guard try await node.runtimeWeight(of: "named") == 7 else { throw TestSupportError("weight not applied") }
+      }
+      let drained = try Registration(
+        address: Address(validating: "localhost"), port: byName.port, weight: 7, state: .drain)
+      try await etcd.put("/services/backend/named", value: drained.encoded())
+      try await retrying(timeout: .seconds(10)) {
+        guard try await node.servers()["named"] == "drain" else { throw TestSupportError("drain not applied") }
+      }
+      #expect(try await node.showProc().reloads == 2)
       await byAddress.close()
       await byName.close()
     }

@@ -110,8 +110,21 @@ final class LBNode: Sendable {
   }
 
   /// HAProxy's process list, from its master socket.
+  /// `show proc` on the master CLI. The master re-executes itself on a reload and refuses
+  /// connections for that moment, so a refused connection is tried again for up to 3 s.
   func showProc() async throws -> ProcessList {
-    try await MasterCLI(socketPath: "\(stateDirectory)/master.sock", logger: quietLogger).showProc()
+    var list: ProcessList?
+    try await retrying(timeout: .seconds(3), every: .milliseconds(50)) {
+      list = try await MasterCLI(socketPath: "\(stateDirectory)/master.sock", logger: quietLogger).showProc()
+    }
+    guard let list else { throw TestSupportError("show proc gave no answer") }
+    return list
+  }
+
+  /// The weight HAProxy gives `server` in `backend`, from the Runtime API's server state.
+  func runtimeWeight(of server: String, backend: String = "svc_backend") async throws -> Int? {
+    let api = RuntimeAPI(socketPath: "\(stateDirectory)/admin.sock", logger: quietLogger)
+    return try await api.serversState(backend: backend).first { $0.server == server }?.userWeight
   }
 
   /// The servers HAProxy runs in `svc_backend`, as `name → admin state`, from the Runtime API.
@@ -225,10 +238,17 @@ extension EtcdClient {
     port: Int,
     service: String = "backend",
     weight: Int = 100,
-    state: InstanceState = .up
+    state: InstanceState = .up,
+    checkPath: String? = nil
   ) async throws -> Int64 {
     let key = RegistrationKey(service: try ServiceName(validating: service), instance: try InstanceID(validating: id))
-    let value = try Registration(address: Address(validating: "127.0.0.1"), port: port, weight: weight, state: state)
+    let value = try Registration(
+      address: Address(validating: "127.0.0.1"),
+      port: port,
+      weight: weight,
+      state: state,
+      checkPath: checkPath
+    )
     return try await put(key.path, value: value.encoded()).header.revision
   }
 

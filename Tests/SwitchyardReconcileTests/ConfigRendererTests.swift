@@ -109,3 +109,85 @@ import Testing
     }
   }
 }
+
+@Suite("Stable structure: what never needs a reload")
+struct StableStructureTests {
+  @Test("entries without a check path never move the service's path")
+  func entriesWithoutPathDoNotVote() {
+    let named = Fixture.desired([Fixture.instance("a", checkPath: "/healthz")])
+    #expect(named.backends[0].checkPath == "/healthz")
+    // Three entries without a path join: before, they outvoted /healthz and switched it to `/`.
+    let crowd = DesiredState(
+      revision: 8,
+      services: [.backend],
+      instances: [
+        Fixture.instance("a", checkPath: "/healthz"), Fixture.instance("b"), Fixture.instance("c"),
+        Fixture.instance("d"),
+      ],
+      previous: named
+    )
+    #expect(crowd.backends[0].checkPath == "/healthz")
+    // The one entry that named it leaves; the others still use the service's path.
+    let unnamed = DesiredState(
+      revision: 9,
+      services: [.backend],
+      instances: [Fixture.instance("b"), Fixture.instance("c")],
+      previous: crowd
+    )
+    #expect(unnamed.backends[0].checkPath == "/healthz")
+    #expect(DesiredState.checkPathConflicts(in: unnamed, instances: [Fixture.instance("b")]).isEmpty)
+    let render = { (state: DesiredState) in ConfigRenderer.render(state, settings: Fixture.settings).structure }
+    #expect(render(named) == render(crowd) && render(crowd) == render(unnamed))
+  }
+
+  @Test("a path stays while one entry names it, even when others name another")
+  func namedPathIsSticky() {
+    let first = Fixture.desired([Fixture.instance("a", checkPath: "/healthz")])
+    let outvoted = DesiredState(
+      revision: 8,
+      services: [.backend],
+      instances: [
+        Fixture.instance("a", checkPath: "/healthz"), Fixture.instance("b", checkPath: "/ready"),
+        Fixture.instance("c", checkPath: "/ready"),
+      ],
+      previous: first
+    )
+    #expect(outvoted.backends[0].checkPath == "/healthz")
+    let gone = DesiredState(
+      revision: 9,
+      services: [.backend],
+      instances: [Fixture.instance("b", checkPath: "/ready")],
+      previous: outvoted
+    )
+    #expect(gone.backends[0].checkPath == "/ready")
+  }
+
+  @Test("weight and state of a host-name server change through the Runtime API, not a reload")
+  func hostNameWeightAndStateAreRuntime() {
+    let settings = Fixture.settings
+    let before = Fixture.instance("n", "backend-1.internal", 9001)
+    let heavier = Fixture.instance("n", "backend-1.internal", 9001, weight: 10)
+    let drained = Fixture.instance("n", "backend-1.internal", 9001, state: .drain)
+    let parked = Fixture.instance("n", "backend-1.internal", 9001, state: .maint)
+    let running = ConfigRenderer.render(Fixture.desired([before]), settings: settings).structure
+    for changed in [heavier, drained, parked] {
+      let desired = Fixture.desired([changed])
+      let rendered = ConfigRenderer.render(desired, settings: settings)
+      #expect(rendered.structure == running)
+      var seen = Fixture.observed(before)
+      seen.address = "10.1.2.3"
+      let plan = Planner.plan(
+        desired: desired,
+        rendered: rendered,
+        runningStructure: running,
+        observed: ObservedState(backends: ["svc_backend": [seen]]),
+        settings: settings
+      )
+      #expect(!plan.needsReload)
+      #expect(!plan.commands.isEmpty)
+    }
+    // Its address is still structure: a new host name needs the file.
+    let moved = Fixture.instance("n", "backend-2.internal", 9001)
+    #expect(ConfigRenderer.render(Fixture.desired([moved]), settings: settings).structure != running)
+  }
+}
