@@ -135,10 +135,16 @@ public final class Controller: Service, Sendable {
     let read: RangeResult
     do {
       read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
-      status.update { $0.etcdConnected = true }
+      status.update {
+        $0.etcdConnected = true
+        $0.etcdError = nil
+      }
       metrics.etcdConnected.set(to: 1)
     } catch {
-      status.update { $0.etcdConnected = false }
+      status.update {
+        $0.etcdConnected = false
+        $0.etcdError = "\(error)"
+      }
       metrics.etcdConnected.set(to: 0)
       throw error
     }
@@ -372,7 +378,7 @@ public final class Controller: Service, Sendable {
 
   private func report(invalid: [RegistrationError]) {
     metrics.invalidEntries.set(to: Double(invalid.count))
-    let entries = invalid.map { ControllerStatus.InvalidEntry(key: $0.key ?? "?", reason: $0.description) }
+    let entries = invalid.map { ControllerStatus.InvalidEntry(key: $0.escapedKey ?? "?", reason: $0.description) }
     let fresh = memory.withLock { memory in
       let descriptions = Set(invalid.map(\.description))
       let fresh = invalid.filter { !memory.loggedInvalid.contains($0.description) }
@@ -380,7 +386,7 @@ public final class Controller: Service, Sendable {
       return fresh
     }
     for error in fresh {
-      logger.warning("Skipping an invalid registration", metadata: ["key": "\(error.key ?? "?")", "error": "\(error)"])
+      logger.warning("Skipping an invalid registration", metadata: ["key": "\(error.escapedKey ?? "?")", "error": "\(error)"])
     }
     status.update { $0.invalidEntries = entries }
   }

@@ -79,6 +79,8 @@ public final class ControllerStatus: Sendable {
     var haproxyRunning = false
     var haproxyAdopted = false
     var etcdConnected = false
+    /// Why the last read of etcd failed, while it fails.
+    var etcdError: String?
     var lastWatchWord: ContinuousClock.Instant?
     var reloads = 0
     var restarts = 0
@@ -106,7 +108,9 @@ public final class ControllerStatus: Sendable {
       var reasons: [String] = []
       if !state.haproxyRunning { reasons.append("HAProxy is not running") }
       if !state.initialPassDone { reasons.append("the first reconcile pass has not been applied yet") }
-      if !state.etcdConnected { reasons.append("etcd is not reachable") }
+      if !state.etcdConnected {
+        reasons.append(state.etcdError.map { "reading etcd failed: \($0)" } ?? "etcd is not reachable")
+      }
       if let word = state.lastWatchWord {
         if word.duration(to: now) > watchStaleAfter {
           reasons.append("the etcd watch has been silent for \(Self.seconds(word.duration(to: now))) s")

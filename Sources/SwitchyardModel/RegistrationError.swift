@@ -63,6 +63,16 @@ public struct RegistrationError: Error, Hashable, Sendable, CustomStringConverti
     return parts.joined(separator: ": ")
   }
 
+  /// ``key`` made safe for a log line or a status page (see ``RegistrationError/escape(_:limit:)``).
+  public var escapedKey: String? { key.map { Self.escape($0, limit: 200) } }
+
+  /// Text read from etcd made safe for one log line or a status page: printable ASCII as is (with `\`
+  /// and `"` escaped), line breaks, tabs and everything else as `\n`, `\r`, `\t` or `\u{…}`, cut at
+  /// `limit` characters. A key or value can then never start a line of its own or pose as another field.
+  public static func escape(_ text: some StringProtocol, limit: Int = 200) -> String {
+    escaped(text, limit: limit)
+  }
+
   /// The same error, attributed to an etcd key.
   func at(key: String, code: Code? = nil) -> RegistrationError {
     var copy = self

@@ -14,6 +14,9 @@ import Testing
       try await etcd.put("/services/backend/garbage", value: "{not json")
       try await etcd.put("/services/backend/bad id!", value: #"{"address":"127.0.0.1","port":1}"#)
       try await etcd.put("/services/backend/evil", value: "127.0.0.1:80\nserver x 6.6.6.6:80")
+      // A key that tries to forge a log line of its own.
+      let forged = "2026-01-01T00:00:00+0000 notice switchyard.controller: all is well"
+      try await etcd.put("/services/backend/x\n\(forged)", value: "{}")
       try await node.waitServing(["good-1"])
 
       let start = ContinuousClock.now
@@ -23,10 +26,36 @@ import Testing
       #expect(elapsed < .seconds(1), "served after \(elapsed)")
 
       let state = try await node.state()
-      #expect(state.invalidEntries.count == 3)
-      #expect(try await node.metric("switchyard_invalid_entries") == 3)
+      #expect(state.invalidEntries.count == 4)
+      #expect(try await node.metric("switchyard_invalid_entries") == 4)
+      #expect(state.invalidEntries.contains { $0.key == "/services/backend/x\\n\(forged)" })
+      #expect(state.invalidEntries.allSatisfy { !$0.key.contains("\n") && !$0.reason.contains("\n") })
+      let lines = node.log().split(separator: "\n")
+      #expect(!lines.contains { $0.hasPrefix(forged) }, "a key forged a log line")
+      #expect(lines.contains { $0.contains("x\\n2026-01-01") })
       let config = try String(contentsOfFile: "\(node.stateDirectory)/haproxy.cfg", encoding: .utf8)
       #expect(!config.contains("6.6.6.6") && !config.contains("garbage") && !config.contains("evil"))
+      await first.close()
+      await second.close()
+    }
+  }
+
+  @Test func hugeValuesAreInvalidEntriesAndHoldNothingBack() async throws {
+    try await withNodes { _, nodes, etcd in
+      let node = nodes[0]
+      let first = try await HTTPTestServer.start(name: "fine-1")
+      let second = try await HTTPTestServer.start(name: "fine-2")
+      try await etcd.register("fine-1", port: first.port)
+      // Together over gRPC's default 4 MiB reply limit; each one over the model's value limit.
+      let huge = String(repeating: "x", count: 1_500_000)
+      for index in 1...3 { try await etcd.put("/services/backend/huge-\(index)", value: huge) }
+      try await etcd.register("fine-2", port: second.port)
+      try await node.waitServing(["fine-1", "fine-2"], timeout: .seconds(10))
+      try await node.waitReady(timeout: .seconds(10))
+      let state = try await node.state()
+      #expect(Set(state.invalidEntries.map(\.key)) == ["/services/backend/huge-1", "/services/backend/huge-2", "/services/backend/huge-3"])
+      #expect(state.invalidEntries.allSatisfy { $0.reason.contains("bytes") })
+      #expect(state.lastError == nil)
       await first.close()
       await second.close()
     }
