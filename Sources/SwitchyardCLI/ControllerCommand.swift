@@ -142,7 +142,11 @@ struct ControllerCommand: AsyncParsableCommand {
     let adminAddress = try parseHostPort(admin, flag: "--admin")
     var logger = logging.makeLogger(label: "switchyard.controller")
     logger[metadataKey: "node"] = "\(nodeID)"
-    let client = try EtcdClient(configuration: try etcd.makeConfiguration(), logger: logger)
+    var etcdConfiguration = try etcd.makeConfiguration()
+    // A quiet watch's member is probed every second, so a hung member (a frozen process) loses the
+    // watch within about two seconds and changes keep reaching HAProxy.
+    etcdConfiguration.watchProgressInterval = min(configuration.watchProgressInterval, .seconds(1))
+    let client = try EtcdClient(configuration: etcdConfiguration, logger: logger)
     let status = ControllerStatus(node: nodeID, watchStaleAfter: configuration.watchStaleAfter)
     let metrics = ControllerMetrics()
     let controller: Controller

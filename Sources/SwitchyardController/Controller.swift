@@ -386,7 +386,8 @@ public final class Controller: Service, Sendable {
       return fresh
     }
     for error in fresh {
-      logger.warning("Skipping an invalid registration", metadata: ["key": "\(error.escapedKey ?? "?")", "error": "\(error)"])
+      logger.warning(
+        "Skipping an invalid registration", metadata: ["key": "\(error.escapedKey ?? "?")", "error": "\(error)"])
     }
     status.update { $0.invalidEntries = entries }
   }
@@ -455,6 +456,8 @@ public final class Controller: Service, Sendable {
   private func progressLoop() async {
     while !Task.isCancelled {
       client.requestWatchProgress()
+      let endpoint = client.watchStream.endpoint?.description
+      status.update { $0.watchEndpoint = endpoint }
       let reasons = status.notReadyReasons()
       metrics.watchCurrent.set(to: reasons.contains { $0.contains("watch") } ? 0 : 1)
       try? await Task.sleep(for: configuration.watchProgressInterval)

@@ -60,6 +60,8 @@ public final class ControllerStatus: Sendable {
     public var etcdConnected: Bool
     /// Seconds since the watch last gave word.
     public var watchSilentSeconds: Double?
+    /// The etcd member the watch stream is open on (`host:port`), when one is open.
+    public var etcdWatchEndpoint: String?
     /// Reloads since the controller started.
     public var reloads: Int
     /// HAProxy restarts since the controller started.
@@ -81,6 +83,7 @@ public final class ControllerStatus: Sendable {
     var etcdConnected = false
     /// Why the last read of etcd failed, while it fails.
     var etcdError: String?
+    var watchEndpoint: String?
     var lastWatchWord: ContinuousClock.Instant?
     var reloads = 0
     var restarts = 0
@@ -143,6 +146,7 @@ public final class ControllerStatus: Sendable {
         haproxyAdopted: state.haproxyAdopted,
         etcdConnected: state.etcdConnected,
         watchSilentSeconds: state.lastWatchWord.map { Self.seconds($0.duration(to: now)) },
+        etcdWatchEndpoint: state.watchEndpoint,
         reloads: state.reloads,
         haproxyRestarts: state.restarts,
         lastError: state.lastError,

@@ -39,6 +39,64 @@ import Testing
     }
   }
 
+  @Test func aFrozenMemberUnderTheWatchesHoldsNoChangeBackAndCostsNoRegistration() async throws {
+    try await withNodes(count: 2, members: 3) { cluster, nodes, etcd in
+      let servers = try await (1...3).asyncMap { try await HTTPTestServer.start(name: "z\($0)") }
+      // Registrations held by a 10 s lease that the test's client keeps alive, as a backend does.
+      let lease = try await etcd.grantLease(ttl: 10)
+      let keeper = Task { for try await _ in etcd.keepAlive(lease) {} }
+      defer { keeper.cancel() }
+      for server in servers.prefix(2) {
+        try await etcd.register(server.name, port: server.port, lease: lease.id)
+      }
+      for node in nodes { try await node.waitServing(["z1", "z2"]) }
+      let loads = try nodes.map { try HTTPLoadClient.start(url: $0.url, connections: 2) }
+
+      // Freeze the member the first node watches from.
+      var watched: String?
+      try await retrying(timeout: .seconds(10)) {
+        watched = try await nodes[0].state().etcdWatchEndpoint
+        guard watched != nil else { throw TestSupportError("no watch endpoint in /state yet") }
+      }
+      let frozen = try #require(cluster.endpoints.firstIndex(of: watched ?? ""))
+      try cluster.pause(member: frozen)
+      do {
+        try await Task.sleep(for: .seconds(1))
+        // The change goes to a healthy member, as a backend's write would once its client moved.
+        var others = try EtcdConfiguration(
+          endpoints: cluster.endpoints.indices.filter { $0 != frozen }.map { cluster.endpoints[$0] }.joined(
+            separator: ",")
+        )
+        others.requestTimeout = .seconds(5)
+        try await withEtcdClient(configuration: others, logger: quietLogger) { writer in
+          _ = try await writer.register("z3", port: servers[2].port, lease: lease.id)
+        }
+        let clock = ContinuousClock()
+        let written = clock.now
+        var applied: [Duration] = []
+        for node in nodes {
+          try await node.waitServing(["z1", "z2", "z3"], timeout: .seconds(10))
+          applied.append(written.duration(to: clock.now))
+        }
+        print("a change made during the freeze was served by both nodes after \(applied)")
+        #expect(applied.allSatisfy { $0 < .seconds(3) }, "both nodes should apply a change within 3 s: \(applied)")
+        // Past the lease's TTL: no live registration may be lost.
+        try await Task.sleep(for: .seconds(12))
+        #expect(try await etcd.get(.prefix("/services/backend/")).kvs.count == 3)
+        for node in nodes { try await node.waitServing(["z1", "z2", "z3"], timeout: .seconds(2)) }
+      } catch {
+        try? cluster.resume(member: frozen)
+        throw error
+      }
+      try cluster.resume(member: frozen)
+      for load in loads {
+        let report = await load.stop()
+        #expect(report.failures == 0, "\(report)")
+      }
+      for server in servers { await server.close() }
+    }
+  }
+
   @Test func compactionPastTheWatchIsNoticedAndFullStateIsReadAgain() async throws {
     let cluster = try await EtcdCluster.start(members: 3)
     let node = try LBNode(name: "lb1", endpoints: [cluster.endpoint(of: 0)])

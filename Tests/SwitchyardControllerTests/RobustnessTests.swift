@@ -53,7 +53,10 @@ import Testing
       try await node.waitServing(["fine-1", "fine-2"], timeout: .seconds(10))
       try await node.waitReady(timeout: .seconds(10))
       let state = try await node.state()
-      #expect(Set(state.invalidEntries.map(\.key)) == ["/services/backend/huge-1", "/services/backend/huge-2", "/services/backend/huge-3"])
+      #expect(
+        Set(state.invalidEntries.map(\.key)) == [
+          "/services/backend/huge-1", "/services/backend/huge-2", "/services/backend/huge-3",
+        ])
       #expect(state.invalidEntries.allSatisfy { $0.reason.contains("bytes") })
       #expect(state.lastError == nil)
       await first.close()

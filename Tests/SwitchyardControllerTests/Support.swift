@@ -239,7 +239,8 @@ extension EtcdClient {
     service: String = "backend",
     weight: Int = 100,
     state: InstanceState = .up,
-    checkPath: String? = nil
+    checkPath: String? = nil,
+    lease: Int64 = 0
   ) async throws -> Int64 {
     let key = RegistrationKey(service: try ServiceName(validating: service), instance: try InstanceID(validating: id))
     let value = try Registration(
@@ -249,7 +250,7 @@ extension EtcdClient {
       state: state,
       checkPath: checkPath
     )
-    return try await put(key.path, value: value.encoded()).header.revision
+    return try await put(key.path, value: value.encoded(), options: PutOptions(lease: lease)).header.revision
   }
 
   /// Deletes the registration of `id`.
