@@ -66,7 +66,16 @@ struct FailureModeTests {
 
   @Test("a change to users or roles (auth store revision) refreshes the token for calls and new watches")
   func staleAuthRevision() async throws {
-    try await EtcdCluster.with(members: 1) { cluster in
+    // JWT tokens carry the auth store's revision (simple tokens are looked up afresh), so a change to
+    // users or roles makes every token issued before it "old".
+    let keys = try TemporaryDirectory()
+    defer { keys.remove() }
+    let privateKey = keys.path("jwt.key")
+    let publicKey = keys.path("jwt.pub")
+    try await ManagedProcess.run("openssl", arguments: ["genrsa", "-out", privateKey, "2048"])
+    try await ManagedProcess.run("openssl", arguments: ["rsa", "-in", privateKey, "-pubout", "-out", publicKey])
+    let jwt = "jwt,pub-key=\(publicKey),priv-key=\(privateKey),sign-method=RS256,ttl=10m"
+    try await EtcdCluster.with(members: 1, options: .init(extraArguments: ["--auth-token", jwt])) { cluster in
       try await cluster.enableAuth(rootPassword: "pw")
       let root = EtcdCluster.Credentials(user: "root", password: "pw")
       try await cluster.etcdctl(["role", "add", "app"], user: root)
