@@ -474,6 +474,12 @@ public final class Controller: Service, Sendable {
       guard let desired = memory.withLock({ $0.lastDesired }), dataPlane.isRunning else { continue }
       if let observed = try? await dataPlane.observe(backends: desired.backends.map(\.name)) {
         publish(desired: desired, observed: observed)
+        // A server whose health check does not run is repaired by a pass (it plans `enable health`).
+        let wanted = Set(desired.backends.flatMap { backend in backend.servers.map { "\(backend.name)/\($0.name)" } })
+        let unchecked = observed.backends.contains { backend, servers in
+          servers.contains { !$0.isCheckEnabled && wanted.contains("\(backend)/\($0.name)") }
+        }
+        if unchecked { trigger.notify() }
       }
     }
   }

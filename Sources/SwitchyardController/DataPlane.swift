@@ -101,7 +101,8 @@ final class DataPlane: Sendable {
           adminState: admin,
           activeConnections: connection?.used ?? 0,
           idleConnections: connection?.idle ?? 0,
-          isUp: state.operationalState == .running
+          isUp: state.operationalState == .running,
+          isCheckEnabled: state.isCheckEnabled
         )
       )
     }

@@ -48,6 +48,9 @@ public struct ObservedServer: Sendable, Hashable {
   public var idleConnections: Int
   /// Whether its health check passes (or it has none).
   public var isUp: Bool
+  /// Whether its health check runs. False for a server added at runtime whose `enable health` never
+  /// came (the controller died or timed out in between), or one whose check an operator disabled.
+  public var isCheckEnabled: Bool
 
   /// Creates an observed server.
   public init(
@@ -58,7 +61,8 @@ public struct ObservedServer: Sendable, Hashable {
     adminState: ServerAdminState,
     activeConnections: Int = 0,
     idleConnections: Int = 0,
-    isUp: Bool = true
+    isUp: Bool = true,
+    isCheckEnabled: Bool = true
   ) {
     self.name = name
     self.address = address
@@ -68,6 +72,7 @@ public struct ObservedServer: Sendable, Hashable {
     self.activeConnections = activeConnections
     self.idleConnections = idleConnections
     self.isUp = isUp
+    self.isCheckEnabled = isCheckEnabled
   }
 }
 

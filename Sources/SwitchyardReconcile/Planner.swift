@@ -178,6 +178,8 @@ public enum Planner {
     if server.isDynamic, current.port != server.port || !sameAddress(current.address, server.address) {
       commands.append(.setAddress(ref, address: server.address, port: server.port))
     }
+    // Every server is checked; a check that never started (or was switched off) is started again.
+    if !current.isCheckEnabled { commands.append(.enableHealth(ref)) }
     let target = adminState(for: server.state)
     if current.adminState != target { commands.append(.setState(ref, target)) }
     if current.weight != server.weight { commands.append(.setWeight(ref, server.weight)) }

@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import HAProxyKit
 import SwitchyardModel
 import SwitchyardTestSupport
 import Synchronization
@@ -115,6 +116,26 @@ import Testing
       let state = try await node.state()
       #expect(state.services[0].servers.first { $0.name == "dying" }?.health == "down")
       await alive.close()
+    }
+  }
+
+  @Test func aServerWithoutARunningHealthCheckIsRepaired() async throws {
+    try await withNodes { _, nodes, etcd in
+      let node = nodes[0]
+      let server = try await HTTPTestServer.start(name: "h1")
+      try await etcd.register("h1", port: server.port)
+      try await node.waitServing(["h1"])
+      // As if the controller had died between `add server` and `enable health`.
+      let api = RuntimeAPI(socketPath: "\(node.stateDirectory)/admin.sock", logger: quietLogger)
+      _ = try await api.send("disable health svc_backend/h1")
+      let disabled = try await api.serversState(backend: "svc_backend").first { $0.server == "h1" }
+      #expect(disabled?.isCheckEnabled == false, "HAProxy should report the check as not running")
+      try await retrying(timeout: .seconds(10)) {
+        let state = try await api.serversState(backend: "svc_backend").first { $0.server == "h1" }
+        guard state?.isCheckEnabled == true else { throw TestSupportError("the check still does not run") }
+      }
+      #expect(try await node.showProc().reloads == 0)
+      await server.close()
     }
   }
 

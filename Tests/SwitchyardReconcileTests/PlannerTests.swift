@@ -121,6 +121,14 @@ import Testing
     #expect(result.draining.isEmpty)
   }
 
+  @Test func aServerWhoseCheckNeverStartedGetsItStarted() {
+    let a = Fixture.instance("a")
+    var seen = Fixture.observed(a)
+    seen.isCheckEnabled = false
+    #expect(plan([a], observed: [seen]).commands == [.enableHealth(ref("a"))])
+    #expect(plan([a], observed: [Fixture.observed(a)]).isEmpty)
+  }
+
   @Test func structuralChangesReload() {
     let a = Fixture.instance("a")
     let moved = Fixture.instance("a", checkPath: "/healthz")
