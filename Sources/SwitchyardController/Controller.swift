@@ -22,7 +22,7 @@ public final class Controller: Service, Sendable {
     var lastDesired: DesiredState?
     var installedText: String?
     var runningStructure: String?
-    var removalStarted: [ServerRef: ContinuousClock.Instant] = [:]
+    var removals = RemovalTracker()
     var loggedInvalid: Set<String> = []
     var loggedConflicts: Set<String> = []
     var firstRevision: Int64?
@@ -117,7 +117,9 @@ public final class Controller: Service, Sendable {
           "Reconcile pass failed; HAProxy keeps serving what it has",
           metadata: ["error": "\(error)", "retry_in": "\(delay)"]
         )
-        await startFromLastGoodConfigIfNeeded()
+        // The last good file may be older than what HAProxy ran (runtime changes reach the file after
+        // HAProxy): start from it only when etcd cannot say what is current.
+        if !status.state.withLock({ $0.etcdConnected }) { await startFromLastGoodConfigIfNeeded() }
         scheduleRetry(after: delay)
       }
     }
@@ -205,7 +207,8 @@ public final class Controller: Service, Sendable {
       let observed = try await dataPlane.observe(backends: backends)
       let now = ContinuousClock.now
       let (runningStructure, drainingFor) = memory.withLock { memory in
-        (memory.runningStructure, memory.removalStarted.mapValues { $0.duration(to: now) })
+        memory.removals.update(desired: desired, observed: observed, now: now)
+        return (memory.runningStructure, memory.removals.elapsed(now: now))
       }
       let plan = Planner.plan(
         desired: desired,
@@ -216,11 +219,6 @@ public final class Controller: Service, Sendable {
         settings: configuration.node,
         policy: configuration.removal
       )
-      memory.withLock { memory in
-        let draining = Set(plan.draining)
-        memory.removalStarted = memory.removalStarted.filter { draining.contains($0.key) }
-        for ref in draining where memory.removalStarted[ref] == nil { memory.removalStarted[ref] = now }
-      }
       if plan.needsReload {
         logger.notice(
           "Reloading HAProxy",
@@ -278,10 +276,15 @@ public final class Controller: Service, Sendable {
         logger.info("Runtime API", metadata: ["command": "\(command)"])
       } catch let error as HAProxyError where error.code != .connectionFailed && error.code != .timedOut {
         metrics.runtimeCommandFailures.increment()
-        if case .deleteServer(let ref) = command, drainingFor[ref, default: .zero] < configuration.removal.drainTimeout
-        {
-          // Idle connections not yet released; the next pass tries again.
-          logger.debug("Server not deletable yet", metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"])
+        if case .deleteServer(let ref) = command {
+          // Connections not yet released: the next pass tries again (with its sessions shut down once
+          // the drain timeout passed). A reload would cost every keep-alive client; a retry costs nothing.
+          let late = drainingFor[ref, default: .zero] >= configuration.removal.drainTimeout
+          logger.log(
+            level: late ? .warning : .debug,
+            "Server not deletable yet; trying again on the next pass",
+            metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"]
+          )
           deferred = true
           continue
         }

@@ -162,3 +162,44 @@ import Testing
     #expect(plan([named], observed: [seen]).commands == [.setWeight(ref("n"), 100)])
   }
 }
+
+@Suite("Removal tracking")
+struct RemovalTrackerTests {
+  @Test("a leaving server's drain time counts from when it started to leave, through refused deletes")
+  func startIsKeptUntilTheServerIsGone() {
+    let a = Fixture.instance("a")
+    let b = Fixture.instance("b")
+    let ref = ServerRef(backend: "svc_backend", server: "a")
+    let clock = ContinuousClock()
+    let start = clock.now
+    var tracker = RemovalTracker()
+    // Both registered and running: nothing leaves.
+    tracker.update(desired: Fixture.desired([a, b]), observed: observed([a, b]), now: start)
+    #expect(tracker.elapsed(now: start).isEmpty)
+    // `a` is deregistered: it drains, then sits in maintenance while HAProxy refuses its delete.
+    let withoutA = Fixture.desired([b])
+    tracker.update(desired: withoutA, observed: observed([a, b], drain: ["a"]), now: start)
+    tracker.update(desired: withoutA, observed: observed([a, b], maint: ["a"]), now: start + .seconds(20))
+    tracker.update(desired: withoutA, observed: observed([a, b], maint: ["a"]), now: start + .seconds(40))
+    #expect(tracker.elapsed(now: start + .seconds(40)) == [ref: .seconds(40)])
+    // Gone: forgotten. Back and leaving again: counted afresh.
+    tracker.update(desired: withoutA, observed: observed([b]), now: start + .seconds(41))
+    #expect(tracker.elapsed(now: start + .seconds(41)).isEmpty)
+    tracker.update(desired: withoutA, observed: observed([a, b], drain: ["a"]), now: start + .seconds(50))
+    #expect(tracker.elapsed(now: start + .seconds(51)) == [ref: .seconds(1)])
+    // Registered again while leaving: no longer leaving.
+    tracker.update(
+      desired: Fixture.desired([a, b]), observed: observed([a, b], drain: ["a"]), now: start + .seconds(52))
+    #expect(tracker.elapsed(now: start + .seconds(52)).isEmpty)
+  }
+
+  private func observed(_ instances: [ServiceInstance], drain: Set<String> = [], maint: Set<String> = [])
+    -> ObservedState
+  {
+    let servers = instances.map { instance in
+      let name = instance.key.instance.rawValue
+      return Fixture.observed(instance, state: maint.contains(name) ? .maint : drain.contains(name) ? .drain : .ready)
+    }
+    return ObservedState(backends: ["svc_backend": servers])
+  }
+}
