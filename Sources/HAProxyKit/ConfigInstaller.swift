@@ -26,12 +26,16 @@ public struct ConfigInstaller: Sendable {
     self.logger = logger
   }
 
-  /// Checks `text` with `haproxy -c -f <temporary file>`.
+  /// Checks `text` with `haproxy -c -f <temporary file>`, waiting for it without holding a thread.
+  ///
+  /// The check resolves host names as a start would, which can take long when a resolver does not
+  /// answer: after `timeout` it is killed and the configuration counts as not validated.
   ///
   /// - Throws: ``HAProxyError/Code/invalidConfiguration`` with HAProxy's `[ALERT]` lines in
-  ///   ``HAProxyError/details`` if HAProxy rejects it; ``HAProxyError/Code/fileSystem`` or
-  ///   ``HAProxyError/Code/processFailed`` if the check could not run.
-  public func validate(_ text: String) throws {
+  ///   ``HAProxyError/details`` if HAProxy rejects it; ``HAProxyError/Code/timedOut`` if the check did not
+  ///   finish within `timeout`; ``HAProxyError/Code/fileSystem`` or ``HAProxyError/Code/processFailed`` if
+  ///   it could not run.
+  public func validate(_ text: String, timeout: Duration = .seconds(30)) async throws {
     let name = ".validate-\(UUID().uuidString.prefix(8)).cfg"
     let configPath = stateDirectory.path(name)
     let outputPath = configPath + ".out"
@@ -42,7 +46,11 @@ public struct ConfigInstaller: Sendable {
     try writeSynced(text, to: configPath, sync: false)
     let pid = try Spawn.start(
       executable, arguments: ["-c", "-f", configPath], outputPath: outputPath, newSession: false)
-    let status = Spawn.waitBlocking(pid)
+    let started = ContinuousClock.now
+    let status = await Spawn.wait(pid, timeout: timeout)
+    if status == nil, started.duration(to: .now) >= timeout {
+      throw HAProxyError(.timedOut, "haproxy -c did not finish within \(timeout); the configuration was not installed")
+    }
     let output = FileManager.default.contents(atPath: outputPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
     guard status?.isSuccess != true else { return }
     let alerts = Self.alertLines(in: output)
@@ -61,9 +69,10 @@ public struct ConfigInstaller: Sendable {
   /// file in the same directory is written and synced, renamed over `path`, and the directory is synced.
   /// The file gets mode 0600.
   ///
-  /// An invalid text or a failed write never touches the existing file.
-  public func install(_ text: String, at path: String) throws {
-    try validate(text)
+  /// An invalid text, a check that does not finish within `timeout`, or a failed write never touches the
+  /// existing file.
+  public func install(_ text: String, at path: String, timeout: Duration = .seconds(30)) async throws {
+    try await validate(text, timeout: timeout)
     let directory = (path as NSString).deletingLastPathComponent
     let temporary = (directory as NSString).appendingPathComponent(
       ".\((path as NSString).lastPathComponent).\(UUID().uuidString.prefix(8)).tmp")

@@ -84,6 +84,28 @@ enum Spawn {
     return pid
   }
 
+  /// Waits for the child `pid` without blocking a thread: polls every few milliseconds. After `timeout`
+  /// the child is killed (SIGKILL) and reaped, and nil is returned; nil too if it is not our child.
+  static func wait(_ pid: pid_t, timeout: Duration) async -> ExitStatus? {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    var status: Int32 = 0
+    var delay = Duration.milliseconds(1)
+    while true {
+      let result = waitpid(pid, &status, WNOHANG)
+      if result == pid { return ExitStatus(waitStatus: status) }
+      if result == -1 && errno == EINTR { continue }
+      if result == -1 { return nil }
+      if clock.now >= deadline || Task.isCancelled {
+        kill(pid, SIGKILL)
+        _ = waitBlocking(pid)
+        return nil
+      }
+      try? await Task.sleep(for: delay)
+      delay = min(delay * 2, .milliseconds(20))
+    }
+  }
+
   /// Blocks until the child `pid` exits and returns how it ended; nil if it is not our child.
   static func waitBlocking(_ pid: pid_t) -> ExitStatus? {
     var status: Int32 = 0

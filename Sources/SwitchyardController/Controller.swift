@@ -166,13 +166,13 @@ public final class Controller: Service, Sendable {
     // HAProxy gets it without waiting for `haproxy -c`; anything that makes HAProxy read the file (a
     // start, a reload) installs it first.
     let runtimeOnly = dataPlane.isRunning && rendered.structure == memory.withLock({ $0.runningStructure })
-    if !runtimeOnly { try install(rendered, revision: revision) }
+    if !runtimeOnly { try await install(rendered, revision: revision) }
     memory.withLock { $0.lastDesired = desired }
     if !dataPlane.isRunning {
       try await startHAProxy(structure: rendered.structure)
     }
     let followUp = try await apply(desired: desired, rendered: rendered)
-    try install(rendered, revision: revision)
+    try await install(rendered, revision: revision)
     memory.withLock { memory in
       if memory.firstRevision == nil { memory.firstRevision = revision }
     }
@@ -186,10 +186,10 @@ public final class Controller: Service, Sendable {
 
   /// Validates and installs `rendered` as the config file, unless it is installed already. An invalid
   /// render is never installed: the last good file stays, and the failure is counted and thrown.
-  private func install(_ rendered: RenderedConfig, revision: Int64) throws {
+  private func install(_ rendered: RenderedConfig, revision: Int64) async throws {
     guard rendered.text != memory.withLock({ $0.installedText }) else { return }
     do {
-      try dataPlane.install(rendered.text)
+      try await dataPlane.install(rendered.text)
       dataPlane.recordInstalledStructure(rendered.structure)
     } catch {
       metrics.configRejected.increment()
@@ -224,7 +224,7 @@ public final class Controller: Service, Sendable {
           "Reloading HAProxy",
           metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
         )
-        try install(rendered, revision: desired.revision)
+        try await install(rendered, revision: desired.revision)
         try await reload(
           structure: rendered.structure,
           fallback: false,
@@ -244,7 +244,7 @@ public final class Controller: Service, Sendable {
         publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
         return true
       case .failed:
-        try install(rendered, revision: desired.revision)
+        try await install(rendered, revision: desired.revision)
         try await reload(
           structure: rendered.structure,
           fallback: true,

@@ -46,8 +46,8 @@ final class DataPlane: Sendable {
   }
 
   /// Validates `text` and installs it as the config file, with its structure beside it.
-  func install(_ text: String) throws {
-    try installer.install(text, at: directory.configPath)
+  func install(_ text: String) async throws {
+    try await installer.install(text, at: directory.configPath)
   }
 
   func recordInstalledStructure(_ structure: String) {

@@ -52,7 +52,7 @@ struct HAProxyFixture: Sendable {
 
   /// Installs ``config(servers:extraGlobal:)`` and starts HAProxy with it.
   func start(servers: [String] = []) async throws -> HAProxyProcess {
-    try installer.install(config(servers: servers), at: state.configPath)
+    try await installer.install(config(servers: servers), at: state.configPath)
     return try await HAProxyProcess.start(stateDirectory: state, logger: quietLogger)
   }
 

@@ -163,7 +163,7 @@ struct HAProxyIntegrationTests {
         #expect(try await HTTPLoadClient.get(fixture.frontendURL).body == "Hello from a\n")
 
         // A good configuration reloads again, and HAProxy 2.6 resets the failed counter.
-        try fixture.installer.install(
+        try await fixture.installer.install(
           fixture.config(servers: ["server a 127.0.0.1:\(a.port)"]), at: fixture.state.configPath)
         let recovered = try await fixture.master.reload()
         #expect(recovered.failedReloads == 0 && recovered.reloads == before.reloads + 2)

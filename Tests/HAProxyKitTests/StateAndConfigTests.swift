@@ -35,16 +35,16 @@ struct StateAndConfigTests {
     #expect(fileError?.message.contains("not a directory") == true)
   }
 
-  @Test func installerRefusesInvalidConfigAndKeepsTheOldFile() throws {
+  @Test func installerRefusesInvalidConfigAndKeepsTheOldFile() async throws {
     let fixture = try HAProxyFixture()
     defer { fixture.temporary.remove() }
     let good = fixture.config()
-    try fixture.installer.install(good, at: fixture.state.configPath)
+    try await fixture.installer.install(good, at: fixture.state.configPath)
     #expect(try mode(of: fixture.state.configPath) == 0o600)
 
     let bad = good + "  bogus-keyword 1\n"
-    let error = #expect(throws: HAProxyError.self) {
-      try fixture.installer.install(bad, at: fixture.state.configPath)
+    let error = await #expect(throws: HAProxyError.self) {
+      try await fixture.installer.install(bad, at: fixture.state.configPath)
     }
     #expect(error?.code == .invalidConfiguration)
     #expect(error?.details.contains { $0.contains("[ALERT]") && $0.contains("bogus-keyword") } == true)
@@ -55,21 +55,42 @@ struct StateAndConfigTests {
     #expect(names == ["haproxy.cfg"])
   }
 
-  @Test func installerReplacesTheFile() throws {
+  @Test func installerReplacesTheFile() async throws {
     let fixture = try HAProxyFixture()
     defer { fixture.temporary.remove() }
-    try fixture.installer.install(fixture.config(), at: fixture.state.configPath)
+    try await fixture.installer.install(fixture.config(), at: fixture.state.configPath)
     let second = fixture.config(servers: ["server s1 127.0.0.1:9 weight 10"])
-    try fixture.installer.install(second, at: fixture.state.configPath)
+    try await fixture.installer.install(second, at: fixture.state.configPath)
     #expect(try String(contentsOfFile: fixture.state.configPath, encoding: .utf8) == second)
     #expect(try mode(of: fixture.state.configPath) == 0o600)
   }
 
-  @Test func validateReportsMissingExecutable() throws {
+  @Test func validateReportsMissingExecutable() async throws {
     let fixture = try HAProxyFixture()
     defer { fixture.temporary.remove() }
     let installer = ConfigInstaller(
       stateDirectory: fixture.state, executable: "/nonexistent/haproxy", logger: quietLogger)
-    #expect(throws: HAProxyError.self) { try installer.validate(fixture.config()) }
+    await #expect(throws: HAProxyError.self) { try await installer.validate(fixture.config()) }
+  }
+
+  @Test func aCheckThatHangsIsKilledAndInstallsNothing() async throws {
+    let fixture = try HAProxyFixture()
+    defer { fixture.temporary.remove() }
+    try await fixture.installer.install(fixture.config(), at: fixture.state.configPath)
+    let before = try String(contentsOfFile: fixture.state.configPath, encoding: .utf8)
+    // Stands in for `haproxy -c` stuck on a resolver that does not answer.
+    let hanging = fixture.temporary.path("hanging-haproxy")
+    try "#!/bin/sh\nexec sleep 60\n".write(toFile: hanging, atomically: true, encoding: .utf8)
+    chmod(hanging, 0o755)
+    let installer = ConfigInstaller(stateDirectory: fixture.state, executable: hanging, logger: quietLogger)
+    let clock = ContinuousClock()
+    let started = clock.now
+    let error = await #expect(throws: HAProxyError.self) {
+      try await installer.install(
+        fixture.config(servers: ["server s1 127.0.0.1:9"]), at: fixture.state.configPath, timeout: .milliseconds(500))
+    }
+    #expect(error?.code == .timedOut)
+    #expect(started.duration(to: clock.now) < .seconds(10))
+    #expect(try String(contentsOfFile: fixture.state.configPath, encoding: .utf8) == before)
   }
 }
