@@ -92,10 +92,17 @@ public final class HAProxyProcess: Sendable {
     logger: Logger
   ) async throws -> HAProxyProcess {
     if let running = ProcessInspection.pidFromFile(stateDirectory.pidFilePath),
-      ProcessInspection.isHAProxy(pid: running, masterSocket: stateDirectory.masterSocketPath)
+      [.haproxy, .unknown].contains(
+        ProcessInspection.identity(pid: running, masterSocket: stateDirectory.masterSocketPath))
     {
       throw HAProxyError(
         .invalidState, "HAProxy \(running) already runs for \(stateDirectory.path); adopt it instead of starting one")
+    }
+    if let master = await answeringMaster(stateDirectory: stateDirectory, logger: logger) {
+      throw HAProxyError(
+        .invalidState,
+        "HAProxy \(master.masterPID) already answers on \(stateDirectory.masterSocketPath); adopt it instead of starting one"
+      )
     }
     let configPath = URL(fileURLWithPath: configPath ?? stateDirectory.configPath).standardizedFileURL.path
     let arguments = [
@@ -149,44 +156,61 @@ public final class HAProxyProcess: Sendable {
 
   /// Adopts the HAProxy that a previous controller started for `stateDirectory` and left running.
   ///
-  /// Returns nil if there is nothing to adopt: no PID file, or one naming a process that is gone or is not
-  /// this directory's HAProxy (the stale file is removed). A process is adopted when it is alive, its command
-  /// line is HAProxy's and names this directory's master socket, and that socket answers `show proc` with
-  /// the same master PID.
+  /// The master socket is asked first: a master that answers `show proc` on this directory's socket is this
+  /// directory's HAProxy, whatever the PID file says (a PID file that is missing, unreadable or names another
+  /// process is rewritten). Without an answer, the PID file decides: nil is returned, and the file removed,
+  /// only when it names no process or one that is certainly not HAProxy (by `/proc/<pid>/exe` and its
+  /// command line). A process that may be this HAProxy is never given up on: starting a second one would bind
+  /// the same ports beside it.
   ///
-  /// - Throws: ``HAProxyError/Code/invalidState`` if that HAProxy runs but its master socket does not answer
-  ///   or names another master: it cannot be managed, and should not be killed blindly either.
+  /// - Throws: ``HAProxyError/Code/invalidState`` if an HAProxy for this directory may run but its master
+  ///   socket does not answer: it cannot be managed, and should not be killed blindly or run twice either.
   public static func adopt(
     stateDirectory: StateDirectory,
     logger: Logger
   ) async throws -> HAProxyProcess? {
     let pidFile = stateDirectory.pidFilePath
+    let recorded = ProcessInspection.pidFromFile(pidFile)
+    if let master = await answeringMaster(stateDirectory: stateDirectory, logger: logger) {
+      if recorded != master.masterPID {
+        logger.warning(
+          "The PID file does not name the HAProxy master that answers on this directory's socket; adopting that one",
+          metadata: ["haproxy.pidFile": "\(pidFile)", "haproxy.pid": "\(master.masterPID)"]
+        )
+        try? "\(master.masterPID)\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+      }
+      logger.info(
+        "Adopted running HAProxy",
+        metadata: ["haproxy.pid": "\(master.masterPID)", "haproxy.workers": "\(master.workers.map(\.pid))"])
+      return HAProxyProcess(
+        pid: master.masterPID, stateDirectory: stateDirectory, wasStartedHere: false, exit: ExitRecord(), logger: logger
+      )
+    }
     guard FileManager.default.fileExists(atPath: pidFile) else { return nil }
-    guard let pid = ProcessInspection.pidFromFile(pidFile),
-      ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath)
-    else {
-      logger.info("Removing stale HAProxy PID file", metadata: ["haproxy.pidFile": "\(pidFile)"])
-      unlink(pidFile)
-      return nil
+    if let pid = recorded {
+      switch ProcessInspection.identity(pid: pid, masterSocket: stateDirectory.masterSocketPath) {
+      case .gone, .notHAProxy:
+        break
+      case .haproxy, .unknown:
+        throw HAProxyError(
+          .invalidState,
+          "HAProxy \(pid) may run for \(stateDirectory.path) but its master socket does not answer; "
+            + "not starting a second one beside it")
+      }
     }
-    let list: ProcessList
-    do {
-      list = try await MasterCLI(stateDirectory: stateDirectory, logger: logger).showProc()
-    } catch {
-      throw HAProxyError(
-        .invalidState,
-        "HAProxy \(pid) runs for \(stateDirectory.path) but its master socket does not answer: \(error)")
-    }
-    guard list.masterPID == pid else {
-      throw HAProxyError(
-        .invalidState,
-        "\(pidFile) names HAProxy \(pid), but the master socket belongs to master \(list.masterPID)")
-    }
-    logger.info(
-      "Adopted running HAProxy",
-      metadata: ["haproxy.pid": "\(pid)", "haproxy.workers": "\(list.workers.map(\.pid))"])
-    return HAProxyProcess(
-      pid: pid, stateDirectory: stateDirectory, wasStartedHere: false, exit: ExitRecord(), logger: logger)
+    logger.info("Removing stale HAProxy PID file", metadata: ["haproxy.pidFile": "\(pidFile)"])
+    unlink(pidFile)
+    return nil
+  }
+
+  /// The process list of the master that answers on the directory's master socket, if one does and runs.
+  static func answeringMaster(stateDirectory: StateDirectory, logger: Logger) async -> ProcessList? {
+    guard FileManager.default.fileExists(atPath: stateDirectory.masterSocketPath) else { return nil }
+    guard
+      let list = try? await MasterCLI(stateDirectory: stateDirectory, timeout: .seconds(2), logger: logger).showProc(),
+      DetachedProcess.isRunning(list.masterPID)
+    else { return nil }
+    return list
   }
 
   // MARK: Stopping
@@ -289,6 +313,36 @@ enum ProcessInspection {
   }
 
   /// Whether `pid` is alive (not a zombie) and runs HAProxy with `masterSocket` as its master socket.
+  /// What `/proc` says of `pid` as this directory's HAProxy.
+  enum Identity: Equatable {
+    /// No such process (or a zombie).
+    case gone
+    /// An HAProxy whose command line names this master socket.
+    case haproxy
+    /// Certainly another program, or an HAProxy of another directory.
+    case notHAProxy
+    /// It runs, but `/proc` could not be read: it may be ours.
+    case unknown
+  }
+
+  /// Tells whether `pid` is the HAProxy master of `masterSocket` from `/proc/<pid>/exe` and its command
+  /// line; a read that fails gives ``Identity/unknown``, never "not HAProxy".
+  static func identity(pid: Int32, masterSocket: String) -> Identity {
+    guard DetachedProcess.isRunning(pid) else { return .gone }
+    let arguments = commandLine(pid)
+    let executable = executablePath(pid)
+    guard !arguments.isEmpty || executable != nil else { return .unknown }
+    let names = [arguments.first, executable].compactMap { $0 }.map { ($0 as NSString).lastPathComponent }
+    guard names.contains(where: { $0.hasPrefix("haproxy") }) else { return .notHAProxy }
+    if arguments.isEmpty { return .unknown }
+    return arguments.contains { $0 == masterSocket || $0.hasPrefix(masterSocket + ",") } ? .haproxy : .notHAProxy
+  }
+
+  /// The target of `/proc/<pid>/exe`; nil when it cannot be read.
+  static func executablePath(_ pid: Int32) -> String? {
+    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+  }
+
   static func isHAProxy(pid: Int32, masterSocket: String) -> Bool {
     guard DetachedProcess.isRunning(pid) else { return false }
     let arguments = commandLine(pid)

@@ -199,6 +199,36 @@ struct HAProxyIntegrationTests {
     }
   }
 
+  @Test func aLostOrWrongPIDFileNeverLeadsToASecondHAProxy() async throws {
+    try await HAProxyFixture.with { fixture in
+      let pid = try await fixture.start().pid
+      // Garbage, another live process, and no file at all: the master socket still names the master.
+      for content in ["not a pid\n", "\(getpid())\n", nil] {
+        if let content {
+          try content.write(toFile: fixture.state.pidFilePath, atomically: true, encoding: .utf8)
+        } else {
+          unlink(fixture.state.pidFilePath)
+        }
+        let adopted = try #require(try await HAProxyProcess.adopt(stateDirectory: fixture.state, logger: quietLogger))
+        #expect(adopted.pid == pid, "adopted \(adopted.pid) with PID file \(content ?? "missing")")
+        #expect(ProcessInspection.pidFromFile(fixture.state.pidFilePath) == pid)
+      }
+      unlink(fixture.state.pidFilePath)
+      await #expect(throws: HAProxyError.self) {
+        try await HAProxyProcess.start(stateDirectory: fixture.state, logger: quietLogger)
+      }
+      #expect(fixture.haproxyPIDs().count == 2, "one master and one worker: \(fixture.haproxyPIDs())")
+      // A master that hangs cannot answer, but is not mistaken for a stale file either.
+      try "\(pid)\n".write(toFile: fixture.state.pidFilePath, atomically: true, encoding: .utf8)
+      kill(pid, SIGSTOP)
+      defer { kill(pid, SIGCONT) }
+      await #expect(throws: HAProxyError.self) {
+        _ = try await HAProxyProcess.adopt(stateDirectory: fixture.state, logger: quietLogger)
+      }
+      #expect(FileManager.default.fileExists(atPath: fixture.state.pidFilePath))
+    }
+  }
+
   @Test func adoptedHAProxyDeathIsNoticed() async throws {
     try await HAProxyFixture.with { fixture in
       let pid = try await fixture.start().pid
