@@ -168,6 +168,23 @@ public final class EtcdCluster: Sendable {
     try runningProcess(index).signal(SIGSTOP)
   }
 
+  /// Freezes a member (``pause(member:)``), runs `body`, and thaws the member however `body` ends.
+  public nonisolated(nonsending) func whilePaused<Result>(
+    member index: Int,
+    _ body: () async throws -> Result
+  ) async throws -> Result {
+    try pause(member: index)
+    let result: Result
+    do {
+      result = try await body()
+    } catch {
+      try? resume(member: index)
+      throw error
+    }
+    try resume(member: index)
+    return result
+  }
+
   /// Thaws a member frozen by ``pause(member:)`` (SIGCONT).
   public func resume(member index: Int) throws {
     try runningProcess(index).signal(SIGCONT)

@@ -127,8 +127,7 @@ struct FailureModeTests {
         defer { keeper.cancel() }
         let endpoint = try #require(etcd.keepAliveStream.endpoint)
         let frozen = try #require(cluster.endpoints.firstIndex(of: endpoint.description))
-        try cluster.pause(member: frozen)
-        do {
+        try await cluster.whilePaused(member: frozen) { () async throws in
           try await Task.sleep(for: .seconds(20))
           let others = cluster.endpoints.indices.filter { $0 != frozen }.map { cluster.endpoints[$0] }
           try await withTestClient(endpoints: others) { observer in
@@ -137,11 +136,7 @@ struct FailureModeTests {
             #expect(try await observer.value(of: "/frozen/key") != nil)
           }
           #expect(etcd.keepAliveStream.endpoint != endpoint)
-        } catch {
-          try? cluster.resume(member: frozen)
-          throw error
         }
-        try cluster.resume(member: frozen)
       }
     }
   }
@@ -174,11 +169,10 @@ struct FailureModeTests {
         let watch = etcd.watch(.prefix("/hang/k"), options: WatchOptions(startRevision: start))
         let collector = Task { try await collect(watch, timeout: limit) { $0.count >= 10 } }
         try await etcd.put("/hang/k00", value: "0")
-        try await eventually(timeout: .seconds(5)) { etcd.watchStream.endpoint != nil }
+        _ = await eventually(timeout: .seconds(5)) { etcd.watchStream.endpoint != nil }
         let endpoint = try #require(etcd.watchStream.endpoint)
         let frozen = try #require(cluster.endpoints.firstIndex(of: endpoint.description))
-        try cluster.pause(member: frozen)
-        do {
+        try await cluster.whilePaused(member: frozen) { () async throws in
           let others = cluster.endpoints.indices.filter { $0 != frozen }.map { cluster.endpoints[$0] }
           try await withTestClient(endpoints: others) { writer in
             for index in 1..<10 { try await writer.put("/hang/k0\(index)", value: "\(index)") }
@@ -186,11 +180,7 @@ struct FailureModeTests {
           let events = try await collector.value
           #expect(events.map(\.kv.keyString) == (0..<10).map { "/hang/k0\($0)" })
           #expect(etcd.watchStream.endpoint != endpoint)
-        } catch {
-          try? cluster.resume(member: frozen)
-          throw error
         }
-        try cluster.resume(member: frozen)
       }
     }
   }
@@ -217,16 +207,11 @@ struct FailureModeTests {
         try await etcd.put("/hung/k", value: "v")
         let preferred = try await etcd.status().endpoint
         let frozen = try #require(cluster.endpoints.firstIndex(of: preferred.description))
-        try cluster.pause(member: frozen)
-        do {
+        try await cluster.whilePaused(member: frozen) { () async throws in
           // The whole call has a 10 s budget; the hung member may take only part of it.
           #expect(try await etcd.value(of: "/hung/k")?.valueString == "v")
           #expect(try await etcd.status().endpoint != preferred)
-        } catch {
-          try? cluster.resume(member: frozen)
-          throw error
         }
-        try cluster.resume(member: frozen)
       }
     }
   }

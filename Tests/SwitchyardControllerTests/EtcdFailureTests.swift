@@ -59,8 +59,7 @@ import Testing
         guard watched != nil else { throw TestSupportError("no watch endpoint in /state yet") }
       }
       let frozen = try #require(cluster.endpoints.firstIndex(of: watched ?? ""))
-      try cluster.pause(member: frozen)
-      do {
+      try await cluster.whilePaused(member: frozen) { () async throws in
         try await Task.sleep(for: .seconds(1))
         // The change goes to a healthy member, as a backend's write would once its client moved.
         var others = try EtcdConfiguration(
@@ -84,11 +83,7 @@ import Testing
         try await Task.sleep(for: .seconds(12))
         #expect(try await etcd.get(.prefix("/services/backend/")).kvs.count == 3)
         for node in nodes { try await node.waitServing(["z1", "z2", "z3"], timeout: .seconds(2)) }
-      } catch {
-        try? cluster.resume(member: frozen)
-        throw error
       }
-      try cluster.resume(member: frozen)
       for load in loads {
         let report = await load.stop()
         #expect(report.failures == 0, "\(report)")
