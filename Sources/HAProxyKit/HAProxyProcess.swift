@@ -213,6 +213,26 @@ public final class HAProxyProcess: Sendable {
     return list
   }
 
+  // MARK: Finding
+
+  /// The PID of the master that the PID file of `stateDirectory` names, while that process runs and is this
+  /// directory's HAProxy; nil otherwise.
+  ///
+  /// Only reads the PID file and `/proc`: nothing is adopted, signalled or removed. For a process that
+  /// needs to know whether a node's HAProxy outlived its controller without taking charge of it.
+  public static func runningMasterPID(stateDirectory: StateDirectory) -> Int32? {
+    guard let pid = ProcessInspection.pidFromFile(stateDirectory.pidFilePath),
+      ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath)
+    else { return nil }
+    return pid
+  }
+
+  /// Whether `pid` is a process of the HAProxy that serves `stateDirectory`: its master or one of its
+  /// workers, which run with the master's command line and so name this directory's master socket.
+  public static func isProcess(_ pid: Int32, of stateDirectory: StateDirectory) -> Bool {
+    ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath)
+  }
+
   // MARK: Stopping
 
   /// Stops HAProxy: a soft stop first (SIGUSR1 to the master; workers stop listening and finish their

@@ -28,6 +28,14 @@ public struct PartSpec: Sendable, Codable, Hashable {
   /// The admin URL of a load-balancer node (`/state`, `/metrics`), if it is one.
   public var adminURL: String?
 
+  /// The HAProxy state directory of a load-balancer node (its controller's `--state-dir`), if it is one.
+  public var haproxyStateDirectory: String? {
+    guard kind == .lb, let flag = arguments.firstIndex(of: "--state-dir"), flag + 1 < arguments.count else {
+      return nil
+    }
+    return arguments[flag + 1]
+  }
+
   /// The number in its name: 1 for `etcd1` and `backend-1`.
   public var index: Int {
     Int(name.reversed().prefix { $0.isNumber }.reversed().map(String.init).joined()) ?? 0

@@ -142,8 +142,22 @@ enum LoopbackPorts {
     return Int(UInt16(bigEndian: address.sin_port))
   }
 
-  /// `pid 1234 (haproxy)` for the process listening on `port`, when /proc tells.
+  /// `pid 1234 (haproxy)` for a process listening on `port`, when /proc tells.
   static func owner(of port: Int) -> String? {
+    owners(of: port).first.map(describe)
+  }
+
+  /// `pid 1234 (haproxy)`.
+  static func describe(_ pid: Int32) -> String {
+    let command =
+      (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+    return "pid \(pid) (\(command))"
+  }
+
+  /// Every process that holds a socket listening on `port` (an HAProxy master's workers share theirs), as far
+  /// as /proc tells.
+  static func owners(of port: Int) -> [Int32] {
     var inodes: Set<String> = []
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
       guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
@@ -155,20 +169,19 @@ enum LoopbackPorts {
         inodes.insert(String(fields[9]))
       }
     }
-    guard !inodes.isEmpty else { return nil }
+    guard !inodes.isEmpty else { return [] }
+    var owners: [Int32] = []
     let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    for entry in processes where Int32(entry) != nil {
+    for entry in processes {
+      guard let pid = Int32(entry) else { continue }
       let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry)/fd")) ?? []
-      for fd in fds {
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)"),
-          target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
-        else { continue }
-        let command =
-          (try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8))?
-          .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-        return "pid \(entry) (\(command))"
+      let listens = fds.contains { fd in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)")
+        else { return false }
+        return target.hasPrefix("socket:[") && inodes.contains(String(target.dropFirst(8).dropLast()))
       }
+      if listens { owners.append(pid) }
     }
-    return nil
+    return owners.sorted()
   }
 }

@@ -167,13 +167,50 @@ public struct LocalCluster: Sendable {
       say("\(name) is already running (pid \(record.pid ?? 0)).")
       return
     }
-    for port in record.spec.ports where LoopbackPorts.isInUse(port) {
-      let owner = LoopbackPorts.owner(of: port).map { " by \($0)" } ?? ""
-      throw LocalClusterError("port \(port) of \(name) is in use\(owner)")
-    }
+    let haproxy = try checkPortsFree(for: record.spec)
+    if let haproxy { say("\(name)'s HAProxy (pid \(haproxy)) still runs; its controller adopts it.") }
     try launch(record.spec, into: &state)
     try await waitHealthy([state.part(name)].compactMap { $0 })
-    say("\(name) started.")
+    if let haproxy {
+      let adopted = await controllerSnapshot(record.spec).map { $0.haproxyAdopted && $0.haproxyPID == haproxy }
+      guard adopted != false else {
+        throw LocalClusterError("\(name) started, but its controller did not adopt HAProxy \(haproxy)")
+      }
+      say("\(name) started; it adopted HAProxy (pid \(haproxy)).")
+    } else {
+      say("\(name) started.")
+    }
+  }
+
+  /// Throws when a port of `spec` is taken by anything but the part's own HAProxy. Returns that HAProxy's
+  /// PID when it runs: an LB node whose controller died leaves it serving, and a new controller adopts it.
+  private func checkPortsFree(for spec: PartSpec) throws -> Int32? {
+    let directory = haproxyDirectory(of: spec)
+    let haproxy = directory.flatMap { HAProxyProcess.runningMasterPID(stateDirectory: $0) }
+    for port in spec.ports where LoopbackPorts.isInUse(port) {
+      let owners = LoopbackPorts.owners(of: port)
+      if let directory, haproxy != nil, !owners.isEmpty,
+        owners.allSatisfy({ HAProxyProcess.isProcess($0, of: directory) })
+      {
+        continue
+      }
+      let owner = owners.first.map { " by \(LoopbackPorts.describe($0))" } ?? ""
+      throw LocalClusterError("port \(port) of \(spec.name) is in use\(owner)")
+    }
+    return haproxy
+  }
+
+  /// The HAProxy state directory of an LB node, when it exists.
+  private func haproxyDirectory(of spec: PartSpec) -> StateDirectory? {
+    guard let path = spec.haproxyStateDirectory, FileManager.default.fileExists(atPath: path) else { return nil }
+    return try? StateDirectory(path: path)
+  }
+
+  /// An LB node's `/state`, when its controller answers.
+  private func controllerSnapshot(_ spec: PartSpec) async -> ControllerStatus.Snapshot? {
+    guard let admin = spec.adminURL, let (status, body) = try? await PlainHTTP.get("\(admin)/state"), status == 200
+    else { return nil }
+    return try? JSONDecoder().decode(ControllerStatus.Snapshot.self, from: Data(body.utf8))
   }
 
   /// Stops everything in order (backends, then LB nodes with their HAProxy, then etcd) and checks that every
@@ -224,10 +261,7 @@ public struct LocalCluster: Sendable {
           health: running ? (healthy ? "healthy" : "unhealthy") : "stopped"
         )
       )
-      if record.spec.kind == .lb, running, let admin = record.spec.adminURL,
-        let (status, body) = try? await PlainHTTP.get("\(admin)/state"), status == 200,
-        let snapshot = try? JSONDecoder().decode(ControllerStatus.Snapshot.self, from: Data(body.utf8))
-      {
+      if record.spec.kind == .lb, running, let snapshot = await controllerSnapshot(record.spec) {
         report.nodes.append(.init(name: record.spec.name, state: snapshot))
       }
     }

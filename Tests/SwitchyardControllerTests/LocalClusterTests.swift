@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import SwitchyardController
 import SwitchyardLocal
 import SwitchyardTestSupport
 import Testing
@@ -89,6 +90,49 @@ import Testing
     for port in ports { #expect(isFree(port), "port \(port) is still in use") }
   }
 
+  /// Issue 10, item 3: a part that crashed is found and taken in hand again by the commands. lb1's controller
+  /// is killed with SIGKILL and its HAProxy keeps serving: `start lb1` adopts that HAProxy.
+  @Test func commandsKeepTheAdoptionPromise() async throws {
+    let directory = try TemporaryDirectory(prefix: "local")
+    let home = "\(directory.path)/home"
+    let ports = try FreePort.allocate(12)
+    let portFlags = [
+      "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
+      "--lb-ports", list(ports[6..<8]), "--stats-ports", list(ports[8..<10]), "--admin-ports", list(ports[10..<12]),
+    ]
+    let lbURLs = ports[6..<8].map { "http://127.0.0.1:\($0)/" }
+    let started = ContinuousClock.now
+    var haproxies: [Int32] = []
+    defer { directory.remove() }
+    do {
+      _ = try await switchyard(["up", "--backends", "3", "--home", home] + portFlags, timeout: .seconds(180))
+      let clients = try lbURLs.map { try HTTPLoadClient.start(url: $0, connections: 2) }
+
+      // lb1's controller dies; its HAProxy serves on, and `start lb1` has its new controller adopt it.
+      let haproxy = try #require(haproxyPID(home: home, node: "lb1"))
+      haproxies.append(haproxy)
+      StrayProcessGuard.guardProcess(haproxy)
+      try await killPart("lb1", home: home)
+      let restarted = try await switchyard(["start", "lb1", "--home", home], timeout: .seconds(60))
+      #expect(restarted.contains("adopted HAProxy (pid \(haproxy))"), "\(restarted)")
+      #expect(haproxyPID(home: home, node: "lb1") == haproxy)
+      let lb1 = try await nodeState(home: home, "lb1")
+      #expect(lb1.haproxyAdopted && lb1.haproxyPID == haproxy)
+      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2", "backend-3"]) }
+
+      for client in clients {
+        let report = await client.stop()
+        #expect(report.failures == 0, "a client of \(client.url) saw failures: \(report)")
+        #expect(report.successes > 100)
+      }
+    } catch {
+      await tearDown(home: home, haproxies: haproxies)
+      throw error
+    }
+    await tearDown(home: home, haproxies: haproxies)
+    print("commandsKeepTheAdoptionPromise took \(started.duration(to: .now))")
+  }
+
   @Test func aPortInUseIsNamed() async throws {
     let directory = try TemporaryDirectory(prefix: "local")
     defer { directory.remove() }
@@ -156,4 +200,48 @@ private func isFree(_ port: Int) -> Bool {
   return withUnsafePointer(to: &address) {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
   } == 0
+}
+
+/// The HAProxy master's PID from an LB node's PID file.
+private func haproxyPID(home: String, node: String) -> Int32? {
+  guard let text = try? String(contentsOfFile: "\(home)/\(node)/haproxy.pid", encoding: .utf8) else { return nil }
+  return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+}
+
+/// `switchyard status --json`.
+private func clusterStatus(home: String) async throws -> ClusterReport {
+  try JSONDecoder().decode(
+    ClusterReport.self, from: Data(try await switchyard(["status", "--json", "--home", home]).utf8))
+}
+
+/// An LB node's controller `/state`, from `status --json`.
+private func nodeState(home: String, _ name: String) async throws -> ControllerStatus.Snapshot {
+  let report = try await clusterStatus(home: home)
+  return try #require(report.nodes.first { $0.name == name }?.state, "\(name) reports no state")
+}
+
+/// Kills a part of the cluster with SIGKILL, as a crash would, and waits until it is gone.
+private func killPart(_ name: String, home: String) async throws {
+  let pid = try #require(try await clusterStatus(home: home).parts.first { $0.name == name }?.pid, "\(name) runs")
+  kill(pid, SIGKILL)
+  try await retrying(timeout: .seconds(10)) {
+    guard !runs(pid) else { throw TestSupportError("\(name) (pid \(pid)) still runs") }
+  }
+}
+
+/// Stops what a test's cluster left, even after a failure: `down --purge`, then any HAProxy of it that still
+/// runs (`haproxies`, guarded since the test saw them).
+private func tearDown(home: String, haproxies: [Int32]) async {
+  if FileManager.default.fileExists(atPath: home) {
+    _ = try? await switchyard(["down", "--purge", "--home", home], timeout: .seconds(120))
+  }
+  for pid in haproxies {
+    let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+    if runs(pid), commandLine.contains(home) {
+      Issue.record("HAProxy \(pid) still runs after `down`; killing it")
+      await StrayProcessGuard.killAndWait(pid)
+    } else {
+      StrayProcessGuard.forget(pid)
+    }
+  }
 }
