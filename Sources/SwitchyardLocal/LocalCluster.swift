@@ -131,8 +131,11 @@ public struct LocalCluster: Sendable {
       state.parts.removeAll { names.contains($0.spec.name) }
     }
     try state.save(home: home)
-    try await waitRouting(state)
-    say("\(count) backend(s) running; every LB node routes to them.")
+    let stopped = try await waitRouting(state)
+    say(
+      "\(count) backend(s) running; every LB node routes to them"
+        + (stopped.isEmpty ? "." : " (\(stopped.joined(separator: ", ")) stopped).")
+    )
   }
 
   // MARK: - stop, start, down
@@ -186,7 +189,7 @@ public struct LocalCluster: Sendable {
   /// PID when it runs: an LB node whose controller died leaves it serving, and a new controller adopts it.
   private func checkPortsFree(for spec: PartSpec) throws -> Int32? {
     let directory = haproxyDirectory(of: spec)
-    let haproxy = directory.flatMap { HAProxyProcess.runningMasterPID(stateDirectory: $0) }
+    let haproxy = runningHAProxy(of: spec)
     for port in spec.ports where LoopbackPorts.isInUse(port) {
       let owners = LoopbackPorts.owners(of: port)
       if let directory, haproxy != nil, !owners.isEmpty,
@@ -361,14 +364,28 @@ public struct LocalCluster: Sendable {
     }
   }
 
-  /// Waits until every running LB node answers from exactly the running backends.
-  private func waitRouting(_ state: ClusterState) async throws {
+  /// Waits until every LB node routes to exactly the running backends, and throws naming each node that does
+  /// not follow.
+  ///
+  /// A node whose controller is not running (it crashed, or died while waiting) cannot follow, even while its
+  /// HAProxy serves on: the other nodes are still waited for, then the error names it. A node stopped with
+  /// `switchyard stop` (no controller, no HAProxy) serves nothing and is skipped; its name is returned.
+  @discardableResult
+  private func waitRouting(_ state: ClusterState) async throws -> [String] {
     let expected = Set(state.parts(.backend).filter(\.isRunning).map(\.spec.name))
-    let nodes = state.parts(.lb).filter(\.isRunning)
-    say("Waiting until \(nodes.map(\.spec.name).joined(separator: " and ")) route to \(expected.count) backend(s)…")
+    let nodes = state.parts(.lb)
+    let stopped = nodes.filter { $0.pid == nil && runningHAProxy(of: $0.spec) == nil }.map(\.spec.name)
+    var following = nodes.filter { !stopped.contains($0.spec.name) }
+    var notFollowing: [PartRecord] = []
+    say(
+      "Waiting until \(following.map(\.spec.name).joined(separator: " and ")) route to \(expected.count) backend(s)…"
+    )
+    if !stopped.isEmpty { say("  Not waiting for \(stopped.joined(separator: ", ")): stopped.") }
     try await poll("every LB node to route to every backend") {
+      notFollowing += following.filter { !$0.isRunning }
+      following.removeAll { !$0.isRunning }
       var lagging: [String] = []
-      for node in nodes {
+      for node in following {
         let seen = await backendsSeen(through: node.spec, tries: expected.count * 3 + 3)
         if seen != expected {
           lagging.append("\(node.spec.name) routes to [\(seen.sorted().joined(separator: ", "))]")
@@ -376,6 +393,29 @@ public struct LocalCluster: Sendable {
       }
       return lagging.isEmpty ? nil : lagging.joined(separator: "; ")
     }
+    guard notFollowing.isEmpty else {
+      var problems: [String] = []
+      for node in notFollowing {
+        var problem = "\(node.spec.name) does not follow: its controller (pid \(node.pid ?? 0)) is not running"
+        if let haproxy = runningHAProxy(of: node.spec) {
+          let seen = await backendsSeen(through: node.spec, tries: expected.count * 3 + 3)
+          problem += "; its HAProxy (pid \(haproxy)) still routes to [\(seen.sorted().joined(separator: ", "))]"
+        } else {
+          problem += ", nor is its HAProxy"
+        }
+        problems.append(problem + ". `switchyard start \(node.spec.name)` starts a controller that catches up")
+      }
+      if !following.isEmpty {
+        say("  \(following.map(\.spec.name).joined(separator: ", ")) route(s) to \(expected.count) backend(s).")
+      }
+      throw LocalClusterError(problems.joined(separator: "\n"))
+    }
+    return stopped
+  }
+
+  /// The PID of an LB node's HAProxy master while it runs.
+  private func runningHAProxy(of spec: PartSpec) -> Int32? {
+    haproxyDirectory(of: spec).flatMap { HAProxyProcess.runningMasterPID(stateDirectory: $0) }
   }
 
   /// Which backends answer through an LB node (`Hello from <name>`); `503` answers count as none.

@@ -91,7 +91,8 @@ import Testing
   }
 
   /// Issue 10, item 3: a part that crashed is found and taken in hand again by the commands. lb1's controller
-  /// is killed with SIGKILL and its HAProxy keeps serving: `start lb1` adopts that HAProxy.
+  /// is killed with SIGKILL and its HAProxy keeps serving: `scale` fails naming lb1 instead of reporting
+  /// success, and `start lb1` adopts that HAProxy, which then follows.
   @Test func commandsKeepTheAdoptionPromise() async throws {
     let directory = try TemporaryDirectory(prefix: "local")
     let home = "\(directory.path)/home"
@@ -113,12 +114,20 @@ import Testing
       haproxies.append(haproxy)
       StrayProcessGuard.guardProcess(haproxy)
       try await killPart("lb1", home: home)
+      // `scale` waits for lb2 and fails naming lb1, which cannot follow without its controller.
+      let scaled = try await switchyardStatus(["scale", "backend=4", "--home", home], timeout: .seconds(120))
+      #expect(scaled.status != 0, "scale reported success while lb1 could not follow:\n\(scaled.output)")
+      #expect(scaled.output.contains("lb1 does not follow"), "\(scaled.output)")
+      let four: Set = ["backend-1", "backend-2", "backend-3", "backend-4"]
+      try await expectServing(lbURLs[1], four)
+      try await expectServing(lbURLs[0], ["backend-1", "backend-2", "backend-3"])
+
       let restarted = try await switchyard(["start", "lb1", "--home", home], timeout: .seconds(60))
       #expect(restarted.contains("adopted HAProxy (pid \(haproxy))"), "\(restarted)")
       #expect(haproxyPID(home: home, node: "lb1") == haproxy)
       let lb1 = try await nodeState(home: home, "lb1")
       #expect(lb1.haproxyAdopted && lb1.haproxyPID == haproxy)
-      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2", "backend-3"]) }
+      for url in lbURLs { try await expectServing(url, four) }
 
       for client in clients {
         let report = await client.stop()
@@ -156,6 +165,16 @@ private func list(_ ports: ArraySlice<Int>) -> String { ports.map(String.init).j
 
 /// Runs `switchyard` to completion; returns its output, or throws with it when the exit status is not 0.
 private func switchyard(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> String {
+  let (status, output) = try await switchyardStatus(arguments, timeout: timeout)
+  guard status == 0 else { throw TestSupportError("switchyard \(arguments.prefix(2)) exited \(status):\n\(output)") }
+  return output
+}
+
+/// Runs `switchyard` to completion; returns its exit status and output, or throws when it does not finish.
+private func switchyardStatus(
+  _ arguments: [String],
+  timeout: Duration = .seconds(60)
+) async throws -> (status: Int32, output: String) {
   let log = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-\(UUID().uuidString).log").path
   defer { try? FileManager.default.removeItem(atPath: log) }
   let process = try ManagedProcess(switchyardBinary, arguments: arguments, logPath: log)
@@ -164,9 +183,7 @@ private func switchyard(_ arguments: [String], timeout: Duration = .seconds(60))
     throw TestSupportError(
       "switchyard \(arguments.prefix(2)) did not finish within \(timeout):\n\(process.logContents())")
   }
-  let output = process.logContents()
-  guard status == 0 else { throw TestSupportError("switchyard \(arguments.prefix(2)) exited \(status):\n\(output)") }
-  return output
+  return (status, process.logContents())
 }
 
 /// Waits until `url` answers from exactly `names`.
