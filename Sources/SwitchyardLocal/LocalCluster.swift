@@ -97,7 +97,7 @@ public struct LocalCluster: Sendable {
     } catch {
       say("Start-up failed: \(error)")
       say("Stopping what was started; the logs stay in \(home)/logs.")
-      try? await stopAll(&state)
+      _ = try? await stopAll(&state)
       try? FileManager.default.removeItem(atPath: ClusterState.path(home: home))
       throw error
     }
@@ -148,11 +148,16 @@ public struct LocalCluster: Sendable {
     guard let index = state.parts.firstIndex(where: { $0.spec.name == name }) else {
       throw LocalClusterError("no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
     }
-    guard state.parts[index].isRunning else {
+    let record = state.parts[index]
+    guard record.isRunning || runningHAProxy(of: record.spec) != nil else {
       say("\(name) is not running.")
       return
     }
-    await terminate(state.parts[index])
+    await terminate(record)
+    // An LB node's HAProxy goes with it, also when its controller crashed and left HAProxy serving.
+    if let directory = haproxyDirectory(of: record.spec), let problem = await stopHAProxy(in: directory, of: name) {
+      throw LocalClusterError(problem)
+    }
     state.parts[index].pid = nil
     try state.save(home: home)
     say("\(name) stopped.")
@@ -228,19 +233,23 @@ public struct LocalCluster: Sendable {
       let lock = try ClusterLock(home: home)
       defer { withExtendedLifetime(lock) {} }
       if var state = try ClusterState.load(home: home) {
-        try await stopAll(&state)
-        leftovers = await portsStillInUse(state)
-        try? FileManager.default.removeItem(atPath: ClusterState.path(home: home))
+        leftovers = try await stopAll(&state)
+        leftovers += await portsStillInUse(state)
+        if leftovers.isEmpty { try? FileManager.default.removeItem(atPath: ClusterState.path(home: home)) }
       } else {
         say("No cluster is recorded in \(home).")
+        leftovers = await stopOrphanedHAProxies()
       }
+    }
+    // Nothing is removed while something of the cluster may still run: its PID files and logs are in `home`.
+    if !leftovers.isEmpty {
+      throw LocalClusterError(
+        "still in use after stopping: \(leftovers.joined(separator: ", "))"
+          + (purge ? "; \(home) is kept" : ""))
     }
     if purge {
       try FileManager.default.removeItem(atPath: home)
       say("Removed \(home).")
-    }
-    if !leftovers.isEmpty {
-      throw LocalClusterError("still in use after stopping: \(leftovers.joined(separator: ", "))")
     }
     say("Everything stopped; every port is free.")
   }
@@ -459,18 +468,52 @@ public struct LocalCluster: Sendable {
     }
   }
 
-  private func stopAll(_ state: inout ClusterState) async throws {
+  /// Stops every part, kind by kind, and every LB node's HAProxy with its node (also one whose controller
+  /// crashed); returns what could not be stopped.
+  @discardableResult
+  private func stopAll(_ state: inout ClusterState) async throws -> [String] {
+    var problems: [String] = []
     for kind in [PartKind.backend, .lb, .etcd] {
       let records = state.parts(kind).filter(\.isRunning)
-      guard !records.isEmpty else { continue }
-      say("Stopping \(records.map(\.spec.name).joined(separator: ", "))…")
-      await withTaskGroup(of: Void.self) { group in
-        for record in records { group.addTask { await terminate(record) } }
+      if !records.isEmpty {
+        say("Stopping \(records.map(\.spec.name).joined(separator: ", "))…")
+        await withTaskGroup(of: Void.self) { group in
+          for record in records { group.addTask { await terminate(record) } }
+        }
       }
+      if kind == .lb { problems += await stopOrphanedHAProxies() }
       for index in state.parts.indices where state.parts[index].spec.kind == kind {
         state.parts[index].pid = nil
       }
       try state.save(home: home)
+    }
+    return problems
+  }
+
+  /// Stops every HAProxy that runs from a state directory in `home` (an LB node's, found by its PID file and
+  /// master socket) although its controller is gone; returns what could not be stopped.
+  private func stopOrphanedHAProxies() async -> [String] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: home)) ?? []
+    var problems: [String] = []
+    for entry in entries.sorted() where FileManager.default.fileExists(atPath: "\(home)/\(entry)/haproxy.pid") {
+      guard let directory = try? StateDirectory(path: "\(home)/\(entry)") else { continue }
+      if let problem = await stopHAProxy(in: directory, of: entry) { problems.append(problem) }
+    }
+    return problems
+  }
+
+  /// Stops the HAProxy serving from `directory`, if one runs: a soft stop, then SIGTERM and SIGKILL, as its
+  /// controller would have. Returns why it could not, or `nil`.
+  private func stopHAProxy(in directory: StateDirectory, of name: String) async -> String? {
+    guard let pid = HAProxyProcess.runningMasterPID(stateDirectory: directory) else { return nil }
+    say("  \(name)'s HAProxy (pid \(pid)) runs without its controller; stopping it")
+    var logger = Logger(label: "switchyard.local")
+    logger.logLevel = .critical
+    do {
+      try await HAProxyProcess.adopt(stateDirectory: directory, logger: logger)?.stop(timeout: .seconds(10))
+      return nil
+    } catch {
+      return "HAProxy \(pid) of \(name) (\(error))"
     }
   }
 

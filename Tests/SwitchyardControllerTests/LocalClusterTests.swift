@@ -92,7 +92,8 @@ import Testing
 
   /// Issue 10, item 3: a part that crashed is found and taken in hand again by the commands. lb1's controller
   /// is killed with SIGKILL and its HAProxy keeps serving: `scale` fails naming lb1 instead of reporting
-  /// success, and `start lb1` adopts that HAProxy, which then follows.
+  /// success, and `start lb1` adopts that HAProxy, which then follows. After another crash, `stop lb1` and
+  /// `down --purge` stop the HAProxy left behind.
   @Test func commandsKeepTheAdoptionPromise() async throws {
     let directory = try TemporaryDirectory(prefix: "local")
     let home = "\(directory.path)/home"
@@ -134,6 +135,24 @@ import Testing
         #expect(report.failures == 0, "a client of \(client.url) saw failures: \(report)")
         #expect(report.successes > 100)
       }
+
+      // `stop lb1` after its controller crashed stops the HAProxy it left.
+      try await killPart("lb1", home: home)
+      let stopped = try await switchyard(["stop", "lb1", "--home", home], timeout: .seconds(60))
+      #expect(!runs(haproxy), "lb1's HAProxy still runs after `stop lb1`:\n\(stopped)")
+      for port in [ports[6], ports[8], ports[10]] { #expect(isFree(port), "port \(port) of lb1 is still in use") }
+
+      // `down --purge` right after a crash stops the HAProxy left behind before it removes anything.
+      _ = try await switchyard(["start", "lb1", "--home", home], timeout: .seconds(60))
+      let second = try #require(haproxyPID(home: home, node: "lb1"))
+      haproxies.append(second)
+      StrayProcessGuard.guardProcess(second)
+      try await killPart("lb1", home: home)
+      let down = try await switchyard(["down", "--purge", "--home", home], timeout: .seconds(120))
+      #expect(down.contains("every port is free"), "\(down)")
+      #expect(!runs(second), "lb1's HAProxy still runs after `down --purge`")
+      #expect(!FileManager.default.fileExists(atPath: home))
+      for port in ports { #expect(isFree(port), "port \(port) is still in use") }
     } catch {
       await tearDown(home: home, haproxies: haproxies)
       throw error
