@@ -276,18 +276,23 @@ struct StopCommand: AsyncParsableCommand {
   }
 }
 
-/// `switchyard start NAME`.
+/// `switchyard start NAME…`.
 struct StartCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "start",
-    abstract: "Start a stopped part of the local cluster again."
+    abstract: "Start stopped parts of the local cluster again.",
+    discussion: """
+      Waits until they are healthy. etcd members started while etcd has no quorum are waited for until they \
+      listen; start several at once (`start etcd1 etcd2 etcd3`) after a full outage. An LB node whose \
+      controller crashed gets a controller that adopts the HAProxy it left serving.
+      """
   )
 
-  @Argument(help: "etcd1, lb1, backend-1, …") var name: String
+  @Argument(help: "etcd1, lb1, backend-1, …") var names: [String]
   @OptionGroup var home: HomeOptions
 
   func run() async throws {
-    try await runClusterOperation { try await home.cluster().start(name) }
+    try await runClusterOperation { try await home.cluster().start(names) }
   }
 }
 

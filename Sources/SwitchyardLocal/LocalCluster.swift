@@ -163,30 +163,66 @@ public struct LocalCluster: Sendable {
     say("\(name) stopped.")
   }
 
-  /// Starts one stopped part again, with the arguments it was first started with, and waits until it is healthy.
-  public func start(_ name: String) async throws {
+  /// Starts stopped parts again, with the arguments they were first started with, and waits until they are
+  /// healthy.
+  ///
+  /// An etcd member cannot become healthy while fewer than a quorum of its cluster's members run: for members
+  /// started into such a cluster, waiting ends once they listen, and the output says how many more etcd needs
+  /// (start them one by one, or several at once: `start etcd1 etcd2`). An LB node whose controller crashed
+  /// and left its HAProxy serving gets a controller that adopts that HAProxy.
+  public func start(_ names: [String]) async throws {
     let lock = try ClusterLock(home: home)
     defer { withExtendedLifetime(lock) {} }
     var state = try requireState()
-    guard let record = state.part(name) else {
-      throw LocalClusterError("no part called \(name); parts: \(state.parts.map(\.spec.name).joined(separator: ", "))")
+    let unknown = names.filter { state.part($0) == nil }
+    guard unknown.isEmpty else {
+      throw LocalClusterError(
+        "no part called \(unknown.joined(separator: ", ")); parts: "
+          + state.parts.map(\.spec.name).joined(separator: ", "))
     }
-    if record.isRunning {
-      say("\(name) is already running (pid \(record.pid ?? 0)).")
-      return
-    }
-    let haproxy = try checkPortsFree(for: record.spec)
-    if let haproxy { say("\(name)'s HAProxy (pid \(haproxy)) still runs; its controller adopts it.") }
-    try launch(record.spec, into: &state)
-    try await waitHealthy([state.part(name)].compactMap { $0 })
-    if let haproxy {
-      let adopted = await controllerSnapshot(record.spec).map { $0.haproxyAdopted && $0.haproxyPID == haproxy }
-      guard adopted != false else {
-        throw LocalClusterError("\(name) started, but its controller did not adopt HAProxy \(haproxy)")
+    var starting: [(spec: PartSpec, haproxy: Int32?)] = []
+    for name in names where !starting.contains(where: { $0.spec.name == name }) {
+      guard let record = state.part(name) else { continue }
+      if record.isRunning {
+        say("\(name) is already running (pid \(record.pid ?? 0)).")
+        continue
       }
-      say("\(name) started; it adopted HAProxy (pid \(haproxy)).")
+      starting.append((record.spec, try checkPortsFree(for: record.spec)))
+    }
+    guard !starting.isEmpty else { return }
+    for (spec, haproxy) in starting {
+      if let haproxy { say("\(spec.name)'s HAProxy (pid \(haproxy)) still runs; its controller adopts it.") }
+      try launch(spec, into: &state)
+    }
+    let started = starting.compactMap { state.part($0.spec.name) }
+
+    let members = state.parts(.etcd)
+    let running = members.filter(\.isRunning)
+    let quorum = members.count / 2 + 1
+    let lacksQuorum = running.count < quorum
+    let startedMembers = started.filter { $0.spec.kind == .etcd }
+    if lacksQuorum && !startedMembers.isEmpty {
+      try await waitListening(startedMembers)
+      try await waitHealthy(started.filter { $0.spec.kind != .etcd })
     } else {
-      say("\(name) started.")
+      try await waitHealthy(started)
+    }
+    for (spec, haproxy) in starting {
+      guard let haproxy else { continue }
+      let adopted = await controllerSnapshot(spec).map { $0.haproxyAdopted && $0.haproxyPID == haproxy }
+      guard adopted != false else {
+        throw LocalClusterError("\(spec.name) started, but its controller did not adopt HAProxy \(haproxy)")
+      }
+      say("\(spec.name) adopted HAProxy (pid \(haproxy)).")
+    }
+    say("\(started.map(\.spec.name).joined(separator: ", ")) started.")
+    if lacksQuorum && !startedMembers.isEmpty {
+      let stopped = members.filter { !$0.isRunning }.map(\.spec.name)
+      say(
+        "etcd has no quorum yet: \(running.count) of \(members.count) members run and \(quorum) are needed. "
+          + "Start \(quorum - running.count) more of \(stopped.joined(separator: ", ")) "
+          + "(`switchyard start \(stopped.prefix(quorum - running.count).joined(separator: " "))`)."
+      )
     }
   }
 
@@ -373,6 +409,28 @@ public struct LocalCluster: Sendable {
     }
   }
 
+  /// Waits until each record's process runs and listens on its first port (an etcd member's client port).
+  private func waitListening(_ records: [PartRecord]) async throws {
+    var waiting = records
+    try await poll("\(records.count) part(s) to listen") {
+      var still: [PartRecord] = []
+      for record in waiting {
+        guard record.isRunning else {
+          throw LocalClusterError(
+            "\(record.spec.name) exited; its log (\(record.logPath)) ends:\n\(tail(record.logPath))"
+          )
+        }
+        if let port = record.spec.ports.first, LoopbackPorts.isInUse(port) {
+          say("  \(record.spec.name) listens on \(record.spec.address)")
+        } else {
+          still.append(record)
+        }
+      }
+      waiting = still
+      return waiting.isEmpty ? nil : "waiting for \(waiting.map(\.spec.name).joined(separator: ", "))"
+    }
+  }
+
   /// Waits until every LB node routes to exactly the running backends, and throws naming each node that does
   /// not follow.
   ///
@@ -415,7 +473,8 @@ public struct LocalCluster: Sendable {
         problems.append(problem + ". `switchyard start \(node.spec.name)` starts a controller that catches up")
       }
       if !following.isEmpty {
-        say("  \(following.map(\.spec.name).joined(separator: ", ")) route(s) to \(expected.count) backend(s).")
+        let verb = following.count == 1 ? "routes" : "route"
+        say("  \(following.map(\.spec.name).joined(separator: " and ")) \(verb) to \(expected.count) backend(s).")
       }
       throw LocalClusterError(problems.joined(separator: "\n"))
     }
