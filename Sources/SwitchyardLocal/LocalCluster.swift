@@ -463,7 +463,8 @@ public struct LocalCluster: Sendable {
     guard notFollowing.isEmpty else {
       var problems: [String] = []
       for node in notFollowing {
-        var problem = "\(node.spec.name) does not follow: its controller (pid \(node.pid ?? 0)) is not running"
+        let pid = node.pid.map { " (pid \($0))" } ?? ""
+        var problem = "\(node.spec.name) does not follow: its controller\(pid) is not running"
         if let haproxy = runningHAProxy(of: node.spec) {
           let seen = await backendsSeen(through: node.spec, tries: expected.count * 3 + 3)
           problem += "; its HAProxy (pid \(haproxy)) still routes to [\(seen.sorted().joined(separator: ", "))]"
