@@ -5,21 +5,33 @@ import Synchronization
 
 /// Keeps one key registered in etcd under a lease for as long as it runs.
 ///
-/// The registrar grants a lease, writes the key with it, and renews the lease (TTL/3). It also
-/// watches its own key, so that when the registration disappears by any route — the lease expired
-/// during an etcd outage, an operator revoked it, someone deleted or overwrote the key — it notices
-/// at once and registers again (with a new lease when the old one is gone) as soon as etcd answers.
-/// It never gives up: while etcd is unreachable it retries with backoff, and the service it
-/// announces keeps running.
+/// The registrar grants a lease, writes the key with it, and then only renews the lease (every
+/// TTL/3) while it watches its own key: a registered backend writes nothing but keepalives.
+///
+/// Whatever disturbs the registration goes through one paced path of attempts (see
+/// ``RegistrationPacing``); each attempt reads before it writes, and writes the key at most once:
+/// - The keepalive sequence ends (no renewal within the TTL, or etcd reports the lease expired):
+///   the registrar first asks etcd whether the lease is still alive (TimeToLive). etcd renews
+///   every lease when it restarts, so it often is; then the registrar resumes the keepalives and
+///   writes nothing. Only a lease that is gone is replaced by a new one, under which the key is
+///   written once.
+/// - The key is deleted or overwritten by someone else, or the value to register changes: the key
+///   is written again under the same lease.
+/// - A TimeToLive, grant, read or write fails: the attempt is repeated.
+///
+/// Worst case, with the key lost or etcd failing over and over: at most
+/// ``RegistrationPacing/maximumAttemptsPerMinute`` (41) attempts in any minute, each with at most
+/// one put (or delete) of the key and at most one lease grant: 41 key writes and 82 etcd writes a
+/// minute, keepalives aside. It never gives up, and the service it announces keeps running.
 ///
 /// On graceful shutdown it writes the draining value, waits the drain period so load balancers
-/// stop sending new requests, then revokes the lease, which deletes the key.
+/// stop sending new requests, then revokes the lease, which deletes the key: two writes, once.
 ///
 /// The registrar treats values as opaque bytes; the registration model decides what they mean.
 public final class Registrar: Service, Sendable {
   /// What the registrar is doing, for logs, tests and status pages.
   public enum Phase: Sendable, Hashable {
-    /// Not registered (starting, or etcd unreachable).
+    /// Not registered (starting, etcd unreachable, or the lease in doubt).
     case unregistered
     /// The key is written under `lease` at `revision`.
     case registered(lease: Int64, revision: Int64)
@@ -31,6 +43,10 @@ public final class Registrar: Service, Sendable {
 
   private struct State {
     var value: [UInt8]?
+    /// Counts changes of `value`, so that a pass knows whether it wrote the latest one.
+    var version = 0
+    /// Told about each change of `value`, while a pass watches the key.
+    var onChange: AsyncStream<Void>.Continuation?
     var phase: Phase = .unregistered
     var registrations = 0
   }
@@ -43,8 +59,7 @@ public final class Registrar: Service, Sendable {
   private let drainingValue: @Sendable ([UInt8]) -> [UInt8]
   private let logger: Logger
   private let state: Mutex<State>
-  private let changes: AsyncStream<Void>
-  private let changed: AsyncStream<Void>.Continuation
+  private let pacing = Mutex(RegistrationPacing())
 
   /// Creates a registrar.
   ///
@@ -74,7 +89,6 @@ public final class Registrar: Service, Sendable {
     logger[metadataKey: "registration.key"] = "\(key)"
     self.logger = logger
     self.state = Mutex(State(value: value))
-    (changes, changed) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
   }
 
   /// The current phase.
@@ -84,13 +98,15 @@ public final class Registrar: Service, Sendable {
   public var registrationCount: Int { state.withLock { $0.registrations } }
 
   /// Changes the registered value (`nil` removes the key until a value is set again).
+  ///
+  /// The change is written by the next paced attempt; changes in between are coalesced.
   public func update(value: [UInt8]?) {
-    let isNew = state.withLock { state -> Bool in
-      guard state.value != value else { return false }
+    state.withLock { state in
+      guard state.value != value else { return }
       state.value = value
-      return true
+      state.version += 1
+      state.onChange?.yield()
     }
-    if isNew { changed.yield() }
   }
 
   /// Registers and keeps the registration until graceful shutdown or cancellation, then drains
@@ -113,126 +129,210 @@ public final class Registrar: Service, Sendable {
     }
   }
 
-  private enum Interruption: Error {
+  /// Why a pass ended: each one leads to another, paced attempt.
+  private enum Interruption: Error, CustomStringConvertible {
     /// The value to register changed.
     case valueChanged
     /// Our key was deleted or overwritten by someone else.
     case keyLost
+    /// The watch of our key ended without an error.
+    case watchEnded
+    /// The keepalive sequence ended without an error.
+    case keepAliveEnded
+
+    var description: String {
+      switch self {
+      case .valueChanged: "the value to register changed"
+      case .keyLost: "the key was deleted or overwritten"
+      case .watchEnded: "the watch of the key ended"
+      case .keepAliveEnded: "the lease keepalive ended"
+      }
+    }
   }
 
+  /// The lease loop: finds a live lease (the one held, if etcd still has it; else a new one) and
+  /// keeps it alive while ``keepKey(lease:)`` keeps the key registered under it.
+  ///
+  /// Writes: at most one lease grant per iteration, and every iteration but the first is a paced
+  /// attempt (``RegistrationPacing``), so at most 41 grants in any minute; a lease that TimeToLive
+  /// finds alive is kept without any write. Its passes of ``keepKey(lease:)`` share that budget.
   private func maintain(lease box: LeaseBox) async {
-    var attempt = 0
-    let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
     while !Task.isCancelled {
       do {
-        if box.current == nil {
-          box.current = try await client.grantLease(ttl: ttl)
-          logger.debug("lease granted", metadata: ["etcd.lease": "\(box.current!.id)"])
+        try await pace()
+        let lease = try await liveLease(box)
+        try await withThrowingTaskGroup(of: Never.self) { group in
+          group.addTask {
+            for try await _ in self.client.keepAlive(lease) {}
+            throw Interruption.keepAliveEnded
+          }
+          group.addTask { try await self.keepKey(lease: lease) }
+          defer { group.cancelAll() }
+          _ = try await group.next()
         }
-        guard let lease = box.current else { continue }
-        let revision = try await write(lease: lease)
-        attempt = 0
-        try await hold(lease: lease, from: revision)
-      } catch Interruption.valueChanged {
-        continue
-      } catch Interruption.keyLost {
-        logger.info("registration disappeared from etcd; registering again")
-        if let lease = box.current, let remaining = try? await client.timeToLive(lease: lease.id),
-          remaining.ttl <= 0
-        {
-          box.current = nil
-        }
-        continue
-      } catch let error as EtcdError {
-        if Task.isCancelled { return }
-        switch error.code {
-        case .leaseExpired, .leaseNotFound:
-          logger.warning("lease lost; registering again with a new lease", metadata: ["error": "\(error)"])
-          box.current = nil
-          attempt = 0
-          continue
-        case .leaseRenewalDeadlinePassed:
-          logger.warning("no lease renewal within the TTL; checking the lease", metadata: ["error": "\(error)"])
-          box.current = await confirm(lease: box.current)
-        default:
-          setPhase(.unregistered)
-          logger.info("etcd unavailable; retrying", metadata: ["error": "\(error)"])
-        }
-        try? await Task.sleep(for: backoff.delay(attempt: attempt))
-        attempt += 1
       } catch {
         if Task.isCancelled { return }
-        logger.warning("registration failed; retrying", metadata: ["error": "\(error)"])
-        try? await Task.sleep(for: backoff.delay(attempt: attempt))
-        attempt += 1
+        setPhase(.unregistered)
+        logLeaseTrouble(error)
       }
     }
   }
 
-  /// After a silent period, asks etcd whether the lease survived (etcd renews leases when it
-  /// restarts); keeps asking until etcd answers or the task is cancelled.
-  private func confirm(lease: Lease?) async -> Lease? {
-    guard let lease else { return nil }
-    var attempt = 0
-    while !Task.isCancelled {
-      do {
-        let remaining = try await client.timeToLive(lease: lease.id)
-        return remaining.ttl > 0 ? lease : nil
-      } catch {
-        try? await Task.sleep(for: Backoff(maximum: .seconds(1)).delay(attempt: attempt))
-        attempt += 1
-      }
+  private func logLeaseTrouble(_ error: any Error) {
+    let metadata: Logger.Metadata = ["error": "\(error)"]
+    guard let error = error as? EtcdError else {
+      logger.warning("registration interrupted; retrying", metadata: metadata)
+      return
     }
+    switch error.code {
+    case .leaseRenewalDeadlinePassed:
+      logger.warning("no lease renewal within the TTL; checking the lease before writing", metadata: metadata)
+    case .leaseExpired, .leaseNotFound:
+      logger.warning("lease lost; registering again with a new lease", metadata: metadata)
+    default:
+      logger.info("etcd unavailable; retrying", metadata: metadata)
+    }
+  }
+
+  /// The lease to register under: the one held when etcd still has it (it renews every lease when
+  /// it restarts), else a newly granted one.
+  private func liveLease(_ box: LeaseBox) async throws -> Lease {
+    if let lease = box.current {
+      let alive: Bool
+      do {
+        alive = try await client.timeToLive(lease: lease.id).ttl > 0
+      } catch let error as EtcdError where error.code == .leaseNotFound {
+        alive = false
+      }
+      if alive {
+        logger.debug("lease still alive; resuming keepalives", metadata: ["etcd.lease": "\(lease.id)"])
+        return lease
+      }
+      logger.info("lease gone; granting a new one", metadata: ["etcd.lease": "\(lease.id)"])
+      box.current = nil
+    }
+    let lease = try await client.grantLease(ttl: ttl)
+    box.current = lease
+    logger.debug("lease granted", metadata: ["etcd.lease": "\(lease.id)", "etcd.ttl": "\(lease.ttl)"])
     return lease
   }
 
-  /// Writes the current value under the lease (or deletes the key when there is none); returns
-  /// the revision of the write.
-  private func write(lease: Lease) async throws -> Int64 {
-    let value = state.withLock { $0.value }
-    let revision: Int64
-    if let value {
-      revision = try await client.put(key, value: value, options: PutOptions(lease: lease.id)).header.revision
-      let count = state.withLock { state -> Int in
-        state.registrations += 1
-        state.phase = .registered(lease: lease.id, revision: revision)
-        return state.registrations
+  /// The key loop, run while the lease is kept alive: makes the key hold the current value under
+  /// the lease, then watches it until that no longer holds. Ends only by throwing: with the lease
+  /// gone, or when cancelled.
+  ///
+  /// Writes: at most one put or delete per pass, and every pass but the first is a paced attempt
+  /// (``RegistrationPacing``), so at most 41 in any minute, together with the lease loop's
+  /// attempts; a pass that finds the key in place writes nothing. While it watches, nothing is
+  /// written at all: only the keepalives run.
+  private func keepKey(lease: Lease) async throws -> Never {
+    var first = true
+    while true {
+      if !first { try await pace() }
+      first = false
+      do {
+        let synced = try await sync(lease: lease)
+        pacing.withLock { $0.registered(at: .now) }
+        try await watch(lease: lease, from: synced)
+      } catch {
+        try Task.checkCancellation()
+        if let interruption = error as? Interruption {
+          logger.info("checking the registration again", metadata: ["reason": "\(interruption)"])
+          continue
+        }
+        if let error = error as? EtcdError, error.code == .leaseNotFound { throw error }
+        setPhase(.unregistered)
+        logger.info("registration failed; retrying", metadata: ["error": "\(error)"])
       }
-      logger.info(
-        count == 1 ? "registered" : "registered again",
-        metadata: ["etcd.lease": "\(lease.id)", "etcd.revision": "\(revision)"]
-      )
-    } else {
-      revision = try await client.delete(.key(key)).header.revision
-      setPhase(.unregistered)
-      logger.info("unregistered while unavailable", metadata: ["etcd.revision": "\(revision)"])
     }
-    return revision
   }
 
-  /// Renews the lease and watches the key until something needs a rewrite (thrown).
-  private func hold(lease: Lease, from revision: Int64) async throws {
-    let expected = state.withLock { $0.value }
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask {
-        for try await _ in self.client.keepAlive(lease) {}
-        throw EtcdError(code: .leaseExpired, message: "keepalive ended", leaseID: lease.id)
+  /// What a pass registered: the value, its version, and the revision to watch from.
+  private struct Synced {
+    var value: [UInt8]?
+    var version: Int
+    var revision: Int64
+  }
+
+  /// Makes the key hold the current value under `lease` (or be absent when there is none), writing
+  /// only when it does not already: after a lease scare the key is usually still in place.
+  private func sync(lease: Lease) async throws -> Synced {
+    let (value, version) = state.withLock { ($0.value, $0.version) }
+    let read = try await client.get(.key(key))
+    let existing = read.kvs.first
+    guard let value else {
+      var revision = read.header.revision
+      if existing != nil {
+        revision = try await client.delete(.key(key)).header.revision
+        logger.info("unregistered while unavailable", metadata: ["etcd.revision": "\(revision)"])
       }
+      setPhase(.unregistered)
+      return Synced(value: nil, version: version, revision: revision)
+    }
+    if let existing, existing.value == value, existing.lease == lease.id {
+      setPhase(.registered(lease: lease.id, revision: existing.modRevision))
+      logger.info(
+        "registration still in place; nothing written",
+        metadata: ["etcd.lease": "\(lease.id)", "etcd.revision": "\(existing.modRevision)"]
+      )
+      return Synced(value: value, version: version, revision: read.header.revision)
+    }
+    let revision = try await client.put(key, value: value, options: PutOptions(lease: lease.id)).header.revision
+    let count = state.withLock { state -> Int in
+      state.registrations += 1
+      state.phase = .registered(lease: lease.id, revision: revision)
+      return state.registrations
+    }
+    logger.info(
+      count == 1 ? "registered" : "registered again",
+      metadata: ["etcd.lease": "\(lease.id)", "etcd.revision": "\(revision)"]
+    )
+    return Synced(value: value, version: version, revision: revision)
+  }
+
+  /// Watches the key from just after `synced` until the registration needs another pass; ends
+  /// only by throwing (an ``Interruption``, or the watch's error).
+  private func watch(lease: Lease, from synced: Synced) async throws {
+    let (changes, changed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    state.withLock { state in
+      state.onChange = changed
+      if state.version != synced.version { changed.yield() }
+    }
+    defer {
+      state.withLock { $0.onChange = nil }
+      changed.finish()
+    }
+    try await withThrowingTaskGroup(of: Never.self) { group in
       group.addTask {
-        let options = WatchOptions(startRevision: revision + 1)
+        let options = WatchOptions(startRevision: synced.revision + 1)
         for try await response in self.client.watch(.key(self.key), options: options) {
           for event in response.events {
-            let ours = event.kind == .put && event.kv.value == expected && event.kv.lease == lease.id
-            if expected == nil ? event.kind == .put : !ours { throw Interruption.keyLost }
+            let ours = event.kind == .put && event.kv.value == synced.value && event.kv.lease == lease.id
+            if synced.value == nil ? event.kind == .put : !ours { throw Interruption.keyLost }
           }
         }
+        throw Interruption.watchEnded
       }
       group.addTask {
-        for await _ in self.changes { throw Interruption.valueChanged }
+        for await _ in changes { throw Interruption.valueChanged }
+        throw CancellationError()
       }
       defer { group.cancelAll() }
       _ = try await group.next()
     }
+  }
+
+  /// Waits before an attempt as ``RegistrationPacing`` says.
+  private func pace() async throws {
+    let delay = pacing.withLock { pacing in
+      var random = SystemRandomNumberGenerator()
+      return pacing.delay(at: .now, using: &random)
+    }
+    if delay > .zero {
+      logger.debug("waiting before the next attempt", metadata: ["registration.delay": "\(delay)"])
+      try await Task.sleep(for: delay)
+    }
+    pacing.withLock { $0.waited() }
   }
 
   // MARK: - Shutdown
@@ -285,6 +385,63 @@ public final class Registrar: Service, Sendable {
 
   private func setPhase(_ phase: Phase) {
     state.withLock { $0.phase = phase }
+  }
+}
+
+/// When the ``Registrar`` may make its next attempt to (re)register: the one place that bounds
+/// how often it writes to etcd.
+///
+/// The first attempt goes at once. Each later one waits `backoff.delay(attempt: retries)` — 100 ms
+/// doubling to 2 s, ±20 % jitter — where `retries` counts the waits since the registration last
+/// stayed in place for `stablePeriod` (10 s). So a key that is lost again and again (two processes
+/// with the same ID, say), a value that flaps, or an etcd that fails every call all settle at one
+/// attempt every 1.6 to 2.4 s, and a backend that was registered for a while re-registers after
+/// about 100 ms.
+///
+/// Worst case: ``maximumAttemptsPerMinute`` attempts in any minute (37.5 a minute at the cap);
+/// the tests check this number against the policy.
+struct RegistrationPacing: Sendable {
+  /// At most this many attempts fall into any minute.
+  static let maximumAttemptsPerMinute = 41
+
+  /// The delays between attempts.
+  let backoff: Backoff
+  /// How long a registration must stay in place before the delays start over from the shortest.
+  let stablePeriod: Duration
+  /// Waits since the delays last started over.
+  private(set) var retries = 0
+  private var isFirstAttempt = true
+  private var registeredSince: ContinuousClock.Instant?
+
+  /// The registrar's policy; ``maximumAttemptsPerMinute`` holds for the defaults only.
+  init(
+    backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2)),
+    stablePeriod: Duration = .seconds(10)
+  ) {
+    self.backoff = backoff
+    self.stablePeriod = stablePeriod
+  }
+
+  /// The wait before the next attempt; call ``waited()`` once it is over. A wait that is cut
+  /// short (cancelled) is not counted, and the next one is as long.
+  mutating func delay(at now: ContinuousClock.Instant, using random: inout some RandomNumberGenerator) -> Duration {
+    if let since = registeredSince, since.duration(to: now) >= stablePeriod { retries = 0 }
+    registeredSince = nil
+    return isFirstAttempt ? .zero : backoff.delay(attempt: retries, using: &random)
+  }
+
+  /// The wait before an attempt is over; the attempt starts.
+  mutating func waited() {
+    if isFirstAttempt {
+      isFirstAttempt = false
+    } else {
+      retries += 1
+    }
+  }
+
+  /// An attempt registered the key (or found it in place) at `now`.
+  mutating func registered(at now: ContinuousClock.Instant) {
+    registeredSince = now
   }
 }
 
