@@ -129,10 +129,12 @@ extension EtcdError {
       code = .authenticationFailed
     case .unauthenticated:
       code = .invalidToken
-    case .invalidArgument where message.contains("revision of auth store is old"),
+    case _ where message.contains("revision of auth store is old"),
+      _ where message.contains("auth: revision in header is old"),
       .invalidArgument where message.contains("user name is empty"):
-      // The token predates a change to users or roles, or none was sent (or a restarted member
-      // forgot it): a new token fixes the first two, credentials the last.
+      // The token predates a change to users or roles (etcd 3.4 says "revision of auth store is
+      // old"; 3.5 "auth: revision in header is old", with gRPC code unknown), or none was sent:
+      // a new token fixes the first, credentials the last.
       code = .invalidToken
     case .permissionDenied:
       code = .permissionDenied

@@ -174,6 +174,8 @@ struct FailureModeTests {
         let frozen = try #require(cluster.endpoints.firstIndex(of: endpoint.description))
         try await cluster.whilePaused(member: frozen) { () async throws in
           let others = cluster.endpoints.indices.filter { $0 != frozen }.map { cluster.endpoints[$0] }
+          // If the frozen member led, the test's own writes must wait for the election.
+          try await cluster.waitHealthy(member: frozen == 0 ? 1 : 0)
           try await withTestClient(endpoints: others) { writer in
             for index in 1..<10 { try await writer.put("/hang/k0\(index)", value: "\(index)") }
           }

@@ -61,6 +61,8 @@ import Testing
       let frozen = try #require(cluster.endpoints.firstIndex(of: watched ?? ""))
       try await cluster.whilePaused(member: frozen) { () async throws in
         try await Task.sleep(for: .seconds(1))
+        // If the frozen member led, the test's own write must wait for the election.
+        try await cluster.waitHealthy(member: frozen == 0 ? 1 : 0)
         // The change goes to a healthy member, as a backend's write would once its client moved.
         var others = try EtcdConfiguration(
           endpoints: cluster.endpoints.indices.filter { $0 != frozen }.map { cluster.endpoints[$0] }.joined(
