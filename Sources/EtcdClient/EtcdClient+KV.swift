@@ -146,32 +146,20 @@ extension EtcdClient {
         "a paginated read returns keys in key order; sorting and count-only are not supported")
     }
     var pageOptions = options
-    var key = range.key
-    var result: RangeResult?
-    while true {
-      var page = pageSize
-      if options.limit > 0, let kvs = result?.kvs { page = min(page, Int(options.limit) - kvs.count) }
-      pageOptions.limit = Int64(page)
-      let reply = try await get(KeyRange(key: key, rangeEnd: range.rangeEnd), options: pageOptions)
-      if var merged = result {
-        merged.kvs += reply.kvs
-        merged.more = reply.more
-        result = merged
-      } else {
-        result = reply
-        // etcd's header carries the store's current revision; a read at the latest revision was
-        // served at exactly that one.
-        if pageOptions.revision == 0 { pageOptions.revision = reply.header.revision }
-      }
-      guard let merged = result else { break }
-      let reachedLimit = options.limit > 0 && merged.kvs.count >= options.limit
-      guard reply.more, !reachedLimit, let last = reply.kvs.last else { break }
+    pageOptions.limit = options.limit > 0 ? min(Int64(pageSize), options.limit) : Int64(pageSize)
+    var result = try await get(range, options: pageOptions)
+    // etcd's header carries the store's current revision; a read at the latest revision was served at
+    // exactly that one, and every later page is read there too.
+    if pageOptions.revision == 0 { pageOptions.revision = result.header.revision }
+    while result.more, let last = result.kvs.last, options.limit == 0 || result.kvs.count < options.limit {
+      if options.limit > 0 { pageOptions.limit = min(Int64(pageSize), options.limit - Int64(result.kvs.count)) }
       // The next page starts just past the last key read.
-      key = last.key + [0]
+      let page = try await get(KeyRange(key: last.key + [0], rangeEnd: range.rangeEnd), options: pageOptions)
+      result.kvs += page.kvs
+      result.more = page.more
     }
-    guard var merged = result else { throw EtcdError.invalidArgument("no page was read") }
-    if options.limit == 0 || merged.kvs.count < options.limit { merged.more = false }
-    return merged
+    if options.limit == 0 || result.kvs.count < options.limit { result.more = false }
+    return result
   }
 
   /// Reads one key; `nil` when it does not exist.

@@ -389,30 +389,25 @@ public struct LocalCluster: Sendable {
   }
 
   private func waitHealthy(_ records: [PartRecord]) async throws {
-    var waiting = records
-    try await poll("\(records.count) part(s) to become healthy") {
-      var still: [PartRecord] = []
-      for record in waiting {
-        guard record.isRunning else {
-          throw LocalClusterError(
-            "\(record.spec.name) exited; its log (\(record.logPath)) ends:\n\(tail(record.logPath))"
-          )
-        }
-        if await isHealthy(record.spec) {
-          say("  \(record.spec.name) is healthy")
-        } else {
-          still.append(record)
-        }
-      }
-      waiting = still
-      return waiting.isEmpty ? nil : "waiting for \(waiting.map(\.spec.name).joined(separator: ", "))"
-    }
+    try await waitUntil(records, are: "healthy") { await self.isHealthy($0.spec) }
   }
 
   /// Waits until each record's process runs and listens on its first port (an etcd member's client port).
   private func waitListening(_ records: [PartRecord]) async throws {
+    try await waitUntil(records, are: "listening") { record in
+      guard let port = record.spec.ports.first else { return false }
+      return LoopbackPorts.isInUse(port)
+    }
+  }
+
+  /// Polls until `ready` holds for every record; throws at once when one of their processes exits.
+  private func waitUntil(
+    _ records: [PartRecord],
+    are what: String,
+    _ ready: (PartRecord) async -> Bool
+  ) async throws {
     var waiting = records
-    try await poll("\(records.count) part(s) to listen") {
+    try await poll("\(records.count) part(s) to be \(what)") {
       var still: [PartRecord] = []
       for record in waiting {
         guard record.isRunning else {
@@ -420,8 +415,8 @@ public struct LocalCluster: Sendable {
             "\(record.spec.name) exited; its log (\(record.logPath)) ends:\n\(tail(record.logPath))"
           )
         }
-        if let port = record.spec.ports.first, LoopbackPorts.isInUse(port) {
-          say("  \(record.spec.name) listens on \(record.spec.address)")
+        if await ready(record) {
+          say("  \(record.spec.name) is \(what)")
         } else {
           still.append(record)
         }

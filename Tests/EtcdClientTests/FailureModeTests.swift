@@ -37,11 +37,7 @@ struct FailureModeTests {
   @Test("a user who may not read the range gets permissionDenied at once, not a silent watch")
   func watchPermissionDenied() async throws {
     try await EtcdCluster.with(members: 1) { cluster in
-      try await cluster.enableAuth(rootPassword: "pw")
-      let root = EtcdCluster.Credentials(user: "root", password: "pw")
-      try await cluster.etcdctl(["role", "add", "open-reader"], user: root)
-      try await cluster.etcdctl(["role", "grant-permission", "open-reader", "read", "/open/", "--prefix"], user: root)
-      try await cluster.addUser(name: "reader", password: "pw2", roles: ["open-reader"])
+      try await enableAuth(cluster, user: "reader", password: "pw2", may: "read", prefix: "/open/")
       try await withTestClient(endpoints: cluster.endpoints) {
         $0.credentials = .init(username: "reader", password: "pw2")
       } _: { etcd in
@@ -76,11 +72,7 @@ struct FailureModeTests {
     try await ManagedProcess.run("openssl", arguments: ["rsa", "-in", privateKey, "-pubout", "-out", publicKey])
     let jwt = "jwt,pub-key=\(publicKey),priv-key=\(privateKey),sign-method=RS256,ttl=10m"
     try await EtcdCluster.with(members: 1, options: .init(extraArguments: ["--auth-token", jwt])) { cluster in
-      try await cluster.enableAuth(rootPassword: "pw")
-      let root = EtcdCluster.Credentials(user: "root", password: "pw")
-      try await cluster.etcdctl(["role", "add", "app"], user: root)
-      try await cluster.etcdctl(["role", "grant-permission", "app", "readwrite", "/app/", "--prefix"], user: root)
-      try await cluster.addUser(name: "app", password: "pw3", roles: ["app"])
+      try await enableAuth(cluster, user: "app", password: "pw3", may: "readwrite", prefix: "/app/")
       try await withTestClient(endpoints: cluster.endpoints) {
         $0.credentials = .init(username: "app", password: "pw3")
       } _: { etcd in
@@ -109,6 +101,23 @@ struct FailureModeTests {
         #expect(try await collector.value == ["/app/w1"])
       }
     }
+  }
+
+  /// Enables authentication (root's password `pw`) and adds `user` with a role that may `permission`
+  /// (`read`, `readwrite`) the keys under `prefix`.
+  private func enableAuth(
+    _ cluster: EtcdCluster,
+    user: String,
+    password: String,
+    may permission: String,
+    prefix: String
+  ) async throws {
+    try await cluster.enableAuth(rootPassword: "pw")
+    let root = EtcdCluster.Credentials(user: "root", password: "pw")
+    let role = "\(user)-role"
+    try await cluster.etcdctl(["role", "add", role], user: root)
+    try await cluster.etcdctl(["role", "grant-permission", role, permission, prefix, "--prefix"], user: root)
+    try await cluster.addUser(name: user, password: password, roles: [role])
   }
 
   // MARK: - Hung members

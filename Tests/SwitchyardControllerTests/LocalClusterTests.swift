@@ -10,12 +10,7 @@ import Testing
   @Test func upScaleStatusDown() async throws {
     let directory = try TemporaryDirectory(prefix: "local")
     let home = "\(directory.path)/home"
-    let ports = try FreePort.allocate(12)
-    let portFlags = [
-      "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
-      "--lb-ports", list(ports[6..<8]), "--stats-ports", list(ports[8..<10]), "--admin-ports", list(ports[10..<12]),
-    ]
-    let lbURLs = ports[6..<8].map { "http://127.0.0.1:\($0)/" }
+    let (ports, portFlags, lbURLs) = try clusterPorts()
     defer { directory.remove() }
     var reported: ClusterReport?
     do {
@@ -98,12 +93,7 @@ import Testing
   @Test func commandsKeepTheAdoptionPromise() async throws {
     let directory = try TemporaryDirectory(prefix: "local")
     let home = "\(directory.path)/home"
-    let ports = try FreePort.allocate(12)
-    let portFlags = [
-      "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
-      "--lb-ports", list(ports[6..<8]), "--stats-ports", list(ports[8..<10]), "--admin-ports", list(ports[10..<12]),
-    ]
-    let lbURLs = ports[6..<8].map { "http://127.0.0.1:\($0)/" }
+    let (ports, portFlags, lbURLs) = try clusterPorts()
     var haproxies: [Int32] = []
     defer { directory.remove() }
     do {
@@ -194,6 +184,17 @@ import Testing
 }
 
 private func list(_ ports: ArraySlice<Int>) -> String { ports.map(String.init).joined(separator: ",") }
+
+/// Free ports for a cluster of 3 etcd members and 2 LB nodes (etcd client 0–2, peer 3–5, LB 6–7, stats
+/// 8–9, admin 10–11), the `up` flags that use them, and the LB nodes' URLs.
+private func clusterPorts() throws -> (ports: [Int], flags: [String], lbURLs: [String]) {
+  let ports = try FreePort.allocate(12)
+  let flags = [
+    "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
+    "--lb-ports", list(ports[6..<8]), "--stats-ports", list(ports[8..<10]), "--admin-ports", list(ports[10..<12]),
+  ]
+  return (ports, flags, ports[6..<8].map { "http://127.0.0.1:\($0)/" })
+}
 
 /// Runs `switchyard` to completion; returns its output, or throws with it when the exit status is not 0.
 private func switchyard(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> String {

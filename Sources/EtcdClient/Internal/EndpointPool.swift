@@ -121,8 +121,7 @@ final class EndpointPool: Sendable {
       state.failedAt[member.index] = now
       guard state.preferred == member.index else { return }
       let count = members.count
-      let candidates = (1..<max(count, 2)).map { (member.index + $0) % count }
-      let fresh = candidates.first { candidate in
+      let fresh = (1..<count).map { (member.index + $0) % count }.first { candidate in
         guard let failed = state.failedAt[candidate] else { return true }
         return failed.duration(to: now) > Self.failurePenalty
       }

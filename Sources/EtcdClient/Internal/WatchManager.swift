@@ -443,9 +443,8 @@ final class WatchManager: Sendable {
       return nil
     } catch let error as RPCError where error.code == .deadlineExceeded || error.code == .unavailable {
       return "\(error.code): \(error.message)"
-    } catch is CancellationError {
-      return nil
     } catch {
+      // Any other answer (an error from etcd, or our own cancellation) is no sign of a hung member.
       return nil
     }
   }
