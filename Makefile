@@ -1,4 +1,4 @@
-.PHONY: up test build lint format generate benchmark benchmark-controller
+.PHONY: up test faults build lint format generate benchmark benchmark-controller
 
 ## Install what is missing (etcd, HAProxy), build, and start the local cluster (switchyard up).
 up:
@@ -32,3 +32,9 @@ benchmark-controller:
 	./scripts/install-deps.sh
 	swift build -c release --product switchyard
 	swift run -c release controller-benchmark
+
+## The fault suite alone (needs root): etcd, LB and backend failures on a network of namespaces, with a table per scenario.
+faults:
+	./scripts/install-deps.sh
+	swift build --build-tests
+	swift test --skip-build --filter FaultTests

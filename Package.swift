@@ -172,6 +172,16 @@ let package = Package(
     ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
     .testTarget(
+      name: "FaultTests",
+      dependencies: [
+        "EtcdClient",
+        "HAProxyKit",
+        "SwitchyardModel",
+        "SwitchyardTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+      ]
+    ),
+    .testTarget(
       name: "SwitchyardAgentTests",
       dependencies: [
         "EtcdClient",

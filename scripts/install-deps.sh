@@ -11,6 +11,8 @@ declare -A need=(
   [openssl]=openssl
   [socat]=socat
   [curl]=curl
+  [ip]=iproute2
+  [setpriv]=util-linux
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -90,11 +90,11 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 /// | Setting | Default | Meaning |
 /// | --- | --- | --- |
 /// | `endpoints` | (required) | Members to use; calls fail over between them. |
-/// | `dialTimeout` | 5 s | How long one attempt waits on a member that is not known to be up. |
+/// | `dialTimeout` | 2 s | How long one attempt waits on a member that is not known to be up. |
 /// | `requestTimeout` | 10 s | Total time for one unary call, retries included. |
 /// | `credentials` | none | User name and password; the token is fetched and refreshed on demand. |
 /// | `tls` | none | CA and optional client certificate; enables TLS for every endpoint. |
-/// | `backoff` | 50 ms doubling to 2 s | Delay between retries and stream reconnects. |
+/// | `backoff` | 50 ms doubling to 1 s | Delay between retries and stream reconnects. |
 /// | `watchProgressInterval` | 5 s | After this much silence a watch stream gets a progress request and its member a probe. |
 /// | `keepAliveInterval` | 6 s | Silence on the watch stream after which an HTTP/2 PING goes out on its connection. |
 /// | `keepAliveTimeout` | 3 s | An HTTP/2 ping not acknowledged within this closes the connection. |
@@ -175,7 +175,7 @@ public struct EtcdConfiguration: Sendable {
   /// Creates a configuration with the documented defaults.
   public init(
     endpoints: [EtcdEndpoint],
-    dialTimeout: Duration = .seconds(5),
+    dialTimeout: Duration = .seconds(2),
     requestTimeout: Duration = .seconds(10),
     credentials: Credentials? = nil,
     tls: TLS? = nil,
@@ -233,7 +233,7 @@ public struct Backoff: Sendable, Hashable {
   /// Creates a policy.
   public init(
     initial: Duration = .milliseconds(50),
-    maximum: Duration = .seconds(2),
+    maximum: Duration = .seconds(1),
     multiplier: Double = 2,
     jitter: Double = 0.2
   ) {

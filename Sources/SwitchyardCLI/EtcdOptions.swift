@@ -37,7 +37,7 @@ public struct EtcdOptions: ParsableArguments, Sendable {
   var key: String?
 
   @Option(name: .customLong("dial-timeout"), help: "Seconds to wait for an unreachable member before trying the next.")
-  var dialTimeout: Double = 5
+  var dialTimeout: Double = 2
 
   @Option(name: .customLong("request-timeout"), help: "Seconds one etcd call may take, retries included.")
   var requestTimeout: Double = 10

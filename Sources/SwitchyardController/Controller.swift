@@ -112,7 +112,7 @@ public final class Controller: Service, Sendable {
         failures += 1
         metrics.reconcilesFailed.increment()
         status.update { $0.lastError = "\(error)" }
-        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures - 1)
+        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(1)).baseDelay(attempt: failures - 1)
         logger.error(
           "Reconcile pass failed; HAProxy keeps serving what it has",
           metadata: ["error": "\(error)", "retry_in": "\(delay)"]
@@ -440,7 +440,7 @@ public final class Controller: Service, Sendable {
         return
       } catch {
         failures += 1
-        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(5)).baseDelay(attempt: failures - 1)
+        let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(1)).baseDelay(attempt: failures - 1)
         logger.warning("The etcd watch failed; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
         try? await Task.sleep(for: delay)
       }

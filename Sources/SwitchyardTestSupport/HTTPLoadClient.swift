@@ -10,8 +10,8 @@ import Synchronization
 /// Each connection sends its next request as soon as the previous response is complete and reconnects only
 /// when the server closes the connection (after a response with `Connection: close`, or at any time).
 /// A connection error, a connection closed before a complete response, or a status other than 200 counts as
-/// a failure; the first few failures are described in ``LoadReport/errors``. Only loopback URLs are accepted:
-/// tests must not send traffic anywhere else.
+/// a failure; the first few failures are described in ``LoadReport/errors``. Only loopback URLs and addresses
+/// of a live ``NetworkLab`` are accepted: tests must not send traffic anywhere else.
 public final class HTTPLoadClient: Sendable {
   /// The URL requested.
   public let url: String
@@ -67,19 +67,29 @@ public final class HTTPLoadClient: Sendable {
 
   /// Starts `connections` connections requesting `url` (`http://127.0.0.1:PORT/path`) in the background.
   ///
-  /// - Parameter reconnectDelay: The pause before reconnecting after a connection error, which keeps a
-  ///   refused connection from spinning.
+  /// - Parameters:
+  ///   - reconnectDelay: The pause before reconnecting after a connection error, which keeps a
+  ///     refused connection from spinning.
+  ///   - newConnections: Send every request on a new connection (`Connection: close`) instead of keeping
+  ///     connections alive.
+  ///   - pause: The pause after each response before the next request, which sets a steady rate instead
+  ///     of as many requests as the machine can make.
   public static func start(
     url: String,
     connections: Int = 4,
-    reconnectDelay: Duration = .milliseconds(10)
+    reconnectDelay: Duration = .milliseconds(10),
+    newConnections: Bool = false,
+    pause: Duration = .zero
   ) throws -> HTTPLoadClient {
     let target = try HTTPTarget(url)
     let client = HTTPLoadClient(url: url)
     let task = Task {
       await withTaskGroup(of: Void.self) { group in
         for _ in 0..<max(connections, 1) {
-          group.addTask { await client.runConnections(target, reconnectDelay: reconnectDelay) }
+          group.addTask {
+            await client.runConnections(
+              target, reconnectDelay: reconnectDelay, keepAlive: !newConnections, pause: pause)
+          }
         }
       }
     }
@@ -109,14 +119,16 @@ public final class HTTPLoadClient: Sendable {
   private var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
   /// One connection slot: connects, sends requests one after the other, reconnects when closed.
-  private func runConnections(_ target: HTTPTarget, reconnectDelay: Duration) async {
+  private func runConnections(_ target: HTTPTarget, reconnectDelay: Duration, keepAlive: Bool, pause: Duration)
+    async
+  {
     while !isStopping && !Task.isCancelled {
       do {
         let channel = try await target.connect()
         try await channel.executeThenClose { inbound, outbound in
           var responses = inbound.makeAsyncIterator()
           while !isStopping {
-            try await outbound.write(contentsOf: target.request(keepAlive: true))
+            try await outbound.write(contentsOf: target.request(keepAlive: keepAlive))
             let response: HTTPTarget.Response
             do {
               response = try await HTTPTarget.readResponse(&responses)
@@ -130,7 +142,8 @@ public final class HTTPLoadClient: Sendable {
             } else {
               stats.failure("status \(response.status): \(response.body)")
             }
-            if !response.keepAlive { return }
+            if pause > .zero { try? await Task.sleep(for: pause) }
+            if !response.keepAlive || !keepAlive { return }
           }
         }
       } catch {
@@ -143,7 +156,7 @@ public final class HTTPLoadClient: Sendable {
 
   /// Sends one `GET` with `Connection: close` on a new connection and returns the status and body.
   ///
-  /// - Throws: ``TestSupportError`` if the URL is not a loopback `http` URL, or if no complete response
+  /// - Throws: ``TestSupportError`` if the URL is not a loopback or lab `http` URL, or if no complete response
   ///   arrives within `timeout`; NIO's errors if the connection fails.
   public static func get(_ url: String, timeout: Duration = .seconds(5)) async throws -> (status: Int, body: String) {
     let target = try HTTPTarget(url)
@@ -169,7 +182,7 @@ public final class HTTPLoadClient: Sendable {
   }
 }
 
-/// A loopback `http://host:port/path` URL and the requests and responses for it.
+/// A loopback or lab `http://host:port/path` URL and the requests and responses for it.
 private struct HTTPTarget: Sendable {
   typealias Connection = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
 
@@ -208,8 +221,9 @@ private struct HTTPTarget: Sendable {
       portPart = nil
     }
     host = String(hostPart)
-    guard ["127.0.0.1", "localhost", "::1"].contains(host) else {
-      throw TestSupportError(.invalidState, "\(url): tests only send traffic to loopback addresses")
+    guard ["127.0.0.1", "localhost", "::1"].contains(host) || NetworkLab.isLabAddress(host) else {
+      throw TestSupportError(
+        .invalidState, "\(url): tests only send traffic to loopback addresses and network lab hosts")
     }
     guard let port = portPart.map({ Int($0) }) ?? 80, (1...65_535).contains(port) else {
       throw TestSupportError(.invalidState, "\(url): invalid port")

@@ -40,9 +40,22 @@ public final class NetworkLab: Sendable {
   /// The address of the test process itself on the lab network.
   public let clientAddress: String
   private let prefix: String
+  private let subnet: String
   private let switchNamespace: String
   private let clientInterface: String
   private let isShutDown = Mutex(false)
+
+  /// The subnets (`10.213.X`) of the labs alive in this process.
+  private static let liveSubnets = Mutex<Set<String>>([])
+
+  /// Whether `address` is a host or the client of a lab alive in this process: the only addresses besides
+  /// loopback that test traffic may go to.
+  public static func isLabAddress(_ address: String) -> Bool {
+    let parts = address.split(separator: ".", omittingEmptySubsequences: false)
+    guard parts.count == 4, let last = Int(parts[3]), (1...254).contains(last) else { return false }
+    let subnet = parts[0..<3].joined(separator: ".")
+    return liveSubnets.withLock { $0.contains(subnet) }
+  }
 
   /// Whether this process can build a lab: it runs as root and `ip netns` works.
   public static var isAvailable: Bool { getuid() == 0 && ipPath != nil }
@@ -54,6 +67,7 @@ public final class NetworkLab: Sendable {
 
   private init(prefix: String, subnet: String, names: [String]) {
     self.prefix = prefix
+    self.subnet = subnet
     switchNamespace = "\(prefix)-sw"
     clientInterface = "\(prefix)-c"
     clientAddress = "\(subnet).254"
@@ -69,6 +83,7 @@ public final class NetworkLab: Sendable {
 
   deinit {
     if !isShutDown.withLock({ $0 }) { Self.removeSynchronously(prefix: prefix) }
+    _ = Self.liveSubnets.withLock { $0.remove(subnet) }
   }
 
   /// Builds a lab with one host per name (names: letters, digits and `-`, at most 8 characters).
@@ -87,6 +102,7 @@ public final class NetworkLab: Sendable {
     let lab = NetworkLab(prefix: prefix, subnet: subnet, names: names)
     do {
       try await lab.build()
+      _ = liveSubnets.withLock { $0.insert(subnet) }
       return lab
     } catch {
       await lab.shutdown()
@@ -141,6 +157,7 @@ public final class NetworkLab: Sendable {
   /// on a host keep their namespace until they exit: stop them first.
   public func shutdown() async {
     isShutDown.withLock { $0 = true }
+    _ = Self.liveSubnets.withLock { $0.remove(subnet) }
     Self.removeSynchronously(prefix: prefix)
   }
 

@@ -1,0 +1,375 @@
+import EtcdClient
+import Foundation
+import HAProxyKit
+import Logging
+import SwitchyardModel
+import SwitchyardTestSupport
+import Synchronization
+import Testing
+
+/// The `switchyard` executable built next to this test bundle.
+let switchyardBinary: String = {
+  let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+  return "\(directory)/switchyard"
+}()
+
+let quietLogger: Logger = {
+  var logger = Logger(label: "fault-test")
+  logger.logLevel = .critical
+  return logger
+}()
+
+/// The whole system on a network lab: three etcd hosts, two LB hosts (a controller and its HAProxy each),
+/// three backend hosts, and the test process as the client host.
+///
+/// Every part runs with the defaults an operator gets from `switchyard up` (timeouts, TTL 10 s, drain 2 s),
+/// except the controller's drain timeout (5 s), so that a scenario does not wait for the default 30 s.
+final class FaultCluster {
+  static let etcdNames = ["etcd1", "etcd2", "etcd3"]
+  static let lbNames = ["lb1", "lb2"]
+  /// The backends that run all the time, each on its own host: `be1` on host `be1`, …
+  static let backendNames = ["be1", "be2", "be3"]
+  static let listenPort = 8000
+  static let adminPort = 9000
+
+  let lab: NetworkLab
+  let directory: TemporaryDirectory
+  private var etcd: [String: ManagedProcess] = [:]
+  private var controllers: [String: ManagedProcess] = [:]
+  private var backends: [String: ManagedProcess] = [:]
+  private var starts: [String: Int] = [:]
+
+  private init(lab: NetworkLab, directory: TemporaryDirectory) {
+    self.lab = lab
+    self.directory = directory
+  }
+
+  /// Builds the lab and starts etcd, the controllers and the backends; cleans up if any part fails.
+  static func start() async throws -> FaultCluster {
+    let lab = try await NetworkLab.create(hosts: etcdNames + lbNames + backendNames)
+    let cluster = FaultCluster(lab: lab, directory: try TemporaryDirectory(prefix: "switchyard-faults"))
+    do {
+      for name in etcdNames { try cluster.startEtcd(name) }
+      for name in etcdNames { try await cluster.waitEtcdHealthy(name) }
+      for name in lbNames { try cluster.startController(name) }
+      for name in backendNames { try cluster.startBackend(name) }
+      for name in lbNames { try await cluster.waitReady(name) }
+      return cluster
+    } catch {
+      await cluster.shutdown()
+      throw error
+    }
+  }
+
+  /// `http://<etcd1>:2379,…`, as every part is given it.
+  var endpoints: String {
+    Self.etcdNames.map { "http://\(lab.host($0).address):2379" }.joined(separator: ",")
+  }
+
+  /// A client for the test's own reads and writes.
+  var clientConfiguration: EtcdConfiguration {
+    get throws {
+      var configuration = try EtcdConfiguration(endpoints: endpoints)
+      configuration.dialTimeout = .seconds(1)
+      configuration.requestTimeout = .seconds(5)
+      return configuration
+    }
+  }
+
+  private func logPath(_ name: String) -> String {
+    let count = (starts[name] ?? 0) + 1
+    starts[name] = count
+    return directory.path("\(name)-\(count).log")
+  }
+
+  /// The tail of every log of `name`'s latest run, for failure messages.
+  func logTail(_ name: String) -> String {
+    (etcd[name] ?? controllers[name] ?? backends[name])?.logTail(bytes: 3_000) ?? ""
+  }
+
+  // MARK: - etcd
+
+  func startEtcd(_ name: String) throws {
+    let address = lab.host(name).address
+    let initialCluster = Self.etcdNames.map { "\($0)=http://\(lab.host($0).address):2380" }.joined(separator: ",")
+    let (tool, arguments) = lab.command(
+      on: lab.host(name),
+      EtcdCluster.defaultExecutable("etcd"),
+      [
+        "--name=\(name)", "--data-dir=\(directory.path("\(name).data"))",
+        "--listen-client-urls=http://\(address):2379", "--advertise-client-urls=http://\(address):2379",
+        "--listen-peer-urls=http://\(address):2380", "--initial-advertise-peer-urls=http://\(address):2380",
+        "--initial-cluster=\(initialCluster)", "--initial-cluster-token=switchyard-faults",
+        "--initial-cluster-state=new",
+      ]
+    )
+    etcd[name] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(name))
+  }
+
+  func waitEtcdHealthy(_ name: String, timeout: Duration = .seconds(30)) async throws {
+    try await retrying(timeout: timeout, every: .milliseconds(200)) {
+      guard etcd[name]?.isRunning == true else { throw TestSupportError("\(name) exited: \(logTail(name))") }
+      let (status, body) = try await HTTPLoadClient.get(
+        "http://\(lab.host(name).address):2379/health", timeout: .seconds(2))
+      guard status == 200, body.contains("true") else { throw TestSupportError("\(name) not healthy: \(body)") }
+    }
+  }
+
+  func etcdProcess(_ name: String) -> ManagedProcess? { etcd[name] }
+
+  /// The member that leads, asked of each member in turn.
+  func leader(_ client: EtcdClient) async throws -> String {
+    var found: String?
+    try await retrying(timeout: .seconds(10), every: .milliseconds(200)) {
+      for name in Self.etcdNames {
+        let endpoint = try EtcdEndpoint(parsing: "http://\(lab.host(name).address):2379")
+        guard let status = try? await client.status(of: endpoint) else { continue }
+        if status.leader != 0 && status.leader == status.header.memberID {
+          found = name
+          return
+        }
+      }
+      throw TestSupportError("no member says it leads")
+    }
+    return found ?? ""
+  }
+
+  // MARK: - Controllers and HAProxy
+
+  func stateDirectory(_ lb: String) -> String { directory.path("\(lb)-state") }
+
+  func startController(_ lb: String) throws {
+    let address = lab.host(lb).address
+    let (tool, arguments) = lab.command(
+      on: lab.host(lb),
+      switchyardBinary,
+      [
+        "controller", "--node-id", lb, "--etcd-endpoints", endpoints,
+        "--listen", "\(address):\(Self.listenPort)", "--stats", "\(address):8400",
+        "--admin", "\(address):\(Self.adminPort)", "--state-dir", stateDirectory(lb), "--drain-timeout", "5",
+      ]
+    )
+    controllers[lb] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(lb))
+  }
+
+  func controller(_ lb: String) -> ManagedProcess? { controllers[lb] }
+
+  func adminURL(_ lb: String) -> String { "http://\(lab.host(lb).address):\(Self.adminPort)" }
+
+  func url(_ lb: String) -> String { "http://\(lab.host(lb).address):\(Self.listenPort)/" }
+
+  func waitReady(_ lb: String, timeout: Duration = .seconds(30)) async throws {
+    try await retrying(timeout: timeout, every: .milliseconds(100)) {
+      guard controllers[lb]?.isRunning == true else { throw TestSupportError("\(lb) exited: \(logTail(lb))") }
+      let (status, body) = try await HTTPLoadClient.get("\(adminURL(lb))/readyz", timeout: .seconds(2))
+      guard status == 200 else { throw TestSupportError("\(lb) not ready: \(body)") }
+    }
+    if let pid = haproxyPID(lb) { StrayProcessGuard.guardProcess(pid) }
+  }
+
+  func haproxyPID(_ lb: String) -> Int32? {
+    guard let text = try? String(contentsOfFile: "\(stateDirectory(lb))/haproxy.pid", encoding: .utf8) else {
+      return nil
+    }
+    return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+  }
+
+  /// The servers that take new requests in `lb`'s HAProxy (not draining, not in maintenance), as
+  /// `address:port`, from the Runtime API.
+  func servingSet(_ lb: String) async throws -> Set<String> {
+    let api = RuntimeAPI(socketPath: "\(stateDirectory(lb))/admin.sock", timeout: .seconds(2), logger: quietLogger)
+    let servers = try await api.serversState(backend: "svc_backend")
+    return Set(servers.filter { !$0.isMaint && !$0.isDrain }.map { "\($0.address ?? "?"):\($0.port)" })
+  }
+
+  /// A sum of one metric's samples on `lb`'s `/metrics`.
+  func metric(_ lb: String, _ name: String) async throws -> Double {
+    let (_, body) = try await HTTPLoadClient.get("\(adminURL(lb))/metrics", timeout: .seconds(2))
+    var sum = 0.0
+    for line in body.split(separator: "\n") where line.hasPrefix(name) {
+      if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { sum += value }
+    }
+    return sum
+  }
+
+  // MARK: - Backends
+
+  /// Starts `switchyard backend` with instance id `id` on `host` (default: the host of the same name).
+  func startBackend(_ id: String, on host: String? = nil, port: Int = 8080) throws {
+    let host = lab.host(host ?? id)
+    let (tool, arguments) = lab.command(
+      on: host,
+      switchyardBinary,
+      ["backend", "--id", id, "--listen", "\(host.address):\(port)", "--etcd-endpoints", endpoints]
+    )
+    backends[id] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(id))
+  }
+
+  func backend(_ id: String) -> ManagedProcess? { backends[id] }
+
+  /// Stops backend `id` with SIGTERM (it drains and deregisters) and waits for it.
+  func stopBackend(_ id: String) async throws {
+    guard let process = backends[id] else { return }
+    process.signal(SIGTERM)
+    guard await process.waitForExit(timeout: .seconds(20)) == 0 else {
+      throw TestSupportError("backend \(id) did not exit cleanly: \(process.exitStatus.map { "\($0)" } ?? "running")")
+    }
+  }
+
+  // MARK: - What etcd says
+
+  /// The registrations of service `backend` that take traffic (state up), as `id → address:port`;
+  /// entries that do not parse are left out, as the controller leaves them out.
+  func registrations(_ client: EtcdClient) async throws -> [String: String] {
+    let result = try await client.getPaginated(.prefix("/services/backend/"), pageSize: 500)
+    var found: [String: String] = [:]
+    for kv in result.kvs {
+      guard let key = try? RegistrationKey(parsing: kv.keyString), let value = try? Registration.parse(kv.value),
+        value.state == .up
+      else { continue }
+      found[key.instance.rawValue] = value.hostPort
+    }
+    return found
+  }
+
+  /// Waits until every LB node's serving set equals etcd's registrations; returns the time each took, or
+  /// nil for a node that did not get there within `timeout`.
+  func convergence(_ client: EtcdClient, nodes: [String] = lbNames, timeout: Duration) async -> [String: Duration?] {
+    let clock = ContinuousClock()
+    let start = clock.now
+    var reached: [String: Duration?] = [:]
+    while true {
+      let expected = (try? await registrations(client)).map { Set($0.values) }
+      for lb in nodes where reached[lb] == nil {
+        if let expected, let serving = try? await servingSet(lb), serving == expected {
+          reached[lb] = clock.now - start
+        }
+      }
+      if reached.count == nodes.count || clock.now - start > timeout { break }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+    for lb in nodes where reached[lb] == nil { reached[lb] = .some(nil) }
+    return reached
+  }
+
+  /// Waits until `id` is served by each of `nodes` (its address in the serving set); returns the time each
+  /// took, nil for a node that did not within `timeout`.
+  func timeUntilServed(
+    _ id: String, address: String, by nodes: [String] = lbNames, timeout: Duration
+  ) async -> [String: Duration?] {
+    let clock = ContinuousClock()
+    let start = clock.now
+    var reached: [String: Duration?] = [:]
+    while true {
+      for lb in nodes where reached[lb] == nil {
+        if let serving = try? await servingSet(lb), serving.contains(address) { reached[lb] = clock.now - start }
+      }
+      if reached.count == nodes.count || clock.now - start > timeout { break }
+      try? await Task.sleep(for: .milliseconds(25))
+    }
+    for lb in nodes where reached[lb] == nil { reached[lb] = .some(nil) }
+    return reached
+  }
+
+  // MARK: - Shutdown
+
+  /// Stops every process (backends, controllers with their HAProxy, etcd), then the lab.
+  func shutdown() async {
+    for process in backends.values { process.kill() }
+    for (lb, process) in controllers {
+      await process.terminate(timeout: .seconds(10))
+      if let pid = haproxyPID(lb), StrayProcessGuard.isAlive(pid), isOurHAProxy(pid, lb) {
+        await StrayProcessGuard.killAndWait(pid)
+      }
+    }
+    for process in etcd.values {
+      process.signal(SIGCONT)
+      process.kill()
+    }
+    await lab.shutdown()
+    if let keep = ProcessInfo.processInfo.environment["SWITCHYARD_FAULT_LOGS"], !keep.isEmpty {
+      try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+      for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+      where name.hasSuffix(".log") {
+        try? FileManager.default.copyItem(atPath: directory.path(name), toPath: "\(keep)/\(name)")
+      }
+    }
+    directory.remove()
+  }
+
+  private func isOurHAProxy(_ pid: Int32, _ lb: String) -> Bool {
+    let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+    return cmdline.contains("haproxy") && cmdline.contains(stateDirectory(lb))
+  }
+}
+
+/// Every put and delete of a registration, with the time the test saw it, from a watch the test keeps open
+/// during the whole suite.
+final class RegistrationEvents: Sendable {
+  private let deleted = Mutex<[String]>([])
+  private let puts = Mutex<[String: ContinuousClock.Instant]>([:])
+  private let task = Mutex<Task<Void, Never>?>(nil)
+
+  func start(_ client: EtcdClient) {
+    let watch = Task {
+      do {
+        for try await response in client.watch(.prefix("/services/backend/")) {
+          let now = ContinuousClock.now
+          for event in response.events {
+            switch event.kind {
+            case .delete: self.deleted.withLock { $0.append(event.kv.keyString) }
+            case .put: self.puts.withLock { $0[event.kv.keyString] = now }
+            }
+          }
+        }
+      } catch {
+        if !Task.isCancelled { Issue.record("the registration watch ended: \(error)") }
+      }
+    }
+    task.withLock { $0 = watch }
+  }
+
+  /// The keys deleted since the last call.
+  func takeDeletions() -> [String] {
+    deleted.withLock { list in
+      defer { list = [] }
+      return list
+    }
+  }
+
+  /// When `key` was last written, as the watch saw it.
+  func lastPut(_ key: String) -> ContinuousClock.Instant? { puts.withLock { $0[key] } }
+
+  func stop() { task.withLock { $0?.cancel() } }
+}
+
+/// Steady client load through both LB nodes: on each, two keep-alive connections and two that open a new
+/// connection per request, each pausing 25 ms between requests (about 150 requests/s per node).
+struct SteadyLoad {
+  let clients: [(lb: String, client: HTTPLoadClient)]
+
+  static func start(_ cluster: FaultCluster) throws -> SteadyLoad {
+    var clients: [(String, HTTPLoadClient)] = []
+    for lb in FaultCluster.lbNames {
+      let url = cluster.url(lb)
+      clients.append((lb, try HTTPLoadClient.start(url: url, connections: 2, pause: .milliseconds(25))))
+      clients.append(
+        (lb, try HTTPLoadClient.start(url: url, connections: 2, newConnections: true, pause: .milliseconds(25))))
+    }
+    return SteadyLoad(clients: clients)
+  }
+
+  /// Stops the load; returns requests and failures per node, and the first errors.
+  func stop() async -> (requests: Int, failures: [String: Int], errors: [String]) {
+    var requests = 0
+    var failures: [String: Int] = [:]
+    var errors: [String] = []
+    for (lb, client) in clients {
+      let report = await client.stop(timeout: .seconds(40))
+      requests += report.totalRequests
+      failures[lb, default: 0] += report.failures
+      errors += report.errors.prefix(3).map { "\(lb): \($0)" }
+    }
+    return (requests, failures, errors)
+  }
+}
