@@ -304,22 +304,25 @@ public final class Controller: Service, Sendable {
   /// A reload slower than this is logged with its reason and what could have slowed it.
   static let slowReload: Duration = .seconds(3)
 
+  /// The metadata of the warning about a reload that took `took`, or `nil` when it was not slow: how long
+  /// it took, why it happened, and the host names HAProxy resolved while it loaded the file (libc; an
+  /// unreachable resolver or a name that does not resolve is the usual cause of a slow reload).
+  static func slowReloadReport(took: Duration, reason: String, desired: DesiredState) -> Logger.Metadata? {
+    guard took > slowReload else { return nil }
+    let hostNames = desired.backends.flatMap(\.servers).filter { !$0.isDynamic }.map(\.address.text)
+    return [
+      "duration": "\(took)", "reason": "\(reason)",
+      "host_names_resolved_at_load": "\(hostNames.isEmpty ? "none" : hostNames.joined(separator: ","))",
+    ]
+  }
+
   private func reload(structure: String, fallback: Bool, reason: String, desired: DesiredState) async throws {
     let clock = ContinuousClock()
     let started = clock.now
     try await dataPlane.reload()
     let took = started.duration(to: clock.now)
-    if took > Self.slowReload {
-      // HAProxy resolves host names (libc) while it loads the file; an unreachable resolver or a name
-      // that does not resolve is the usual cause of a slow reload.
-      let hostNames = desired.backends.flatMap(\.servers).filter { !$0.isDynamic }.map(\.address.text)
-      logger.warning(
-        "HAProxy took long to reload",
-        metadata: [
-          "duration": "\(took)", "reason": "\(reason)",
-          "host_names_resolved_at_load": "\(hostNames.isEmpty ? "none" : hostNames.joined(separator: ","))",
-        ]
-      )
+    if let metadata = Self.slowReloadReport(took: took, reason: reason, desired: desired) {
+      logger.warning("HAProxy took long to reload", metadata: metadata)
     }
     memory.withLock { $0.runningStructure = structure }
     dataPlane.writeRunningStructure(structure)
