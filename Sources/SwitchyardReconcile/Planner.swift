@@ -45,8 +45,10 @@ public enum RuntimeCommand: Sendable, Hashable, CustomStringConvertible {
 public struct Plan: Sendable, Hashable {
   /// Why HAProxy must reload; empty when the Runtime API can do everything.
   public var reloadReasons: [String] = []
-  /// Runtime API commands, in order. Empty when a reload is needed: the pass after the reload plans
-  /// whatever the new configuration alone does not set (drain states).
+  /// Runtime API commands, in order. With a reload, only those for backends that HAProxy runs with
+  /// the same structure: they are safe to send before the reload, so a structural change elsewhere
+  /// does not hold them back. A backend the reload creates or changes gets none; the pass after the
+  /// reload plans whatever the new configuration alone does not set (drain states).
   public var commands: [RuntimeCommand] = []
   /// Servers being removed that still drain: another pass must come back to delete them.
   public var draining: [ServerRef] = []
@@ -90,13 +92,22 @@ public enum Planner {
     policy: RemovalPolicy = RemovalPolicy()
   ) -> Plan {
     var plan = Plan()
+    guard let runningStructure else { return Plan(reloadReasons: ["the configuration HAProxy runs is not known"]) }
     if let reason = structureChange(from: runningStructure, to: rendered.structure) {
       plan.reloadReasons.append(reason)
-      return plan
     }
+    let runningSections = backendSections(of: runningStructure)
+    let desiredSections = backendSections(of: rendered.structure)
     var additions: [RuntimeCommand] = []
     var removals: [RuntimeCommand] = []
     for backend in desired.backends {
+      // A backend HAProxy does not run yet cannot take `add server`, and one whose own structure
+      // changed is replaced by the reload: the reload alone sets both.
+      guard let section = runningSections[backend.name], section == desiredSections[backend.name] else { continue }
+      var backendAdditions: [RuntimeCommand] = []
+      var backendRemovals: [RuntimeCommand] = []
+      var backendDraining: [ServerRef] = []
+      var missingHostNames: [String] = []
       let running = Dictionary(
         (observed.backends[backend.name] ?? []).map { ($0.name, $0) },
         uniquingKeysWith: { first, _ in first }
@@ -105,12 +116,12 @@ public enum Planner {
       for server in backend.servers {
         let ref = ServerRef(backend: backend.name, server: server.name)
         if let current = running[server.name] {
-          additions += changes(to: server, from: current, ref: ref)
+          backendAdditions += changes(to: server, from: current, ref: ref)
         } else if server.isDynamic {
-          additions += addition(of: server, ref: ref, settings: settings)
+          backendAdditions += addition(of: server, ref: ref, settings: settings)
         } else {
           // A host-name server is in the structure, so it is there after the reload the structure asks for.
-          plan.reloadReasons.append("server \(ref) with a host name is missing")
+          missingHostNames.append("server \(ref) with a host name is missing")
         }
       }
       for current in running.values.sorted(by: { $0.name < $1.name }) where !wanted.contains(current.name) {
@@ -121,11 +132,18 @@ public enum Planner {
           drainedFor: drainingFor[ref] ?? .zero,
           policy: policy
         )
-        removals += commands
-        if stillDraining { plan.draining.append(ref) }
+        backendRemovals += commands
+        if stillDraining { backendDraining.append(ref) }
       }
+      // The reload sets this backend anyway.
+      guard missingHostNames.isEmpty else {
+        plan.reloadReasons += missingHostNames
+        continue
+      }
+      additions += backendAdditions
+      removals += backendRemovals
+      plan.draining += backendDraining
     }
-    if plan.needsReload { return Plan(reloadReasons: plan.reloadReasons) }
     plan.commands = additions + removals
     return plan
   }
@@ -140,8 +158,7 @@ public enum Planner {
   }
 
   /// Names the first line where two structures differ, or `nil` when they are the same.
-  static func structureChange(from running: String?, to desired: String) -> String? {
-    guard let running else { return "the configuration HAProxy runs is not known" }
+  static func structureChange(from running: String, to desired: String) -> String? {
     guard running != desired else { return nil }
     let old = running.split(separator: "\n", omittingEmptySubsequences: false)
     let new = desired.split(separator: "\n", omittingEmptySubsequences: false)
@@ -153,6 +170,25 @@ public enum Planner {
       }
     }
     return "the configuration's structure changed"
+  }
+
+  /// The lines of each `backend` section of a structure, by backend name: a section is its `backend`
+  /// line and the indented lines after it.
+  static func backendSections(of structure: String) -> [String: [Substring]] {
+    var sections: [String: [Substring]] = [:]
+    var current: String?
+    for line in structure.split(separator: "\n", omittingEmptySubsequences: false) {
+      if line.hasPrefix("backend ") {
+        let name = String(line.dropFirst("backend ".count).prefix { $0 != " " })
+        sections[name] = [line]
+        current = name
+      } else if let name = current, line.hasPrefix(" ") {
+        sections[name, default: []].append(line)
+      } else {
+        current = nil
+      }
+    }
+    return sections
   }
 
   private static func addition(of server: DesiredServer, ref: ServerRef, settings: NodeSettings) -> [RuntimeCommand] {

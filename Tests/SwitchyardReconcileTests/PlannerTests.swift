@@ -138,6 +138,80 @@ import Testing
     #expect(result.reloadReasons[0].contains("option httpchk GET /healthz"))
   }
 
+  @Test func aNewBackendHoldsBackNoRuntimeChangeInAnExistingOne() throws {
+    let api = try ServiceName(validating: "api")
+    let a = Fixture.instance("a", "10.0.0.1", 8080)
+    let b = Fixture.instance("b", "10.0.0.2", 8080)
+    let c = Fixture.instance("c", "10.0.0.3", 8080, service: "api")
+    // HAProxy runs `svc_backend` with `a`; `b` joins it while the node starts serving `api`.
+    let desired = Fixture.desired([a, b, c], services: [.backend, api])
+    let running = Fixture.desired([a], services: [.backend])
+    let result = Planner.plan(
+      desired: desired,
+      rendered: ConfigRenderer.render(desired, settings: settings),
+      runningStructure: ConfigRenderer.render(running, settings: settings).structure,
+      observed: ObservedState(backends: ["svc_backend": [Fixture.observed(a)]]),
+      settings: settings
+    )
+    #expect(result.needsReload)
+    // `svc_api` does not exist yet: the reload brings `c`.
+    #expect(
+      result.commands.map(\.description) == [
+        "add server svc_backend/b 10.0.0.2:8080 weight 100 check inter 2s rise 2 fall 3",
+        "enable health svc_backend/b",
+        "set server svc_backend/b state ready",
+      ]
+    )
+  }
+
+  @Test func aStructuralChangeInOneBackendHoldsBackNoRuntimeChangeInAnother() throws {
+    let api = try ServiceName(validating: "api")
+    let a = Fixture.instance("a", "10.0.0.1", 8080)
+    let gone = Fixture.instance("gone", "10.0.0.9", 8080)
+    let c = Fixture.instance("c", "10.0.0.3", 8080, service: "api")
+    let moved = Fixture.instance("c", "10.0.0.3", 8080, service: "api", weight: 5, checkPath: "/healthz")
+    let lighter = Fixture.instance("a", "10.0.0.1", 8080, weight: 7)
+    // `svc_api` gets a new check path (a reload) and a new weight; `svc_backend` a new weight and a removal.
+    let desired = Fixture.desired([lighter, moved], services: [.backend, api])
+    let running = Fixture.desired([a, gone, c], services: [.backend, api])
+    let result = Planner.plan(
+      desired: desired,
+      rendered: ConfigRenderer.render(desired, settings: settings),
+      runningStructure: ConfigRenderer.render(running, settings: settings).structure,
+      observed: ObservedState(backends: [
+        "svc_backend": [Fixture.observed(a), Fixture.observed(gone)], "svc_api": [Fixture.observed(c)],
+      ]),
+      settings: settings
+    )
+    #expect(result.reloadReasons.count == 1)
+    #expect(result.reloadReasons[0].contains("option httpchk GET /healthz"))
+    #expect(result.commands == [.setWeight(ref("a"), 7), .setState(ref("gone"), .drain)])
+    #expect(result.draining == [ref("gone")])
+  }
+
+  @Test func aChangeOutsideTheBackendsHoldsNothingBack() throws {
+    let a = Fixture.instance("a")
+    let b = Fixture.instance("b", "127.0.0.1", 9002)
+    let desired = Fixture.desired([a, b])
+    let olderSettings = try NodeSettings(
+      nodeID: settings.nodeID,
+      listen: settings.listen,
+      stats: settings.stats,
+      adminSocketPath: settings.adminSocketPath,
+      hardStopAfter: .seconds(5)
+    )
+    let result = Planner.plan(
+      desired: desired,
+      rendered: ConfigRenderer.render(desired, settings: settings),
+      runningStructure: ConfigRenderer.render(Fixture.desired([a]), settings: olderSettings).structure,
+      observed: ObservedState(backends: ["svc_backend": [Fixture.observed(a)]]),
+      settings: settings
+    )
+    #expect(result.reloadReasons.count == 1)
+    #expect(result.reloadReasons[0].contains("hard-stop-after"))
+    #expect(result.commands.first?.description.hasPrefix("add server svc_backend/b 127.0.0.1:9002 ") == true)
+  }
+
   @Test func unknownRunningConfigurationReloads() {
     let desired = Fixture.desired([])
     let result = Planner.plan(
