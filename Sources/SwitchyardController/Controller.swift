@@ -163,10 +163,9 @@ public final class Controller: Service, Sendable {
     report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: valid))
     let rendered = ConfigRenderer.render(desired, settings: configuration.node)
     // A change the Runtime API can make is applied first and written to the file right after, so that
-    // HAProxy gets it without waiting for `haproxy -c`; anything that makes HAProxy read the file (a
-    // start, a reload) installs it first.
-    let runtimeOnly = dataPlane.isRunning && rendered.structure == memory.withLock({ $0.runningStructure })
-    if !runtimeOnly { try await install(rendered, revision: revision) }
+    // HAProxy gets it without waiting for `haproxy -c`, also in a pass that reloads for another
+    // backend; anything that makes HAProxy read the file (a start, a reload) installs it first.
+    if !dataPlane.isRunning { try await install(rendered, revision: revision) }
     memory.withLock { $0.lastDesired = desired }
     if !dataPlane.isRunning {
       try await startHAProxy(structure: rendered.structure)
@@ -220,11 +219,15 @@ public final class Controller: Service, Sendable {
         policy: configuration.removal
       )
       if plan.needsReload {
+        // Backends the reload does not change take their changes now: a reload can be slow, and a
+        // configuration HAProxy rejects must not hold them back. A refused command is put right by
+        // the reload that follows.
+        if !plan.commands.isEmpty { _ = try await execute(plan.commands, drainingFor: drainingFor) }
+        try await install(rendered, revision: desired.revision)
         logger.notice(
           "Reloading HAProxy",
           metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
         )
-        try await install(rendered, revision: desired.revision)
         try await reload(
           structure: rendered.structure,
           fallback: false,

@@ -75,6 +75,42 @@ import Testing
     }
   }
 
+  @Test func aReloadForOneServiceHoldsBackNoRuntimeChangeToAnother() async throws {
+    try await withNodes(extraArguments: ["--service", "backend", "--service", "api"]) { _, nodes, etcd in
+      let node = nodes[0]
+      let servers = try await ["a1", "a2", "b1"].asyncMap { try await HTTPTestServer.start(name: $0) }
+      try await etcd.register("a1", port: servers[0].port)
+      try await etcd.register("b1", port: servers[2].port, service: "api")
+      try await node.waitServing(["a1"])
+      try await retrying(timeout: .seconds(10)) {
+        guard try await node.servers(backend: "svc_api")["b1"] == "ready" else { throw TestSupportError("no b1") }
+      }
+      #expect(try await node.showProc().reloads == 0)
+      let commandsBefore = try #require(try await node.metric("switchyard_runtime_commands_total"))
+
+      // One revision, so one pass sees both: a new server for `backend`, a new check path (a reload) for `api`.
+      let a2 = try Registration(address: Address(validating: "127.0.0.1"), port: servers[1].port)
+      let b1 = try Registration(address: Address(validating: "127.0.0.1"), port: servers[2].port, checkPath: "/healthz")
+      let revision = try await etcd.txn(
+        Txn(success: [.put("/services/backend/a2", a2.encoded()), .put("/services/api/b1", b1.encoded())])
+      ).header.revision
+      try await retrying(timeout: .seconds(10)) {
+        guard try await node.state().appliedRevision >= revision else { throw TestSupportError("not applied yet") }
+      }
+      try await node.waitServing(["a1", "a2"])
+      #expect(try await node.showProc().reloads == 1)
+      // `a2` was added through the Runtime API before the reload (add, enable health, ready); the old
+      // planner sent nothing and left `a2` to the reload.
+      let commands = try #require(try await node.metric("switchyard_runtime_commands_total")) - commandsBefore
+      #expect(commands == 3, "runtime commands in the reloading pass: \(commands)")
+      #expect(node.log().contains("add server svc_backend/a2"))
+      let config = try String(contentsOfFile: "\(node.stateDirectory)/haproxy.cfg", encoding: .utf8)
+      #expect(config.contains("server a2 127.0.0.1:\(servers[1].port)"))
+      #expect(config.contains("option httpchk GET /healthz"))
+      for server in servers { await server.close() }
+    }
+  }
+
   @Test func instanceRegisteredAsDrainingGetsNoNewTraffic() async throws {
     try await withNodes { _, nodes, etcd in
       let node = nodes[0]
