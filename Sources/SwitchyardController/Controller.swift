@@ -478,17 +478,32 @@ public final class Controller: Service, Sendable {
   /// Keeps `/state` and the server metrics current between passes: health checks change servers without
   /// any change in etcd.
   private func refreshLoop() async {
+    // A difference seen once may be a pass at work; one seen twice in a row, a second apart, is drift.
+    var differedBefore = false
     while !Task.isCancelled {
       try? await Task.sleep(for: .seconds(1))
       guard let desired = memory.withLock({ $0.lastDesired }), dataPlane.isRunning else { continue }
       if let observed = try? await dataPlane.observe(backends: desired.backends.map(\.name)) {
         publish(desired: desired, observed: observed)
-        // A server whose health check does not run is repaired by a pass (it plans `enable health`).
+        // A server whose health check does not run is repaired by a pass (it plans `enable health`), and
+        // so is a server HAProxy lost or gained behind the controller's back (a reload by hand from a
+        // file older than the runtime changes, a `del server` or `add server` typed by an operator).
         let wanted = Set(desired.backends.flatMap { backend in backend.servers.map { "\(backend.name)/\($0.name)" } })
+        let running = Set(observed.backends.flatMap { backend, servers in servers.map { "\(backend)/\($0.name)" } })
         let unchecked = observed.backends.contains { backend, servers in
           servers.contains { !$0.isCheckEnabled && wanted.contains("\(backend)/\($0.name)") }
         }
-        if unchecked { trigger.notify() }
+        let differs = wanted != running
+        defer { differedBefore = differs }
+        if unchecked || (differs && differedBefore) {
+          if !wanted.isSubset(of: running) {
+            logger.warning(
+              "HAProxy lacks servers the controller applied; repairing",
+              metadata: ["servers": "\(wanted.subtracting(running).sorted().joined(separator: ","))"]
+            )
+          }
+          trigger.notify()
+        }
       }
     }
   }

@@ -31,6 +31,12 @@ public enum ConfigRenderer {
     ["weight", String(weight)] + checkOptions(settings: settings)
   }
 
+  /// What HAProxy 2.6 gives a server read from the file but not one added with `add server`: idle
+  /// connections to the backend kept for reuse (`pool-max-conn -1`, no limit) and purged after 5 s
+  /// (`pool-purge-delay 5s`). Without them every request to a runtime-added server opens a new backend
+  /// connection. Only the `add server` line needs them; the file's servers have them by default.
+  public static let runtimeParityOptions = ["pool-max-conn", "-1", "pool-purge-delay", "5s"]
+
   /// The health-check keywords of a server line.
   static func checkOptions(settings: NodeSettings) -> [String] {
     let check = settings.healthCheck

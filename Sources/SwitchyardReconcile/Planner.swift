@@ -198,6 +198,7 @@ public enum Planner {
         address: server.address,
         port: server.port,
         options: ConfigRenderer.serverOptions(weight: server.weight, settings: settings)
+          + ConfigRenderer.runtimeParityOptions
       ),
       .enableHealth(ref),
     ]
