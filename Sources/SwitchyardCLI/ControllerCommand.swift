@@ -69,6 +69,13 @@ struct ControllerCommand: AsyncParsableCommand {
   )
   var leaveHAProxyRunning = false
 
+  @Option(
+    name: .customLong("update-strategy"),
+    help:
+      "How server changes reach HAProxy: runtime (Runtime API; reload only for structure) or reload (rewrite and reload on every change, the original demo's way, for comparisons)."
+  )
+  var updateStrategy: String = "runtime"
+
   @Option(name: .customLong("haproxy"), help: "The HAProxy executable.")
   var haproxy: String = "haproxy"
 
@@ -124,6 +131,9 @@ struct ControllerCommand: AsyncParsableCommand {
         }
       throw ValidationError("\(flag): \(error.reason)")
     }
+    guard let strategy = UpdateStrategy(rawValue: updateStrategy) else {
+      throw ValidationError("--update-strategy must be runtime or reload, not \"\(updateStrategy)\"")
+    }
     return ControllerConfiguration(
       node: node,
       stateDirectory: directory,
@@ -133,7 +143,8 @@ struct ControllerCommand: AsyncParsableCommand {
       ),
       removal: Planner.RemovalPolicy(drainTimeout: .milliseconds(Int64(drainTimeout * 1000))),
       leaveHAProxyRunning: leaveHAProxyRunning,
-      haproxyExecutable: haproxy
+      haproxyExecutable: haproxy,
+      updateStrategy: strategy
     )
   }
 

@@ -22,6 +22,8 @@ public final class Controller: Service, Sendable {
     var lastDesired: DesiredState?
     var installedText: String?
     var runningStructure: String?
+    /// The file HAProxy last read (start or reload), for the `reload` update strategy.
+    var loadedText: String?
     var removals = RemovalTracker()
     var loggedInvalid: Set<String> = []
     var loggedConflicts: Set<String> = []
@@ -218,6 +220,15 @@ public final class Controller: Service, Sendable {
         settings: configuration.node,
         policy: configuration.removal
       )
+      if configuration.updateStrategy == .reload && !plan.isEmpty
+        && rendered.text != memory.withLock({ $0.loadedText })
+      {
+        // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
+        try await install(rendered, revision: desired.revision)
+        try await reload(
+          structure: rendered.structure, fallback: false, reason: Self.strategyReloadReason, desired: desired)
+        continue
+      }
       if plan.needsReload {
         // Backends the reload does not change take their changes now: a reload can be slow, and a
         // configuration HAProxy rejects must not hold them back. A refused command is put right by
@@ -304,6 +315,9 @@ public final class Controller: Service, Sendable {
     return deferred ? .deletesDeferred : .done
   }
 
+  /// Why the `reload` update strategy reloads.
+  static let strategyReloadReason = "update strategy reload: the configuration changed"
+
   /// A reload slower than this is logged with its reason and what could have slowed it.
   static let slowReload: Duration = .seconds(3)
 
@@ -327,15 +341,27 @@ public final class Controller: Service, Sendable {
     if let metadata = Self.slowReloadReport(took: took, reason: reason, desired: desired) {
       logger.warning("HAProxy took long to reload", metadata: metadata)
     }
-    memory.withLock { $0.runningStructure = structure }
+    memory.withLock {
+      $0.runningStructure = structure
+      $0.loadedText = $0.installedText
+    }
     dataPlane.writeRunningStructure(structure)
-    (fallback ? metrics.reloadsFallback : metrics.reloadsStructural).increment()
+    if fallback {
+      metrics.reloadsFallback.increment()
+    } else if configuration.updateStrategy == .reload && reason == Self.strategyReloadReason {
+      metrics.reloadsStrategy.increment()
+    } else {
+      metrics.reloadsStructural.increment()
+    }
     status.update { $0.reloads += 1 }
   }
 
   private func startHAProxy(structure: String) async throws {
     let pid = try await dataPlane.start()
-    memory.withLock { $0.runningStructure = structure }
+    memory.withLock {
+      $0.runningStructure = structure
+      $0.loadedText = $0.installedText
+    }
     dataPlane.writeRunningStructure(structure)
     status.update {
       $0.haproxyPID = pid

@@ -1,6 +1,14 @@
 import SwitchyardModel
 import SwitchyardReconcile
 
+/// How server changes reach HAProxy.
+public enum UpdateStrategy: String, Sendable, CaseIterable {
+  /// Through the Runtime API; a reload only for structural changes (the default).
+  case runtime
+  /// Rewrite the file and reload on every change, as the original demo did; for comparisons.
+  case reload
+}
+
 /// Everything a controller needs besides its etcd client.
 public struct ControllerConfiguration: Sendable {
   /// The node: listen and stats addresses, services, health checks.
@@ -21,6 +29,8 @@ public struct ControllerConfiguration: Sendable {
   public var watchProgressInterval: Duration
   /// How long without word from the watch before the node reports not ready.
   public var watchStaleAfter: Duration
+  /// How server changes reach HAProxy.
+  public var updateStrategy: UpdateStrategy
 
   /// Creates a configuration.
   public init(
@@ -32,7 +42,8 @@ public struct ControllerConfiguration: Sendable {
     haproxyExecutable: String = "haproxy",
     haproxyStopTimeout: Duration = .seconds(10),
     watchProgressInterval: Duration = .seconds(2),
-    watchStaleAfter: Duration = .seconds(6)
+    watchStaleAfter: Duration = .seconds(6),
+    updateStrategy: UpdateStrategy = .runtime
   ) {
     self.node = node
     self.stateDirectory = stateDirectory
@@ -43,6 +54,7 @@ public struct ControllerConfiguration: Sendable {
     self.haproxyStopTimeout = haproxyStopTimeout
     self.watchProgressInterval = watchProgressInterval
     self.watchStaleAfter = watchStaleAfter
+    self.updateStrategy = updateStrategy
   }
 
   /// The etcd prefix the controller reads and watches: all registrations.

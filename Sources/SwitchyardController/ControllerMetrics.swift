@@ -13,6 +13,7 @@ public final class ControllerMetrics: Sendable {
   let runtimeCommandFailures: Counter
   let reloadsStructural: Counter
   let reloadsFallback: Counter
+  let reloadsStrategy: Counter
   let haproxyRestarts: Counter
   let configRejected: Counter
   let invalidEntries: Gauge
@@ -42,6 +43,7 @@ public final class ControllerMetrics: Sendable {
     let reloads = "switchyard_haproxy_reloads_total"
     reloadsStructural = counter(reloads, [("reason", "structure")], "Seamless HAProxy reloads, by reason.")
     reloadsFallback = counter(reloads, [("reason", "fallback")], "Seamless HAProxy reloads, by reason.")
+    reloadsStrategy = counter(reloads, [("reason", "update-strategy")], "Seamless HAProxy reloads, by reason.")
     haproxyRestarts = counter("switchyard_haproxy_restarts_total", [], "Times HAProxy died and was started again.")
     configRejected = counter(
       "switchyard_config_rejected_total",
