@@ -49,7 +49,7 @@ struct ControllerCommand: AsyncParsableCommand {
   var services: [String] = []
 
   @Option(name: .customLong("quiet-window-ms"), help: "Coalescing: apply once watch events pause this long.")
-  var quietWindowMilliseconds: Int = 100
+  var quietWindowMilliseconds: Int = 0
 
   @Option(name: .customLong("max-wait-ms"), help: "Coalescing: never hold a change back longer than this.")
   var maxWaitMilliseconds: Int = 1000
@@ -98,8 +98,8 @@ struct ControllerCommand: AsyncParsableCommand {
     } catch let error as RegistrationError {
       throw ValidationError("--service: \(error.reason)")
     }
-    guard (1...60_000).contains(quietWindowMilliseconds) else {
-      throw ValidationError("--quiet-window-ms must be from 1 to 60000")
+    guard (0...60_000).contains(quietWindowMilliseconds) else {
+      throw ValidationError("--quiet-window-ms must be from 0 to 60000")
     }
     guard (quietWindowMilliseconds...600_000).contains(maxWaitMilliseconds) else {
       throw ValidationError("--max-wait-ms must be at least --quiet-window-ms and at most 600000")

@@ -7,8 +7,11 @@ public struct CoalescingPolicy: Sendable, Hashable {
   /// …but never longer than this after the first event it serves.
   public var maxWait: Duration
 
-  /// Creates a policy: quiet window 100 ms, maximum wait 1 s by default.
-  public init(quietWindow: Duration = .milliseconds(100), maxWait: Duration = .seconds(1)) {
+  /// Creates a policy. By default there is no quiet window: a change that finds the controller idle is
+  /// applied at once, and changes that come during a pass are applied together by the pass right after
+  /// it, so a burst costs one pass per pass duration and the last change of it waits for at most one
+  /// pass. A quiet window spaces passes further apart, for a controller whose passes are expensive.
+  public init(quietWindow: Duration = .zero, maxWait: Duration = .seconds(1)) {
     self.quietWindow = quietWindow
     self.maxWait = max(maxWait, quietWindow)
   }
