@@ -52,6 +52,21 @@ final class ManualClock: Clock, Sendable {
 
   func at(_ milliseconds: Int) -> Instant { Instant(offset: .milliseconds(milliseconds)) }
 
+  @Test("by default a change right after a pass is due at once, and a burst during a pass waits for it only")
+  func defaultPolicyHoldsNothingBack() {
+    var coalescer = Coalescer<Instant>(policy: CoalescingPolicy())
+    coalescer.record(at: at(0))
+    #expect(coalescer.startPass(at: at(0)) == at(0))
+    // 10 ms after the pass started (it ran 5 ms): no quiet window to wait for.
+    coalescer.record(at: at(10))
+    #expect(coalescer.dueTime == at(10))
+    // Changes that come while a pass runs (the loop cannot start another) go together in the next.
+    #expect(coalescer.startPass(at: at(10)) == at(10))
+    for millisecond in 11...40 { coalescer.record(at: at(millisecond)) }
+    #expect(coalescer.startPass(at: at(45)) == at(11))
+    #expect(coalescer.dueTime == nil)
+  }
+
   @Test func firstChangeWhenIdleIsDueAtOnce() {
     var coalescer = Coalescer<Instant>(policy: policy)
     #expect(coalescer.dueTime == nil)
