@@ -71,8 +71,13 @@ public struct ConfigInstaller: Sendable {
   ///
   /// An invalid text, a check that does not finish within `timeout`, or a failed write never touches the
   /// existing file.
-  public func install(_ text: String, at path: String, timeout: Duration = .seconds(30)) async throws {
-    try await validate(text, timeout: timeout)
+  ///
+  /// - Parameter validate: Whether to run `haproxy -c` first. Skip it only for a text whose every line
+  ///   HAProxy has already accepted in another form, such as server lines the Runtime API took.
+  public func install(_ text: String, at path: String, validate: Bool = true, timeout: Duration = .seconds(30))
+    async throws
+  {
+    if validate { try await self.validate(text, timeout: timeout) }
     let directory = (path as NSString).deletingLastPathComponent
     let temporary = (directory as NSString).appendingPathComponent(
       ".\((path as NSString).lastPathComponent).\(UUID().uuidString.prefix(8)).tmp")

@@ -21,6 +21,8 @@ public final class Controller: Service, Sendable {
   struct Memory {
     var lastDesired: DesiredState?
     var installedText: String?
+    /// The structure of `installedText`, checked with `haproxy -c` when it was first installed.
+    var installedStructure: String?
     var runningStructure: String?
     /// The file HAProxy last read (start or reload), for the `reload` update strategy.
     var loadedText: String?
@@ -173,7 +175,7 @@ public final class Controller: Service, Sendable {
       try await startHAProxy(structure: rendered.structure)
     }
     let followUp = try await apply(desired: desired, rendered: rendered)
-    try await install(rendered, revision: revision)
+    try await install(rendered, revision: revision, serversApplied: true)
     memory.withLock { memory in
       if memory.firstRevision == nil { memory.firstRevision = revision }
     }
@@ -187,16 +189,24 @@ public final class Controller: Service, Sendable {
 
   /// Validates and installs `rendered` as the config file, unless it is installed already. An invalid
   /// render is never installed: the last good file stays, and the failure is counted and thrown.
-  private func install(_ rendered: RenderedConfig, revision: Int64) async throws {
-    guard rendered.text != memory.withLock({ $0.installedText }) else { return }
+  private func install(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool = false) async throws {
+    let (installedText, installedStructure) = memory.withLock { ($0.installedText, $0.installedStructure) }
+    guard rendered.text != installedText else { return }
+    // `haproxy -c` (tens of ms of CPU, more with a large file) runs when the structure changed. A text
+    // whose structure was checked before and whose only new lines are servers HAProxy has just taken
+    // through the Runtime API needs no second opinion; a start or a reload always reads a checked structure.
+    let validate = !(serversApplied && rendered.structure == installedStructure)
     do {
-      try await dataPlane.install(rendered.text)
+      try await dataPlane.install(rendered.text, validate: validate)
       dataPlane.recordInstalledStructure(rendered.structure)
     } catch {
       metrics.configRejected.increment()
       throw ControllerError("the rendered configuration was not installed; the last good one stays: \(error)")
     }
-    memory.withLock { $0.installedText = rendered.text }
+    memory.withLock {
+      $0.installedText = rendered.text
+      $0.installedStructure = rendered.structure
+    }
     logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
   }
 

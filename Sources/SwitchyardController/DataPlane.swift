@@ -45,9 +45,9 @@ final class DataPlane: Sendable {
     return started.pid
   }
 
-  /// Validates `text` and installs it as the config file, with its structure beside it.
-  func install(_ text: String) async throws {
-    try await installer.install(text, at: directory.configPath)
+  /// Validates `text` (unless told not to) and installs it as the config file.
+  func install(_ text: String, validate: Bool = true) async throws {
+    try await installer.install(text, at: directory.configPath, validate: validate)
   }
 
   func recordInstalledStructure(_ structure: String) {
