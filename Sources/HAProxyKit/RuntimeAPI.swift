@@ -3,7 +3,7 @@ import Logging
 /// The Runtime API on HAProxy's admin stats socket (`stats socket <dir>/admin.sock mode 600 level admin`).
 ///
 /// Each command gets a connection of its own and the reply is everything HAProxy writes until it closes
-/// the connection. Commands are checked before anything is sent: a newline, a carriage return or a `;` would
+/// the connection; within ``withSession(_:)`` commands share one connection in interactive mode instead. Commands are checked before anything is sent: a newline, a carriage return or a `;` would
 /// let a caller's value start a second command, so they are refused, as is any non-printable character.
 ///
 /// The typed helpers check every reply against the one HAProxy 2.6 gives on success and throw
@@ -18,12 +18,30 @@ public struct RuntimeAPI: Sendable {
   /// How long a command may take, from connecting until HAProxy closes the connection.
   public let timeout: Duration
   private let logger: Logger
+  private let session: UnixSocketSession?
 
   /// Creates a client for the socket at `socketPath`; nothing is connected until a command is sent.
   public init(socketPath: String, timeout: Duration = .seconds(5), logger: Logger) {
+    self.init(socketPath: socketPath, timeout: timeout, logger: logger, session: nil)
+  }
+
+  private init(socketPath: String, timeout: Duration, logger: Logger, session: UnixSocketSession?) {
     self.socketPath = socketPath
     self.timeout = timeout
     self.logger = logger
+    self.session = session
+  }
+
+  /// Runs `body` with a client whose commands all go over one connection in HAProxy's interactive mode
+  /// (`prompt`), which saves a connection per command; the connection is closed when `body` returns.
+  ///
+  /// The connection belongs to the worker that accepted it: after a reload, commands on it still reach
+  /// the old worker, so end the session before reloading. If the connection fails, every later command
+  /// of the session fails with ``HAProxyError/Code/connectionFailed``.
+  public func withSession<Result: Sendable>(_ body: (RuntimeAPI) async throws -> Result) async throws -> Result {
+    let session = try await UnixSocketSession.open(socketPath: socketPath, timeout: timeout)
+    defer { session.close() }
+    return try await body(RuntimeAPI(socketPath: socketPath, timeout: timeout, logger: logger, session: session))
   }
 
   /// Creates a client for the admin socket of `stateDirectory`.
@@ -39,6 +57,7 @@ public struct RuntimeAPI: Sendable {
   public func send(_ command: String) async throws -> String {
     try CommandValidation.checkCommand(command)
     logger.debug("Runtime API command", metadata: ["haproxy.command": "\(command)"])
+    if let session { return try await session.send(command) }
     return try await UnixSocketClient.request(command, socketPath: socketPath, timeout: timeout)
   }
 

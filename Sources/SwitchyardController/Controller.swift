@@ -213,71 +213,83 @@ public final class Controller: Service, Sendable {
   /// Brings HAProxy to `desired`: Runtime API commands, or a reload when they cannot. Returns whether
   /// removed servers still drain.
   private func apply(desired: DesiredState, rendered: RenderedConfig) async throws -> Bool {
-    let backends = desired.backends.map(\.name)
     for _ in 0..<4 {
-      let observed = try await dataPlane.observe(backends: backends)
-      let now = ContinuousClock.now
-      let (runningStructure, drainingFor) = memory.withLock { memory in
-        memory.removals.update(desired: desired, observed: observed, now: now)
-        return (memory.runningStructure, memory.removals.elapsed(now: now))
+      // One Runtime API connection per round; a reload ends the round, since the connection belongs
+      // to the worker that the reload retires.
+      let finished = try await dataPlane.withRuntimeSession {
+        try await applyRound(desired: desired, rendered: rendered)
       }
-      let plan = Planner.plan(
-        desired: desired,
-        rendered: rendered,
-        runningStructure: runningStructure,
-        observed: observed,
-        drainingFor: drainingFor,
-        settings: configuration.node,
-        policy: configuration.removal
-      )
-      if configuration.updateStrategy == .reload && !plan.isEmpty
-        && rendered.text != memory.withLock({ $0.loadedText })
-      {
-        // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
-        try await install(rendered, revision: desired.revision)
-        try await reload(
-          structure: rendered.structure, fallback: false, reason: Self.strategyReloadReason, desired: desired)
-        continue
-      }
-      if plan.needsReload {
-        // Backends the reload does not change take their changes now: a reload can be slow, and a
-        // configuration HAProxy rejects must not hold them back. A refused command is put right by
-        // the reload that follows.
-        if !plan.commands.isEmpty { _ = try await execute(plan.commands, drainingFor: drainingFor) }
-        try await install(rendered, revision: desired.revision)
-        logger.notice(
-          "Reloading HAProxy",
-          metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
-        )
-        try await reload(
-          structure: rendered.structure,
-          fallback: false,
-          reason: plan.reloadReasons.joined(separator: "; "),
-          desired: desired
-        )
-        continue
-      }
-      if plan.commands.isEmpty {
-        publish(desired: desired, observed: observed)
-        return !plan.draining.isEmpty
-      }
-      switch try await execute(plan.commands, drainingFor: drainingFor) {
-      case .done: continue
-      case .deletesDeferred:
-        // Everything else is applied; the next pass deletes what still holds connections.
-        publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
-        return true
-      case .failed:
-        try await install(rendered, revision: desired.revision)
-        try await reload(
-          structure: rendered.structure,
-          fallback: true,
-          reason: "a Runtime API command was refused",
-          desired: desired
-        )
-      }
+      if let followUp = finished { return followUp }
     }
     throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
+  }
+
+  /// One round of ``apply(desired:rendered:)``: observe, plan, and change. Returns whether a follow-up
+  /// pass is needed once HAProxy has what `desired` says, or `nil` when another round must look again.
+  private func applyRound(desired: DesiredState, rendered: RenderedConfig) async throws -> Bool? {
+    let backends = desired.backends.map(\.name)
+    let observed = try await dataPlane.observe(backends: backends)
+    let now = ContinuousClock.now
+    let (runningStructure, drainingFor) = memory.withLock { memory in
+      memory.removals.update(desired: desired, observed: observed, now: now)
+      return (memory.runningStructure, memory.removals.elapsed(now: now))
+    }
+    let plan = Planner.plan(
+      desired: desired,
+      rendered: rendered,
+      runningStructure: runningStructure,
+      observed: observed,
+      drainingFor: drainingFor,
+      settings: configuration.node,
+      policy: configuration.removal
+    )
+    if configuration.updateStrategy == .reload && !plan.isEmpty
+      && rendered.text != memory.withLock({ $0.loadedText })
+    {
+      // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
+      try await install(rendered, revision: desired.revision)
+      try await reload(
+        structure: rendered.structure, fallback: false, reason: Self.strategyReloadReason, desired: desired)
+      return nil
+    }
+    if plan.needsReload {
+      // Backends the reload does not change take their changes now: a reload can be slow, and a
+      // configuration HAProxy rejects must not hold them back. A refused command is put right by
+      // the reload that follows.
+      if !plan.commands.isEmpty { _ = try await execute(plan.commands, drainingFor: drainingFor) }
+      try await install(rendered, revision: desired.revision)
+      logger.notice(
+        "Reloading HAProxy",
+        metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
+      )
+      try await reload(
+        structure: rendered.structure,
+        fallback: false,
+        reason: plan.reloadReasons.joined(separator: "; "),
+        desired: desired
+      )
+      return nil
+    }
+    if plan.commands.isEmpty {
+      publish(desired: desired, observed: observed)
+      return !plan.draining.isEmpty
+    }
+    switch try await execute(plan.commands, drainingFor: drainingFor) {
+    case .done: return nil
+    case .deletesDeferred:
+      // Everything else is applied; the next pass deletes what still holds connections.
+      publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
+      return true
+    case .failed:
+      try await install(rendered, revision: desired.revision)
+      try await reload(
+        structure: rendered.structure,
+        fallback: true,
+        reason: "a Runtime API command was refused",
+        desired: desired
+      )
+    }
+    return nil
   }
 
   /// How a batch of Runtime API commands went.
@@ -299,8 +311,8 @@ public final class Controller: Service, Sendable {
         try await dataPlane.execute(command)
         logger.info("Runtime API", metadata: ["command": "\(command)"])
       } catch let error as HAProxyError where error.code != .connectionFailed && error.code != .timedOut {
-        metrics.runtimeCommandFailures.increment()
         if case .deleteServer(let ref) = command {
+          metrics.deletesDeferred.increment()
           // Connections not yet released: the next pass tries again (with its sessions shut down once
           // the drain timeout passed). A reload would cost every keep-alive client; a retry costs nothing.
           let late = drainingFor[ref, default: .zero] >= configuration.removal.drainTimeout
@@ -312,6 +324,7 @@ public final class Controller: Service, Sendable {
           deferred = true
           continue
         }
+        metrics.runtimeCommandFailures.increment()
         logger.warning(
           "HAProxy refused a Runtime API command; falling back to a reload",
           metadata: ["command": "\(command)", "error": "\(error)"]
@@ -519,7 +532,8 @@ public final class Controller: Service, Sendable {
     while !Task.isCancelled {
       try? await Task.sleep(for: .seconds(1))
       guard let desired = memory.withLock({ $0.lastDesired }), dataPlane.isRunning else { continue }
-      if let observed = try? await dataPlane.observe(backends: desired.backends.map(\.name)) {
+      let backends = desired.backends.map(\.name)
+      if let observed = try? await dataPlane.withRuntimeSession({ try await dataPlane.observe(backends: backends) }) {
         publish(desired: desired, observed: observed)
         // A server whose health check does not run is repaired by a pass (it plans `enable health`), and
         // so is a server HAProxy lost or gained behind the controller's back (a reload by hand from a

@@ -14,6 +14,7 @@ public final class ControllerMetrics: Sendable {
   let reloadsStructural: Counter
   let reloadsFallback: Counter
   let reloadsStrategy: Counter
+  let deletesDeferred: Counter
   let haproxyRestarts: Counter
   let configRejected: Counter
   let invalidEntries: Gauge
@@ -44,6 +45,10 @@ public final class ControllerMetrics: Sendable {
     reloadsStructural = counter(reloads, [("reason", "structure")], "Seamless HAProxy reloads, by reason.")
     reloadsFallback = counter(reloads, [("reason", "fallback")], "Seamless HAProxy reloads, by reason.")
     reloadsStrategy = counter(reloads, [("reason", "update-strategy")], "Seamless HAProxy reloads, by reason.")
+    deletesDeferred = counter(
+      "switchyard_server_deletes_deferred_total", [],
+      "del server refused because the server still had connections (active or idle); tried again on the next pass."
+    )
     haproxyRestarts = counter("switchyard_haproxy_restarts_total", [], "Times HAProxy died and was started again.")
     configRejected = counter(
       "switchyard_config_rejected_total",

@@ -76,8 +76,20 @@ final class DataPlane: Sendable {
     _ = try await cli.reload()
   }
 
+  /// The Runtime API session of the task, when it runs inside ``withRuntimeSession(_:)``.
+  @TaskLocal private static var session: RuntimeAPI?
+
+  /// Runs `body` with every ``observe(backends:)`` and ``execute(_:)`` it makes on one Runtime API
+  /// connection. End it before a reload: the connection belongs to the worker that the reload retires.
+  func withRuntimeSession<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+    try await runtime.withSession { session in
+      try await Self.$session.withValue(session) { try await body() }
+    }
+  }
+
   /// The servers of `backends` with their connections.
   func observe(backends: [String]) async throws -> ObservedState {
+    let runtime = Self.session ?? self.runtime
     let states = try await runtime.serversState()
     var connections: [String: ServerConnections] = [:]
     for backend in backends where states.contains(where: { $0.backend == backend }) {
@@ -111,6 +123,7 @@ final class DataPlane: Sendable {
 
   /// Sends one planned command; every reply is checked by the Runtime API client.
   func execute(_ command: RuntimeCommand) async throws {
+    let runtime = Self.session ?? self.runtime
     let ref = command.server
     switch command {
     case .addServer(_, let address, let port, let options):
