@@ -26,16 +26,18 @@ public enum ConfigRenderer {
   }
 
   /// The keywords after `server <name> <address>` in the config file, and after `add server` in the
-  /// Runtime API (which does not apply `default-server` lines): weight and health check.
+  /// Runtime API (which does not apply `default-server` lines): weight, health check, and how soon idle
+  /// backend connections are closed (`pool-purge-delay 1s`, HAProxy's default being 5 s): a removed
+  /// server can only be deleted once its pooled idle connections are gone.
   public static func serverOptions(weight: Int, settings: NodeSettings) -> [String] {
-    ["weight", String(weight)] + checkOptions(settings: settings)
+    ["weight", String(weight)] + checkOptions(settings: settings) + ["pool-purge-delay", "1s"]
   }
 
   /// What HAProxy 2.6 gives a server read from the file but not one added with `add server`: idle
-  /// connections to the backend kept for reuse (`pool-max-conn -1`, no limit) and purged after 5 s
-  /// (`pool-purge-delay 5s`). Without them every request to a runtime-added server opens a new backend
-  /// connection. Only the `add server` line needs them; the file's servers have them by default.
-  public static let runtimeParityOptions = ["pool-max-conn", "-1", "pool-purge-delay", "5s"]
+  /// connections to the backend kept for reuse (`pool-max-conn -1`, no limit). Without it every request
+  /// to a runtime-added server opens a new backend connection. Only the `add server` line needs it; the
+  /// file's servers have it by default.
+  public static let runtimeParityOptions = ["pool-max-conn", "-1"]
 
   /// The health-check keywords of a server line.
   static func checkOptions(settings: NodeSettings) -> [String] {

@@ -42,8 +42,8 @@ import Testing
     let servers = rendered.text.split(separator: "\n").filter { $0.hasPrefix("  server ") }
     #expect(
       servers == [
-        "  server good 127.0.0.1:9002 weight 100 check inter 2s rise 2 fall 3",
-        "  server o 127.0.0.1:9001 weight 100 check inter 2s rise 2 fall 3",
+        "  server good 127.0.0.1:9002 weight 100 check inter 2s rise 2 fall 3 pool-purge-delay 1s",
+        "  server o 127.0.0.1:9001 weight 100 check inter 2s rise 2 fall 3 pool-purge-delay 1s",
       ]
     )
   }
@@ -65,7 +65,7 @@ import Testing
     let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/[]%?=&()")
     for line in rendered.text.split(separator: "\n") where line.hasPrefix("  server ") {
       let words = line.dropFirst(2).split(separator: " ")
-      #expect(words.count == 12 || words.count == 13, "\(line)")
+      #expect(words.count == 14 || words.count == 15, "\(line)")
       #expect(words[1].allSatisfy { safe.contains($0) } && words[2].allSatisfy { safe.contains($0) }, "\(line)")
     }
     let httpchk = rendered.text.split(separator: "\n").filter { $0.hasPrefix("  option httpchk") }
