@@ -168,6 +168,8 @@ let package = Package(
         "SwitchyardReconcile",
         "SwitchyardTestSupport",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ]
     ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),

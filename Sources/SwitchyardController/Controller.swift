@@ -31,6 +31,11 @@ public final class Controller: Service, Sendable {
     var loggedConflicts: Set<String> = []
     var firstRevision: Int64?
     var eventsSinceLastPass = false
+    /// The config rendered from `lastDesired`.
+    var lastRendered: RenderedConfig?
+    /// The next pass only follows up on draining servers: nothing changed in etcd, so it asks HAProxy
+    /// alone, against `lastDesired`.
+    var followUpOnly = false
   }
 
   private let configuration: ControllerConfiguration
@@ -99,17 +104,23 @@ public final class Controller: Service, Sendable {
   private func reconcileLoop() async {
     var failures = 0
     while let firstChange = await trigger.nextPass() {
-      let hadEvents = memory.withLock { memory in
-        defer { memory.eventsSinceLastPass = false }
-        return memory.eventsSinceLastPass
+      let (hadEvents, followUpOnly) = memory.withLock { memory in
+        defer {
+          memory.eventsSinceLastPass = false
+          memory.followUpOnly = false
+        }
+        return (memory.eventsSinceLastPass, memory.followUpOnly)
       }
       do {
-        let followUp = try await pass()
+        let followUp = try await (followUpOnly && !hadEvents ? followUpPass() : pass())
         failures = 0
         metrics.reconcilesOK.increment()
         if hadEvents { metrics.eventToApplied.record(firstChange.duration(to: .now)) }
         status.update { $0.lastError = nil }
-        if followUp { scheduleRetry(after: .milliseconds(500)) }
+        if followUp {
+          memory.withLock { $0.followUpOnly = true }
+          scheduleRetry(after: .milliseconds(500))
+        }
       } catch is CancellationError {
         return
       } catch {
@@ -170,7 +181,10 @@ public final class Controller: Service, Sendable {
     // HAProxy gets it without waiting for `haproxy -c`, also in a pass that reloads for another
     // backend; anything that makes HAProxy read the file (a start, a reload) installs it first.
     if !dataPlane.isRunning { try await install(rendered, revision: revision) }
-    memory.withLock { $0.lastDesired = desired }
+    memory.withLock {
+      $0.lastDesired = desired
+      $0.lastRendered = rendered
+    }
     if !dataPlane.isRunning {
       try await startHAProxy(structure: rendered.structure)
     }
@@ -184,6 +198,20 @@ public final class Controller: Service, Sendable {
       $0.initialPassDone = true
     }
     metrics.appliedRevision.set(to: Double(revision))
+    return followUp
+  }
+
+  /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so
+  /// it works from that pass's desired state and asks HAProxy alone. Falls back to a full pass when there
+  /// is no last pass to work from.
+  private func followUpPass() async throws -> Bool {
+    let last = memory.withLock { memory in
+      memory.lastDesired.flatMap { desired in memory.lastRendered.map { (desired, $0) } }
+    }
+    guard let (desired, rendered) = last, dataPlane.isRunning else { return try await pass() }
+    metrics.followUpPasses.increment()
+    let followUp = try await apply(desired: desired, rendered: rendered)
+    try await install(rendered, revision: desired.revision, serversApplied: true)
     return followUp
   }
 
@@ -540,10 +568,15 @@ public final class Controller: Service, Sendable {
         // file older than the runtime changes, a `del server` or `add server` typed by an operator).
         let wanted = Set(desired.backends.flatMap { backend in backend.servers.map { "\(backend.name)/\($0.name)" } })
         let running = Set(observed.backends.flatMap { backend, servers in servers.map { "\(backend)/\($0.name)" } })
+        // Servers on their way out (draining, in maintenance) are the removal's business, not drift.
+        let serving = Set(
+          observed.backends.flatMap { backend, servers in
+            servers.filter { $0.adminState == .ready }.map { "\(backend)/\($0.name)" }
+          })
         let unchecked = observed.backends.contains { backend, servers in
           servers.contains { !$0.isCheckEnabled && wanted.contains("\(backend)/\($0.name)") }
         }
-        let differs = wanted != running
+        let differs = !wanted.isSubset(of: running) || !serving.isSubset(of: wanted)
         defer { differedBefore = differs }
         if unchecked || (differs && differedBefore) {
           if !wanted.isSubset(of: running) {

@@ -15,6 +15,7 @@ public final class ControllerMetrics: Sendable {
   let reloadsFallback: Counter
   let reloadsStrategy: Counter
   let deletesDeferred: Counter
+  let followUpPasses: Counter
   let haproxyRestarts: Counter
   let configRejected: Counter
   let invalidEntries: Gauge
@@ -45,6 +46,10 @@ public final class ControllerMetrics: Sendable {
     reloadsStructural = counter(reloads, [("reason", "structure")], "Seamless HAProxy reloads, by reason.")
     reloadsFallback = counter(reloads, [("reason", "fallback")], "Seamless HAProxy reloads, by reason.")
     reloadsStrategy = counter(reloads, [("reason", "update-strategy")], "Seamless HAProxy reloads, by reason.")
+    followUpPasses = counter(
+      "switchyard_followup_passes_total", [],
+      "Passes that only followed up on draining servers, asking HAProxy and not etcd."
+    )
     deletesDeferred = counter(
       "switchyard_server_deletes_deferred_total", [],
       "del server refused because the server still had connections (active or idle); tried again on the next pass."
