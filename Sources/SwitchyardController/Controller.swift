@@ -557,11 +557,18 @@ public final class Controller: Service, Sendable {
   private func refreshLoop() async {
     // A difference seen once may be a pass at work; one seen twice in a row, a second apart, is drift.
     var differedBefore = false
+    var interval = Duration.seconds(1)
     while !Task.isCancelled {
-      try? await Task.sleep(for: .seconds(1))
+      try? await Task.sleep(for: interval)
       guard let desired = memory.withLock({ $0.lastDesired }), dataPlane.isRunning else { continue }
       let backends = desired.backends.map(\.name)
-      if let observed = try? await dataPlane.withRuntimeSession({ try await dataPlane.observe(backends: backends) }) {
+      // Observing costs HAProxy and the controller CPU in proportion to the fleet: once a second up to
+      // 1,000 servers, then less often, at most every 10 s.
+      let servers = desired.backends.reduce(0) { $0 + $1.servers.count }
+      interval = .milliseconds(min(10_000, max(1_000, servers)))
+      if let observed = try? await dataPlane.withRuntimeSession({
+        try await dataPlane.observe(backends: backends, connections: false)
+      }) {
         publish(desired: desired, observed: observed)
         // A server whose health check does not run is repaired by a pass (it plans `enable health`), and
         // so is a server HAProxy lost or gained behind the controller's back (a reload by hand from a

@@ -87,12 +87,13 @@ final class DataPlane: Sendable {
     }
   }
 
-  /// The servers of `backends` with their connections.
-  func observe(backends: [String]) async throws -> ObservedState {
+  /// The servers of `backends`, with their connections unless `connections` is false (one more command
+  /// per backend, needed only to plan removals).
+  func observe(backends: [String], connections withConnections: Bool = true) async throws -> ObservedState {
     let runtime = Self.session ?? self.runtime
     let states = try await runtime.serversState()
     var connections: [String: ServerConnections] = [:]
-    for backend in backends where states.contains(where: { $0.backend == backend }) {
+    for backend in backends where withConnections && states.contains(where: { $0.backend == backend }) {
       for entry in try await runtime.serverConnections(backend: backend) {
         connections["\(entry.backend)/\(entry.server)"] = entry
       }
