@@ -300,13 +300,18 @@ public struct LocalCluster: Sendable {
     for record in state.parts {
       let running = record.isRunning
       let healthy = running ? await isHealthy(record.spec) : false
+      var health = running ? (healthy ? "healthy" : "unhealthy") : "stopped"
+      // A node whose controller is gone may still serve: its HAProxy keeps the last state it was given.
+      if record.spec.kind == .lb, !running, let haproxy = runningHAProxy(of: record.spec) {
+        health = "controller stopped; HAProxy \(haproxy) serves its last state"
+      }
       report.parts.append(
         .init(
           name: record.spec.name,
           kind: record.spec.kind.rawValue,
           pid: running ? record.pid : nil,
           address: record.spec.address,
-          health: running ? (healthy ? "healthy" : "unhealthy") : "stopped"
+          health: health
         )
       )
       if record.spec.kind == .lb, running, let snapshot = await controllerSnapshot(record.spec) {

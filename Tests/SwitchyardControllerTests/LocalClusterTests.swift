@@ -119,6 +119,9 @@ import Testing
       haproxies.append(haproxy)
       StrayProcessGuard.guardProcess(haproxy)
       try await killPart("lb1", home: home)
+      // `status` says that lb1 still serves, not just that it stopped.
+      let lb1Health = try await clusterStatus(home: home).parts.first { $0.name == "lb1" }?.health
+      #expect(lb1Health == "controller stopped; HAProxy \(haproxy) serves its last state")
       // `scale` waits for lb2 and fails naming lb1, which cannot follow without its controller.
       let scaled = try await switchyardStatus(["scale", "backend=4", "--home", home], timeout: .seconds(120))
       #expect(scaled.status != 0, "scale reported success while lb1 could not follow:\n\(scaled.output)")
