@@ -72,6 +72,11 @@ final class FaultCluster {
       var configuration = try EtcdConfiguration(endpoints: endpoints)
       configuration.dialTimeout = .seconds(1)
       configuration.requestTimeout = .seconds(5)
+      // The test's watch times registrations: it must leave a frozen member at least as fast as the
+      // controllers' watches do.
+      configuration.watchProgressInterval = .seconds(1)
+      configuration.keepAliveInterval = .seconds(1)
+      configuration.keepAliveTimeout = .seconds(1)
       return configuration
     }
   }
