@@ -53,6 +53,13 @@ struct EndpointTests {
     #expect(KeyRange.key("k").rangeEnd.isEmpty)
   }
 
+  @Test("a TCP connection attempt ends just past the kernel's first SYN resend, within the dial timeout")
+  func connectAttemptLimit() {
+    #expect(EndpointPool.connectAttemptLimit(dialTimeout: .seconds(2)) == .milliseconds(1_100))
+    #expect(EndpointPool.connectAttemptLimit(dialTimeout: .seconds(5)) == .milliseconds(2_500))
+    #expect(EndpointPool.connectAttemptLimit(dialTimeout: .seconds(1)) == .seconds(1))
+  }
+
   @Test("backoff doubles up to its cap and jitters within bounds")
   func backoff() {
     let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0.2)

@@ -176,6 +176,12 @@ final class EndpointPool: Sendable {
     }
   }
 
+  /// How long one TCP connection attempt may take: just past the kernel's first SYN resend (1 s), or half
+  /// the dial timeout when that is longer, and never more than the dial timeout.
+  static func connectAttemptLimit(dialTimeout: Duration) -> Duration {
+    min(dialTimeout, max(.milliseconds(1_100), dialTimeout / 2))
+  }
+
   private static func transportConfig(
     configuration: EtcdConfiguration,
     onConnection: @escaping @Sendable (any Channel) -> Void
@@ -194,8 +200,16 @@ final class EndpointPool: Sendable {
       if let hostname = configuration.tls?.serverHostname {
         config.http2.authority = hostname
       }
+      // NIO's connect waits up to 10 s, and the kernel resends an unanswered SYN only after 1, 3 and 7 s:
+      // a member that comes back (a healed partition) would be found only at the next resend. A connection
+      // attempt ends just after the first resend instead, and the transport tries again after its backoff
+      // with a fresh SYN.
+      let connectLimit = TimeAmount(Self.connectAttemptLimit(dialTimeout: configuration.dialTimeout))
       config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
         onConnection(channel)
+        channel.eventLoop.scheduleTask(in: connectLimit) {
+          if !channel.isActive { channel.close(promise: nil) }
+        }
         return PingAckHandler.install(on: channel)
       }
     }
