@@ -23,6 +23,7 @@ let package = Package(
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
   ],
   targets: [
     // The etcd v3 client: a library of its own, usable without the rest of Switchyard.
@@ -124,6 +125,22 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ]
     ),
+    // `switchyard bench`: etcd, controllers, HAProxy and backends started on loopback, and the figures of
+    // convergence, churn, bursts, scale and the data plane measured for each update strategy.
+    .target(
+      name: "SwitchyardBench",
+      dependencies: [
+        "EtcdClient",
+        "HAProxyKit",
+        "SwitchyardModel",
+        "SwitchyardTestSupport",
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]
+    ),
     .executableTarget(
       name: "EtcdBenchmark",
       dependencies: [
@@ -173,6 +190,10 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
+    .testTarget(
+      name: "SwitchyardBenchTests",
+      dependencies: ["SwitchyardBench", .product(name: "Histogram", package: "hdrhistogram-swift")]
+    ),
     .testTarget(
       name: "FaultTests",
       dependencies: [

@@ -1,0 +1,125 @@
+import Histogram
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What a load run saw: requests, failures by kind and a latency histogram.
+public struct LoadResult: Sendable {
+  /// Responses with status 200.
+  public var successes = 0
+  /// Connections that could not be opened.
+  public var failedConnect = 0
+  /// Requests whose connection closed or failed before a complete response.
+  public var failedClosed = 0
+  /// Responses with a status other than 200.
+  public var failedStatus = 0
+  /// Latency of every complete response, in microseconds.
+  public var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+  /// How long the run lasted.
+  public var seconds = 0.0
+
+  /// Creates an empty result.
+  public init() {}
+
+  /// Every failure, whatever its kind.
+  public var failed: Int { failedConnect + failedClosed + failedStatus }
+  /// Successes and failures.
+  public var requests: Int { successes + failed }
+  /// Successful requests per second.
+  public var requestsPerSecond: Double { seconds > 0 ? Double(successes) / seconds : 0 }
+
+  mutating func merge(_ other: LoadResult) {
+    successes += other.successes
+    failedConnect += other.failedConnect
+    failedClosed += other.failedClosed
+    failedStatus += other.failedStatus
+    latency.add(other.latency)
+  }
+}
+
+/// Closed-loop HTTP/1.1 keep-alive load on loopback: `connections` connections, each sending its next `GET`
+/// as soon as the previous response is complete, for a fixed time. Reconnects (after 10 ms) when a connection
+/// is closed or fails.
+public enum KeepAliveLoad {
+  typealias Connection = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+
+  struct Closed: Error {}
+
+  /// Runs the load against `http://127.0.0.1:<port>/` for `duration` and returns what it saw.
+  public static func run(port: Int, connections: Int, duration: Duration) async -> LoadResult {
+    let start = ContinuousClock.now
+    let deadline = start.advanced(by: duration)
+    var total = await withTaskGroup(of: LoadResult.self) { group in
+      for _ in 0..<max(connections, 1) {
+        group.addTask { await connectionLoop(port: port, deadline: deadline) }
+      }
+      var total = LoadResult()
+      for await partial in group { total.merge(partial) }
+      return total
+    }
+    total.seconds = seconds(start.duration(to: .now))
+    return total
+  }
+
+  static func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+  }
+
+  private static func connectionLoop(port: Int, deadline: ContinuousClock.Instant) async -> LoadResult {
+    var result = LoadResult()
+    var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+    head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+    let request: [HTTPClientRequestPart] = [.head(head), .end(nil)]
+    while ContinuousClock.now < deadline && !Task.isCancelled {
+      let channel: Connection
+      do {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+          .connectTimeout(.seconds(2))
+          .channelOption(.socketOption(.tcp_nodelay), value: 1)
+          .connect(host: "127.0.0.1", port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+              try channel.pipeline.syncOperations.addHTTPClientHandlers()
+              return try Connection(wrappingChannelSynchronously: channel)
+            }
+          }
+      } catch {
+        result.failedConnect += 1
+        try? await Task.sleep(for: .milliseconds(10))
+        continue
+      }
+      do {
+        try await channel.executeThenClose { inbound, outbound in
+          var parts = inbound.makeAsyncIterator()
+          while ContinuousClock.now < deadline {
+            let sent = ContinuousClock.now
+            try await outbound.write(contentsOf: request)
+            var status: UInt?
+            var keepAlive = true
+            var complete = false
+            reading: while let part = try await parts.next() {
+              switch part {
+              case .head(let responseHead):
+                status = responseHead.status.code
+                keepAlive = responseHead.isKeepAlive
+              case .body:
+                break
+              case .end:
+                complete = true
+                break reading
+              }
+            }
+            guard complete, let status else { throw Closed() }
+            let elapsed = sent.duration(to: .now)
+            _ = result.latency.record(UInt64(max(0, seconds(elapsed) * 1_000_000)))
+            if status == 200 { result.successes += 1 } else { result.failedStatus += 1 }
+            if !keepAlive { return }
+          }
+        }
+      } catch {
+        result.failedClosed += 1
+        try? await Task.sleep(for: .milliseconds(10))
+      }
+    }
+    return result
+  }
+}
