@@ -1,4 +1,4 @@
-.PHONY: up test faults build lint format generate benchmark benchmark-controller
+.PHONY: up test faults build lint format generate benchmark benchmark-controller bench
 
 ## Install what is missing (etcd, HAProxy), build, and start the local cluster (switchyard up).
 up:
@@ -32,6 +32,14 @@ benchmark-controller:
 	./scripts/install-deps.sh
 	swift build -c release --product switchyard
 	swift run -c release controller-benchmark
+
+## switchyard bench: convergence, data plane, churn, bursts and scale, runtime vs reload strategy (release
+## build; starts its own etcd, controllers, HAProxy and backends; writes bench/results/latest.{md,json}).
+## BENCH_ARGS=--quick for the small sizes.
+bench:
+	./scripts/install-deps.sh
+	swift build -c release --product switchyard
+	.build/release/switchyard bench $(BENCH_ARGS)
 
 ## The fault suite alone (needs root): etcd, LB and backend failures on a network of namespaces, with a table per scenario.
 faults:

@@ -101,6 +101,7 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "SwitchyardAgent",
+        "SwitchyardBench",
         "SwitchyardController",
         "SwitchyardLocal",
         "SwitchyardModel",

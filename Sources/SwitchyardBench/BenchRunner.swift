@@ -1,0 +1,184 @@
+import EtcdClient
+import Foundation
+import HAProxyKit
+import Logging
+import SwitchyardTestSupport
+
+/// Runs `switchyard bench`: starts one etcd member and six backends, then each scenario with its own
+/// controller and HAProxy, for each update strategy where both make sense. Everything it starts is stopped
+/// when it returns or throws; a killed or interrupted run leaves nothing behind either (``ManagedProcess``
+/// children die with the bench, HAProxy masters are guarded by ``StrayProcessGuard``).
+public struct BenchRunner: Sendable {
+  /// The sizes and scenarios.
+  public let options: BenchOptions
+
+  /// Creates a runner.
+  public init(options: BenchOptions) {
+    self.options = options
+  }
+
+  /// Runs every selected scenario and returns the report; `progress` gets a line as each scenario starts and
+  /// ends. A scenario that fails is reported with its error and the others still run.
+  public func run(progress: @Sendable (String) -> Void) async throws -> BenchReport {
+    let started = ContinuousClock.now
+    let date = ISO8601DateFormatter().string(from: Date())
+    let directory = try TemporaryDirectory(prefix: "switchyard-bench")
+    defer { directory.remove() }
+    var report = BenchReport(
+      date: date,
+      machine: Self.machine(),
+      etcdVersion: Self.etcdVersion(),
+      haproxyVersion: Self.haproxyVersion(),
+      build: Self.build,
+      quick: options.quick
+    )
+    try await EtcdCluster.with(members: 1) { cluster in
+      var configuration = try EtcdConfiguration(endpoints: cluster.endpoints.joined(separator: ","))
+      configuration.requestTimeout = .seconds(10)
+      try await withEtcdClient(configuration: configuration, logger: Logger(label: "switchyard.bench")) { etcd in
+        let fleet = try await (1...6).asyncMap { try await HTTPTestServer.start(name: "fleet-\($0)") }
+        let probe = try await HTTPTestServer.start(name: "probe")
+        let lab = BenchLab(
+          cluster: cluster,
+          etcd: etcd,
+          directory: directory,
+          switchyardExecutable: options.switchyardExecutable,
+          fleet: fleet,
+          probe: probe,
+          closedPort: try FreePort.allocate()
+        )
+        let scenarios = Scenarios(lab: lab, options: options)
+        for run in plan(scenarios) {
+          try Task.checkCancellation()
+          progress("… \(run.label)")
+          let runStart = ContinuousClock.now
+          var result: ScenarioResult
+          do {
+            result = try await run.body()
+          } catch {
+            result = ScenarioResult(name: run.name, strategy: run.strategy, variant: run.label)
+            result.error = "\(error)"
+            // Whatever the scenario left, the next starts from an empty /services/.
+            try? await lab.clear()
+          }
+          report.scenarios.append(result)
+          let took = KeepAliveLoad.seconds(runStart.duration(to: .now))
+          progress("  \(Self.summary(result)) (\(String(format: "%.1f", took)) s)")
+        }
+        for server in fleet + [probe] { await server.close() }
+      }
+    }
+    report.durationSeconds = KeepAliveLoad.seconds(started.duration(to: .now))
+    return report
+  }
+
+  private struct PlannedRun: Sendable {
+    var name: String
+    var strategy: String
+    var label: String
+    var body: @Sendable () async throws -> ScenarioResult
+  }
+
+  private func plan(_ scenarios: Scenarios) -> [PlannedRun] {
+    var runs: [PlannedRun] = []
+    let strategies = options.strategies
+    for name in options.scenarios {
+      switch name {
+      case "convergence":
+        for strategy in strategies {
+          for changeBefore in [false, true] {
+            let variant = changeBefore ? "change 50 ms before" : "idle"
+            runs.append(
+              PlannedRun(name: name, strategy: strategy, label: "convergence \(strategy), \(variant)") {
+                try await scenarios.convergence(strategy: strategy, changeBefore: changeBefore)
+              })
+          }
+        }
+      case "dataplane":
+        runs.append(PlannedRun(name: name, strategy: "runtime", label: "dataplane") { try await scenarios.dataplane() })
+      case "churn":
+        for strategy in strategies {
+          for withChanges in [false, true] {
+            runs.append(
+              PlannedRun(
+                name: withChanges ? "churn" : "control",
+                strategy: strategy,
+                label: "\(withChanges ? "churn" : "control") \(strategy)"
+              ) { try await scenarios.churn(strategy: strategy, withChanges: withChanges) })
+          }
+        }
+      case "burst":
+        for fleetSize in [scenarios.lab.fleet.count, options.largeFleet] {
+          for strategy in strategies {
+            runs.append(
+              PlannedRun(name: name, strategy: strategy, label: "burst \(strategy), fleet \(fleetSize)") {
+                try await scenarios.burst(strategy: strategy, fleetSize: fleetSize)
+              })
+          }
+        }
+      case "scale":
+        for strategy in strategies {
+          runs.append(
+            PlannedRun(name: name, strategy: strategy, label: "scale \(strategy)") {
+              try await scenarios.scale(strategy: strategy)
+            })
+        }
+      default:
+        break
+      }
+    }
+    return runs
+  }
+
+  /// `convergence runtime idle: add_p99_ms 8.1, …` for the progress output.
+  static func summary(_ result: ScenarioResult) -> String {
+    if let error = result.error { return "\(result.name) \(result.strategy): FAILED: \(error)" }
+    let figures = result.figures.prefix(8).map { "\($0.key) \(BenchReport.display($0.value))" }
+    return "\(result.name) \(result.strategy) \(result.variant): " + figures.joined(separator: ", ")
+  }
+
+  static var build: String {
+    #if DEBUG
+      return "debug"
+    #else
+      return "release"
+    #endif
+  }
+
+  static func machine() -> String {
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    let model =
+      cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
+      .map { $0.split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "" } ?? "unknown CPU"
+    let memory = ProcessInfo.processInfo.physicalMemory / 1_048_576 / 1024
+    let kernel =
+      (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+    return "Linux \(kernel), \(model), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(memory) GiB"
+  }
+
+  static func etcdVersion() -> String {
+    firstLine(of: EtcdCluster.defaultExecutable("etcd"), ["--version"]).replacingOccurrences(
+      of: "etcd Version: ", with: "")
+  }
+
+  static func haproxyVersion() -> String {
+    let line = firstLine(of: "haproxy", ["-v"])
+    let words = line.split(separator: " ")
+    return words.count > 2 ? String(words[2]) : line
+  }
+
+  /// The first line `executable arguments` prints, or `unknown`.
+  static func firstLine(of executable: String, _ arguments: [String]) -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [executable] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return "unknown" }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "unknown"
+  }
+}
