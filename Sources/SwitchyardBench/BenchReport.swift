@@ -173,6 +173,8 @@ public struct BenchReport: Sendable, Hashable {
       "\(date), \(build) build, \(String(format: "%.0f", durationSeconds)) s. Machine: \(machine). "
         + "etcd \(etcdVersion), HAProxy \(haproxyVersion).",
     ]
+    let goals = goalsTable()
+    if !goals.isEmpty { out += ["", "### Issue 11's figures, runtime and reload side by side", ""] + goals }
     var names: [String] = []
     for scenario in scenarios where !names.contains(scenario.name) { names.append(scenario.name) }
     for name in names {
@@ -191,6 +193,86 @@ public struct BenchReport: Sendable, Hashable {
       }
     }
     return out.joined(separator: "\n") + "\n"
+  }
+
+  /// One row of the goals table: where its figure comes from and what it must reach.
+  private struct Goal: Sendable {
+    var figure: String
+    var goal: String
+    var unit: String
+    /// The value for a strategy, from that strategy's scenario with this name and variant prefix.
+    var value: @Sendable (_ of: (_ name: String, _ variantPrefix: String) -> ScenarioResult?) -> Double?
+  }
+
+  private static let goals: [Goal] = [
+    Goal(figure: "keep-alive req/s, runtime-added vs file servers", goal: "≥ 0.95×", unit: "×") {
+      $0("dataplane", "")?["runtime_vs_file"]
+    },
+    Goal(figure: "put → first request served, p99 (idle)", goal: "≤ 10 ms", unit: " ms") {
+      $0("convergence", "idle")?["add_p99_ms"]
+    },
+    Goal(figure: "put → first request served, p99 (change 50 ms before)", goal: "≤ 10 ms", unit: " ms") {
+      $0("convergence", "change")?["add_p99_ms"]
+    },
+    Goal(figure: "delete → no new request, p99 (idle)", goal: "≤ 10 ms", unit: " ms") {
+      $0("convergence", "idle")?["remove_p99_ms"]
+    },
+    Goal(figure: "delete → no new request, p99 (change 50 ms before)", goal: "≤ 10 ms", unit: " ms") {
+      $0("convergence", "change")?["remove_p99_ms"]
+    },
+    Goal(figure: "one put → server in HAProxy, large fleet, p99", goal: "≤ 10 ms", unit: " ms") {
+      $0("scale", "")?["change_add_p99_ms"]
+    },
+    Goal(figure: "one delete → server out of HAProxy, large fleet, p99", goal: "≤ 10 ms", unit: " ms") {
+      $0("scale", "")?["change_remove_p99_ms"]
+    },
+    Goal(figure: "burst of adds on the small fleet → all in", goal: "≤ 300 ms", unit: " ms") {
+      $0("burst", "small")?["add_all_in_ms"]
+    },
+    Goal(figure: "burst of adds on the large fleet → all in", goal: "≤ 1,000 ms", unit: " ms") {
+      $0("burst", "large")?["add_all_in_ms"]
+    },
+    Goal(figure: "burst of deletes on the large fleet → all gone", goal: "≤ 1,000 ms", unit: " ms") {
+      $0("burst", "large")?["remove_all_gone_ms"]
+    },
+    Goal(figure: "controller CPU, large fleet, nothing changing", goal: "≤ 1 %", unit: " %") {
+      $0("scale", "")?["idle_cpu_percent"]
+    },
+    Goal(figure: "req/s under churn vs no churn", goal: "≥ 0.9×", unit: "×") { of in
+      guard let churn = of("churn", "")?["requests_per_s"], let control = of("control", "")?["requests_per_s"],
+        control > 0
+      else { return nil }
+      return churn / control
+    },
+    Goal(figure: "failed requests under churn", goal: "0", unit: "") { $0("churn", "")?["failed_requests"] },
+    Goal(figure: "first sync of the large fleet", goal: "≤ 2,000 ms", unit: " ms") {
+      $0("scale", "")?["first_sync_ms"]
+    },
+    Goal(figure: "controller peak RSS, large fleet", goal: "≤ 150 MB", unit: " MB") {
+      $0("scale", "")?["peak_rss_mb"]
+    },
+  ]
+
+  /// The issue's figures with the runtime and the reload strategy's values side by side, and the goal; rows
+  /// whose scenarios did not run are left out.
+  func goalsTable() -> [String] {
+    func value(_ goal: Goal, _ strategy: String) -> Double? {
+      goal.value { name, variantPrefix in
+        scenarios.first {
+          $0.name == name && $0.strategy == strategy && $0.error == nil && $0.variant.hasPrefix(variantPrefix)
+        }
+      }
+    }
+    var rows: [String] = []
+    for goal in Self.goals {
+      let runtime = value(goal, "runtime")
+      let reload = value(goal, "reload")
+      guard runtime != nil || reload != nil else { continue }
+      let cells = [runtime, reload].map { $0.map { Self.display($0) + goal.unit } ?? "—" }
+      rows.append("| \(goal.figure) | \(cells[0]) | \(cells[1]) | \(goal.goal) |")
+    }
+    guard !rows.isEmpty else { return [] }
+    return ["| figure | runtime | reload | must reach |", "| --- | ---: | ---: | --- |"] + rows
   }
 
   /// A figure for people: whole numbers with thousands separators, others with two or three digits.

@@ -186,8 +186,12 @@ struct Scenarios {
   /// `burstSize` adds written at once by 16 writers, then as many deletes, on a fleet of `fleetSize`: the
   /// time from the last acknowledged write until HAProxy has them all (or none).
   func burst(strategy: String, fleetSize: Int) async throws -> ScenarioResult {
-    var result = ScenarioResult(name: "burst", strategy: strategy, variant: "fleet \(fleetSize)")
     let large = fleetSize > lab.fleet.count
+    var result = ScenarioResult(
+      name: "burst",
+      strategy: strategy,
+      variant: "\(large ? "large" : "small") fleet, \(fleetSize)"
+    )
     if large {
       let entries = (0..<fleetSize).map { (key: BenchLab.key("filler-\($0)"), port: lab.closedPort) }
       try await lab.putAll(entries, writers: 32)

@@ -96,6 +96,14 @@ extension LatencySummary {
     #expect(text.contains("Failed (runtime, 10 over 1): HAProxy did not"))
   }
 
+  @Test func goalsTablePutsTheStrategiesSideBySide() {
+    let text = sample().markdown()
+    #expect(text.contains("| figure | runtime | reload | must reach |"))
+    #expect(text.contains("| put → first request served, p99 (idle) | 2.50 ms | — | ≤ 10 ms |"))
+    // Figures no scenario measured (the failed scale run) are left out.
+    #expect(!text.contains("first sync of the large fleet"))
+  }
+
   @Test func displayGroupsThousandsAndKeepsSmallValuesPrecise() {
     #expect(BenchReport.display(12_345.6) == "12,346")
     #expect(BenchReport.display(1_000_000) == "1,000,000")
