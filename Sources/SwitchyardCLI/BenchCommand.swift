@@ -46,7 +46,10 @@ struct BenchCommand: AsyncParsableCommand {
     } catch {
       throw ValidationError("--output: cannot create \(output): \(error.localizedDescription)")
     }
-    let report = try await BenchRunner(options: options).run { line in print(line) }
+    let report = try await BenchRunner(options: options).run { line in
+      // Unbuffered: progress shows as it happens also when stdout is a pipe (CI) or a file.
+      FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
     let markdown = report.markdown()
     try markdown.write(to: directory.appendingPathComponent("latest.md"), atomically: true, encoding: .utf8)
     try report.json().write(to: directory.appendingPathComponent("latest.json"), atomically: true, encoding: .utf8)
