@@ -275,9 +275,7 @@ public final class Controller: Service, Sendable {
       && rendered.text != memory.withLock({ $0.loadedText })
     {
       // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
-      try await install(rendered, revision: desired.revision)
-      try await reload(
-        structure: rendered.structure, fallback: false, reason: Self.strategyReloadReason, desired: desired)
+      try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
       return nil
     }
     if plan.needsReload {
@@ -285,17 +283,10 @@ public final class Controller: Service, Sendable {
       // configuration HAProxy rejects must not hold them back. A refused command is put right by
       // the reload that follows.
       if !plan.commands.isEmpty { _ = try await execute(plan.commands, drainingFor: drainingFor) }
-      try await install(rendered, revision: desired.revision)
-      logger.notice(
-        "Reloading HAProxy",
-        metadata: ["reason": "\(plan.reloadReasons.joined(separator: "; "))", "revision": "\(desired.revision)"]
-      )
-      try await reload(
-        structure: rendered.structure,
-        fallback: false,
-        reason: plan.reloadReasons.joined(separator: "; "),
-        desired: desired
-      )
+      let reason = plan.reloadReasons.joined(separator: "; ")
+      try await installAndReload(rendered, desired: desired, cause: .structure, reason: reason) {
+        logger.notice("Reloading HAProxy", metadata: ["reason": "\(reason)", "revision": "\(desired.revision)"])
+      }
       return nil
     }
     if plan.commands.isEmpty {
@@ -309,13 +300,8 @@ public final class Controller: Service, Sendable {
       publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
       return true
     case .failed:
-      try await install(rendered, revision: desired.revision)
-      try await reload(
-        structure: rendered.structure,
-        fallback: true,
-        reason: "a Runtime API command was refused",
-        desired: desired
-      )
+      try await installAndReload(
+        rendered, desired: desired, cause: .fallback, reason: "a Runtime API command was refused")
     }
     return nil
   }
@@ -384,7 +370,26 @@ public final class Controller: Service, Sendable {
     ]
   }
 
-  private func reload(structure: String, fallback: Bool, reason: String, desired: DesiredState) async throws {
+  /// Why HAProxy reloads, as counted in `switchyard_haproxy_reloads_total`.
+  private enum ReloadCause {
+    case structure, fallback, strategy
+  }
+
+  /// Installs `rendered` (HAProxy reads the file on reload), then reloads; `beforeReload` runs once the
+  /// file is in place.
+  private func installAndReload(
+    _ rendered: RenderedConfig,
+    desired: DesiredState,
+    cause: ReloadCause,
+    reason: String,
+    beforeReload: () -> Void = {}
+  ) async throws {
+    try await install(rendered, revision: desired.revision)
+    beforeReload()
+    try await reload(structure: rendered.structure, cause: cause, reason: reason, desired: desired)
+  }
+
+  private func reload(structure: String, cause: ReloadCause, reason: String, desired: DesiredState) async throws {
     let clock = ContinuousClock()
     let started = clock.now
     try await dataPlane.reload()
@@ -397,12 +402,10 @@ public final class Controller: Service, Sendable {
       $0.loadedText = $0.installedText
     }
     dataPlane.writeRunningStructure(structure)
-    if fallback {
-      metrics.reloadsFallback.increment()
-    } else if configuration.updateStrategy == .reload && reason == Self.strategyReloadReason {
-      metrics.reloadsStrategy.increment()
-    } else {
-      metrics.reloadsStructural.increment()
+    switch cause {
+    case .structure: metrics.reloadsStructural.increment()
+    case .fallback: metrics.reloadsFallback.increment()
+    case .strategy: metrics.reloadsStrategy.increment()
     }
     status.update { $0.reloads += 1 }
   }

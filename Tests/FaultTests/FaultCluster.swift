@@ -240,21 +240,12 @@ final class FaultCluster {
   /// Waits until every LB node's serving set equals etcd's registrations; returns the time each took, or
   /// nil for a node that did not get there within `timeout`.
   func convergence(_ client: EtcdClient, nodes: [String] = lbNames, timeout: Duration) async -> [String: Duration?] {
-    let clock = ContinuousClock()
-    let start = clock.now
-    var reached: [String: Duration?] = [:]
-    while true {
-      let expected = (try? await registrations(client)).map { Set($0.values) }
-      for lb in nodes where reached[lb] == nil {
-        if let expected, let serving = try? await servingSet(lb), serving == expected {
-          reached[lb] = clock.now - start
-        }
-      }
-      if reached.count == nodes.count || clock.now - start > timeout { break }
-      try? await Task.sleep(for: .milliseconds(50))
+    await timeUntil(nodes: nodes, timeout: timeout, every: .milliseconds(50)) { lb, expected in
+      guard let expected, let serving = try? await servingSet(lb) else { return false }
+      return serving == expected
+    } refresh: {
+      (try? await registrations(client)).map { Set($0.values) }
     }
-    for lb in nodes where reached[lb] == nil { reached[lb] = .some(nil) }
-    return reached
   }
 
   /// Waits until `id` is served by each of `nodes` (its address in the serving set); returns the time each
@@ -262,18 +253,35 @@ final class FaultCluster {
   func timeUntilServed(
     _ id: String, address: String, by nodes: [String] = lbNames, timeout: Duration
   ) async -> [String: Duration?] {
+    await timeUntil(nodes: nodes, timeout: timeout, every: .milliseconds(25)) { lb, _ in
+      (try? await servingSet(lb))?.contains(address) == true
+    } refresh: {
+      nil
+    }
+  }
+
+  /// Polls each node until `reached` holds for it, with `refresh` read once per round; returns the time
+  /// each node took from the start, nil for a node that did not get there within `timeout`.
+  private func timeUntil(
+    nodes: [String],
+    timeout: Duration,
+    every interval: Duration,
+    _ reached: (String, Set<String>?) async -> Bool,
+    refresh: () async -> Set<String>?
+  ) async -> [String: Duration?] {
     let clock = ContinuousClock()
     let start = clock.now
-    var reached: [String: Duration?] = [:]
+    var times: [String: Duration?] = [:]
     while true {
-      for lb in nodes where reached[lb] == nil {
-        if let serving = try? await servingSet(lb), serving.contains(address) { reached[lb] = clock.now - start }
+      let expected = await refresh()
+      for lb in nodes where times[lb] == nil {
+        if await reached(lb, expected) { times[lb] = clock.now - start }
       }
-      if reached.count == nodes.count || clock.now - start > timeout { break }
-      try? await Task.sleep(for: .milliseconds(25))
+      if times.count == nodes.count || clock.now - start > timeout { break }
+      try? await Task.sleep(for: interval)
     }
-    for lb in nodes where reached[lb] == nil { reached[lb] = .some(nil) }
-    return reached
+    for lb in nodes where times[lb] == nil { times[lb] = .some(nil) }
+    return times
   }
 
   // MARK: - Shutdown

@@ -19,13 +19,9 @@ import Testing
   func runtimeServersMatchFileServers() async throws {
     try await withNodes { _, nodes, etcd in
       let node = nodes[0]
-      let servers = try await (1...2).asyncMap { try await HTTPTestServer.start(name: "p\($0)") }
-      defer { Task { for server in servers { await server.close() } } }
       // The check path is the service's from the first entry on, so adding these is runtime only.
-      for (index, server) in servers.enumerated() {
-        try await etcd.register("p\(index + 1)", port: server.port, checkPath: "/")
-      }
-      try await node.waitServing(["p1", "p2"])
+      let servers = try await startServing(["p1", "p2"], on: node, etcd: etcd)
+      defer { Task { for server in servers { await server.close() } } }
       // Let the health checks pass, so that both sides compare servers that are up.
       try await settledUp(node)
       let reloadsBefore = try await node.showProc().reloads
@@ -63,12 +59,8 @@ import Testing
   func driftIsRepaired() async throws {
     try await withNodes { _, nodes, etcd in
       let node = nodes[0]
-      let servers = try await (1...2).asyncMap { try await HTTPTestServer.start(name: "d\($0)") }
+      let servers = try await startServing(["d1", "d2"], on: node, etcd: etcd)
       defer { Task { for server in servers { await server.close() } } }
-      for (index, server) in servers.enumerated() {
-        try await etcd.register("d\(index + 1)", port: server.port, checkPath: "/")
-      }
-      try await node.waitServing(["d1", "d2"])
       // An operator removes d2 through the Runtime API; nothing changes in etcd.
       let api = RuntimeAPI(socketPath: "\(node.stateDirectory)/admin.sock", logger: quietLogger)
       try await api.setServerState(backend: "svc_backend", server: "d2", state: .maint)
@@ -78,6 +70,14 @@ import Testing
       #expect(try await node.servers()["d2"] == nil)
       try await node.waitServing(["d1", "d2"], timeout: .seconds(6))
     }
+  }
+
+  /// Starts a backend per name, registers each (check path `/`), and waits until `node` serves them all.
+  private func startServing(_ names: [String], on node: LBNode, etcd: EtcdClient) async throws -> [HTTPTestServer] {
+    let servers = try await names.asyncMap { try await HTTPTestServer.start(name: $0) }
+    for server in servers { try await etcd.register(server.name, port: server.port, checkPath: "/") }
+    try await node.waitServing(Set(names))
+    return servers
   }
 
   private func settledUp(_ node: LBNode) async throws {
