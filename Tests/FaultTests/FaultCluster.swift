@@ -106,6 +106,8 @@ final class FaultCluster {
         "--listen-peer-urls=http://\(address):2380", "--initial-advertise-peer-urls=http://\(address):2380",
         "--initial-cluster=\(initialCluster)", "--initial-cluster-token=switchyard-faults",
         "--initial-cluster-state=new",
+        // A member healed from a partition must not force an election with its higher term (3.5's default).
+        "--pre-vote=true",
       ]
     )
     etcd[name] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(name))
