@@ -11,10 +11,15 @@ import Synchronization
 ///
 /// Start: adopt the HAProxy a previous controller left running, if any; read the whole prefix at one
 /// revision, render, validate, install, start HAProxy if needed; then watch from that revision + 1.
-/// Watch events only mean "something changed": they are coalesced, and every pass reads the full
-/// desired state at one revision and plans against what HAProxy reports. Server changes go through the
-/// Runtime API; structural changes, and any Runtime API command HAProxy does not confirm, fall back to one
-/// seamless reload through the master. The config file on disk always describes the desired state.
+/// Watch events are coalesced into passes. Each event updates a mirror of the prefix
+/// (``RegistrationMirror``) and marks its service changed; a pass rebuilds, observes and plans only the
+/// changed services' backends, at the mirror's revision, so a change costs the same on any fleet. A full
+/// pass (read everything at one revision, compare every backend) runs first, after any failure or
+/// compaction, when HAProxy drifts, and every ``ControllerConfiguration/resyncInterval`` as a safety net.
+/// Server changes go through the Runtime API; structural changes, and any Runtime API command HAProxy
+/// does not confirm, fall back to one seamless reload through the master. The config file on disk
+/// follows the desired state within a second, and is always current before HAProxy reads it (a start,
+/// a reload).
 ///
 /// On graceful shutdown the controller stops HAProxy gracefully, unless told to leave it running.
 public final class Controller: Service, Sendable {
@@ -31,11 +36,34 @@ public final class Controller: Service, Sendable {
     var loggedConflicts: Set<String> = []
     var firstRevision: Int64?
     var eventsSinceLastPass = false
-    /// The config rendered from `lastDesired`.
-    var lastRendered: RenderedConfig?
     /// The next pass only follows up on draining servers: nothing changed in etcd, so it asks HAProxy
     /// alone, against `lastDesired`.
     var followUpOnly = false
+    /// The prefix as of the last full read and the watch events since.
+    var mirror: RegistrationMirror?
+    /// Watch events that arrive while a full read is in flight.
+    var changeLog = ChangeLog()
+    /// Services whose instances changed since the last pass took them.
+    var dirtyServices: Set<ServiceName> = []
+    /// The next pass must read everything and compare every backend.
+    var needsResync = true
+    var lastResync: ContinuousClock.Instant?
+    /// The config file is behind `lastDesired` (passes that touch a few services leave it to a flush).
+    var fileStale = false
+    /// The next pass, if nothing else is to be done, writes the config file.
+    var flushFile = false
+  }
+
+  /// What one turn of the reconcile loop does.
+  private enum PassKind {
+    /// Read everything, compare every backend.
+    case full
+    /// Rebuild, observe and plan the backends of these services only.
+    case incremental(Set<ServiceName>)
+    /// Ask HAProxy about the backends with servers leaving.
+    case followUp
+    /// Bring the config file up to `lastDesired`.
+    case flush
   }
 
   private let configuration: ControllerConfiguration
@@ -86,7 +114,14 @@ public final class Controller: Service, Sendable {
         group.addTask { await self.progressLoop() }
         group.addTask { await self.superviseLoop() }
         group.addTask { await self.refreshLoop() }
+        group.addTask { await self.fileLoop() }
       }
+    }
+    // The file may be up to a second behind what HAProxy runs; the next start reads it.
+    do {
+      try await Task { try await self.flushConfigFile() }.value
+    } catch {
+      logger.warning("Could not bring the config file up to date on shutdown", metadata: ["error": "\(error)"])
     }
     if configuration.leaveHAProxyRunning {
       logger.notice("Leaving HAProxy running", metadata: ["haproxy.pid": "\(dataPlane.pid.map(String.init) ?? "-")"])
@@ -104,15 +139,26 @@ public final class Controller: Service, Sendable {
   private func reconcileLoop() async {
     var failures = 0
     while let firstChange = await trigger.nextPass() {
-      let (hadEvents, followUpOnly) = memory.withLock { memory in
+      let running = dataPlane.isRunning
+      let (hadEvents, kind) = memory.withLock { memory in
         defer {
           memory.eventsSinceLastPass = false
           memory.followUpOnly = false
+          memory.flushFile = false
         }
-        return (memory.eventsSinceLastPass, memory.followUpOnly)
+        return (memory.eventsSinceLastPass, nextPassKind(&memory, haproxyRunning: running))
       }
       do {
-        let followUp = try await (followUpOnly && !hadEvents ? followUpPass() : pass())
+        let passed: Bool
+        switch kind {
+        case .full: passed = try await pass()
+        case .incremental(let services): passed = try await incrementalPass(services: services)
+        case .followUp: passed = try await followUpPass()
+        case .flush:
+          try await flushConfigFile()
+          passed = false
+        }
+        let followUp = passed || memory.withLock { !$0.removals.leavingBackends.isEmpty }
         failures = 0
         metrics.reconcilesOK.increment()
         if hadEvents { metrics.eventToApplied.record(firstChange.duration(to: .now)) }
@@ -125,6 +171,7 @@ public final class Controller: Service, Sendable {
         return
       } catch {
         failures += 1
+        memory.withLock { $0.needsResync = true }
         metrics.reconcilesFailed.increment()
         status.update { $0.lastError = "\(error)" }
         let delay = Backoff(initial: .milliseconds(200), maximum: .seconds(1)).baseDelay(attempt: failures - 1)
@@ -147,8 +194,33 @@ public final class Controller: Service, Sendable {
     }
   }
 
-  /// One pass: read, render, install, plan, apply. Returns whether another pass must follow (servers drain).
+  /// Chooses the next pass: a full one when the mirror cannot be trusted or is due for a check, one for
+  /// the changed services when etcd said something, else a follow-up or a file flush.
+  private func nextPassKind(_ memory: inout Memory, haproxyRunning: Bool) -> PassKind {
+    let resyncDue = memory.lastResync.map { $0.duration(to: .now) >= configuration.resyncInterval } ?? true
+    let trusted =
+      !memory.needsResync && !resyncDue && memory.mirror != nil && memory.lastDesired != nil && haproxyRunning
+    if !trusted { return .full }
+    if configuration.updateStrategy == .reload {
+      // The original's way reads everything for every change.
+      return memory.followUpOnly && !memory.eventsSinceLastPass ? .followUp : .full
+    }
+    if memory.eventsSinceLastPass {
+      defer { memory.dirtyServices = [] }
+      return .incremental(memory.dirtyServices)
+    }
+    if memory.flushFile && !memory.followUpOnly { return .flush }
+    return .followUp
+  }
+
+  /// A full pass: read everything at one revision, render, install, plan and apply every backend.
+  /// Returns whether another pass must follow (servers drain).
   private func pass() async throws -> Bool {
+    memory.withLock {
+      $0.needsResync = false
+      $0.dirtyServices = []
+      $0.changeLog.start()
+    }
     let read: RangeResult
     do {
       read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
@@ -163,10 +235,18 @@ public final class Controller: Service, Sendable {
         $0.etcdError = "\(error)"
       }
       metrics.etcdConnected.set(to: 0)
+      _ = memory.withLock { $0.changeLog.finish() }
       throw error
     }
-    let revision = read.header.revision
-    let (valid, invalid) = ServiceInstance.parseAll(read.kvs.map { ($0.key, $0.value, $0.modRevision) })
+    // Parsed outside the lock, which the watch needs; the events that came in meanwhile go on top.
+    var mirror = RegistrationMirror(
+      revision: read.header.revision, entries: read.kvs.map { ($0.key, $0.value, $0.modRevision) })
+    let (valid, invalid, revision) = memory.withLock { memory in
+      mirror.apply(memory.changeLog.finish())
+      memory.mirror = mirror
+      memory.lastResync = .now
+      return (mirror.instances, mirror.invalid, mirror.revision)
+    }
     report(invalid: invalid)
     let previous = memory.withLock { $0.lastDesired }
     let desired = DesiredState(
@@ -175,23 +255,21 @@ public final class Controller: Service, Sendable {
       instances: valid,
       previous: previous
     )
-    report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: valid))
+    report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: valid), scope: nil)
     let rendered = ConfigRenderer.render(desired, settings: configuration.node)
     // A change the Runtime API can make is applied first and written to the file right after, so that
     // HAProxy gets it without waiting for `haproxy -c`, also in a pass that reloads for another
     // backend; anything that makes HAProxy read the file (a start, a reload) installs it first.
     if !dataPlane.isRunning { try await install(rendered, revision: revision) }
-    memory.withLock {
-      $0.lastDesired = desired
-      $0.lastRendered = rendered
-    }
+    memory.withLock { $0.lastDesired = desired }
     if !dataPlane.isRunning {
       try await startHAProxy(structure: rendered.structure)
     }
-    let followUp = try await apply(desired: desired, rendered: rendered)
+    let followUp = try await apply(desired: desired, structure: rendered.structure, scope: nil)
     try await install(rendered, revision: revision, serversApplied: true)
     memory.withLock { memory in
-      if memory.firstRevision == nil { memory.firstRevision = revision }
+      if memory.lastDesired?.revision == revision { memory.fileStale = false }
+      if memory.firstRevision == nil { memory.firstRevision = read.header.revision }
     }
     status.update {
       $0.appliedRevision = revision
@@ -201,18 +279,59 @@ public final class Controller: Service, Sendable {
     return followUp
   }
 
-  /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so
-  /// it works from that pass's desired state and asks HAProxy alone. Falls back to a full pass when there
-  /// is no last pass to work from.
-  private func followUpPass() async throws -> Bool {
-    let last = memory.withLock { memory in
-      memory.lastDesired.flatMap { desired in memory.lastRendered.map { (desired, $0) } }
+  /// A pass for the services whose instances changed since the last pass: their backends are built
+  /// again from the mirror, observed and planned; the others are left alone. Its cost follows the
+  /// services touched, not the fleet; the config file follows in a flush.
+  private func incrementalPass(services dirty: Set<ServiceName>) async throws -> Bool {
+    let changed = Set(configuration.node.services).intersection(dirty)
+    let (instances, invalid, revision, previous) = memory.withLock { memory in
+      (
+        changed.flatMap { memory.mirror?.instances(of: $0) ?? [] }, memory.mirror?.invalid ?? [],
+        memory.mirror?.revision ?? 0, memory.lastDesired
+      )
     }
-    guard let (desired, rendered) = last, dataPlane.isRunning else { return try await pass() }
-    metrics.followUpPasses.increment()
-    let followUp = try await apply(desired: desired, rendered: rendered)
-    try await install(rendered, revision: desired.revision, serversApplied: true)
+    guard let previous else { return try await pass() }
+    metrics.incrementalPasses.increment()
+    report(invalid: invalid)
+    let desired = previous.updating(services: changed, instances: instances, revision: revision)
+    let scope = Set(desired.backends.filter { changed.contains($0.service) }.map(\.name))
+    report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: instances), scope: scope)
+    memory.withLock {
+      $0.lastDesired = desired
+      $0.fileStale = true
+    }
+    let leaving = memory.withLock { $0.removals.leavingBackends }
+    var followUp = false
+    if !scope.isEmpty || !leaving.isEmpty {
+      let structure = ConfigRenderer.structure(desired, settings: configuration.node)
+      followUp = try await apply(desired: desired, structure: structure, scope: scope.union(leaving))
+    }
+    status.update { $0.appliedRevision = revision }
+    metrics.appliedRevision.set(to: Double(revision))
     return followUp
+  }
+
+  /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so
+  /// it works from that pass's desired state and asks HAProxy alone about the backends with servers
+  /// leaving. Falls back to a full pass when there is no last pass to work from.
+  private func followUpPass() async throws -> Bool {
+    let (last, leaving) = memory.withLock { ($0.lastDesired, $0.removals.leavingBackends) }
+    guard let desired = last, dataPlane.isRunning else { return try await pass() }
+    guard !leaving.isEmpty else { return false }
+    metrics.followUpPasses.increment()
+    let structure = ConfigRenderer.structure(desired, settings: configuration.node)
+    return try await apply(desired: desired, structure: structure, scope: leaving)
+  }
+
+  /// Writes the config file for `lastDesired`, which passes for a few services leave behind. The
+  /// servers are in HAProxy already, so an unchanged structure needs no `haproxy -c`.
+  private func flushConfigFile() async throws {
+    guard let desired = memory.withLock({ $0.fileStale ? $0.lastDesired : nil }) else { return }
+    let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+    try await install(rendered, revision: desired.revision, serversApplied: true)
+    memory.withLock { memory in
+      if memory.lastDesired?.revision == desired.revision { memory.fileStale = false }
+    }
   }
 
   /// Validates and installs `rendered` as the config file, unless it is installed already. An invalid
@@ -238,45 +357,48 @@ public final class Controller: Service, Sendable {
     logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
   }
 
-  /// Brings HAProxy to `desired`: Runtime API commands, or a reload when they cannot. Returns whether
-  /// removed servers still drain.
-  private func apply(desired: DesiredState, rendered: RenderedConfig) async throws -> Bool {
+  /// Brings HAProxy to `desired` (for the backends in `scope`, or all): Runtime API commands, or a
+  /// reload when they cannot. Returns whether removed servers still drain.
+  private func apply(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool {
     for _ in 0..<4 {
       // One Runtime API connection per round; a reload ends the round, since the connection belongs
       // to the worker that the reload retires.
       let finished = try await dataPlane.withRuntimeSession {
-        try await applyRound(desired: desired, rendered: rendered)
+        try await applyRound(desired: desired, structure: structure, scope: scope)
       }
       if let followUp = finished { return followUp }
     }
     throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
   }
 
-  /// One round of ``apply(desired:rendered:)``: observe, plan, and change. Returns whether a follow-up
-  /// pass is needed once HAProxy has what `desired` says, or `nil` when another round must look again.
-  private func applyRound(desired: DesiredState, rendered: RenderedConfig) async throws -> Bool? {
-    let backends = desired.backends.map(\.name)
-    let observed = try await dataPlane.observe(backends: backends)
+  /// One round of ``apply(desired:structure:scope:)``: observe, plan, and change. Returns whether a
+  /// follow-up pass is needed once HAProxy has what `desired` says, or `nil` when another round must
+  /// look again.
+  private func applyRound(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool? {
+    let backends = desired.backends.map(\.name).filter { scope?.contains($0) ?? true }
+    let observed = try await dataPlane.observe(backends: backends, each: scope != nil)
     let now = ContinuousClock.now
     let (runningStructure, drainingFor) = memory.withLock { memory in
-      memory.removals.update(desired: desired, observed: observed, now: now)
+      memory.removals.update(desired: desired, observed: observed, now: now, scope: scope)
       return (memory.runningStructure, memory.removals.elapsed(now: now))
     }
     let plan = Planner.plan(
       desired: desired,
-      rendered: rendered,
+      structure: structure,
       runningStructure: runningStructure,
       observed: observed,
       drainingFor: drainingFor,
       settings: configuration.node,
-      policy: configuration.removal
+      policy: configuration.removal,
+      scope: scope
     )
-    if configuration.updateStrategy == .reload && !plan.isEmpty
-      && rendered.text != memory.withLock({ $0.loadedText })
-    {
-      // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
-      try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
-      return nil
+    if configuration.updateStrategy == .reload && !plan.isEmpty {
+      let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+      if rendered.text != memory.withLock({ $0.loadedText }) {
+        // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
+        try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
+        return nil
+      }
     }
     if plan.needsReload {
       // Backends the reload does not change take their changes now: a reload can be slow, and a
@@ -284,24 +406,27 @@ public final class Controller: Service, Sendable {
       // the reload that follows.
       if !plan.commands.isEmpty { _ = try await execute(plan.commands, drainingFor: drainingFor) }
       let reason = plan.reloadReasons.joined(separator: "; ")
+      let rendered = ConfigRenderer.render(desired, settings: configuration.node)
       try await installAndReload(rendered, desired: desired, cause: .structure, reason: reason) {
         logger.notice("Reloading HAProxy", metadata: ["reason": "\(reason)", "revision": "\(desired.revision)"])
       }
       return nil
     }
     if plan.commands.isEmpty {
-      publish(desired: desired, observed: observed)
+      publish(desired: desired, observed: observed, scope: scope)
       return !plan.draining.isEmpty
     }
     switch try await execute(plan.commands, drainingFor: drainingFor) {
     case .done: return nil
     case .deletesDeferred:
       // Everything else is applied; the next pass deletes what still holds connections.
-      publish(desired: desired, observed: try await dataPlane.observe(backends: backends))
+      publish(
+        desired: desired, observed: try await dataPlane.observe(backends: backends, each: scope != nil), scope: scope)
       return true
     case .failed:
       try await installAndReload(
-        rendered, desired: desired, cause: .fallback, reason: "a Runtime API command was refused")
+        ConfigRenderer.render(desired, settings: configuration.node), desired: desired, cause: .fallback,
+        reason: "a Runtime API command was refused")
     }
     return nil
   }
@@ -400,6 +525,9 @@ public final class Controller: Service, Sendable {
     memory.withLock {
       $0.runningStructure = structure
       $0.loadedText = $0.installedText
+      // The new worker read the file: runtime states of backends a scoped pass did not look at (drains
+      // in progress) are checked by a full pass.
+      $0.needsResync = true
     }
     dataPlane.writeRunningStructure(structure)
     switch cause {
@@ -436,9 +564,11 @@ public final class Controller: Service, Sendable {
     }
   }
 
-  private func publish(desired: DesiredState, observed: ObservedState) {
+  /// Publishes what HAProxy runs in `/state` and the server metrics, for the backends in `scope` (or all).
+  private func publish(desired: DesiredState, observed: ObservedState, scope: Set<String>? = nil) {
     var counts: [String: [String: Int]] = [:]
-    let services = desired.backends.map { backend in
+    let published = desired.backends.filter { scope?.contains($0.name) ?? true }
+    let services = published.map { backend in
       let registered = Set(backend.servers.map(\.name))
       let servers = (observed.backends[backend.name] ?? []).sorted { $0.name < $1.name }.map { server in
         let health = server.isUp ? "up" : "down"
@@ -461,8 +591,16 @@ public final class Controller: Service, Sendable {
         servers: servers
       )
     }
-    status.update { $0.services = services }
-    metrics.setServers(counts, services: configuration.node.services.map(\.rawValue))
+    status.update { state in
+      guard scope != nil else {
+        state.services = services
+        return
+      }
+      var byBackend = Dictionary(state.services.map { ($0.backend, $0) }, uniquingKeysWith: { first, _ in first })
+      for service in services { byBackend[service.backend] = service }
+      state.services = desired.backends.compactMap { byBackend[$0.name] }
+    }
+    metrics.setServers(counts, services: published.map(\.service.rawValue))
   }
 
   private func report(invalid: [RegistrationError]) {
@@ -481,11 +619,16 @@ public final class Controller: Service, Sendable {
     status.update { $0.invalidEntries = entries }
   }
 
-  private func report(conflicts: [(backend: String, server: String, path: String)]) {
+  /// Logs check-path conflicts not logged before; with a `scope`, `conflicts` covers those backends only.
+  private func report(conflicts: [(backend: String, server: String, path: String)], scope: Set<String>?) {
     let lines = conflicts.map { "\($0.backend)/\($0.server) registered check path \($0.path)" }
     let fresh = memory.withLock { memory in
       let fresh = lines.filter { !memory.loggedConflicts.contains($0) }
-      memory.loggedConflicts = Set(lines)
+      let kept = memory.loggedConflicts.filter { line in
+        guard let scope else { return false }
+        return !scope.contains(String(line.prefix { $0 != "/" }))
+      }
+      memory.loggedConflicts = kept.union(lines)
       return fresh
     }
     for line in fresh {
@@ -509,7 +652,15 @@ public final class Controller: Service, Sendable {
           }
           if let last = response.events.last {
             next = max(next, last.kv.modRevision + 1)
-            memory.withLock { $0.eventsSinceLastPass = true }
+            let changes = response.events.map { event in
+              RegistrationMirror.Change(
+                key: event.kv.key, value: event.kind == .put ? event.kv.value : nil, modRevision: event.kv.modRevision)
+            }
+            memory.withLock { memory in
+              memory.changeLog.record(changes)
+              if let touched = memory.mirror?.apply(changes) { memory.dirtyServices.formUnion(touched) }
+              memory.eventsSinceLastPass = true
+            }
             trigger.notify()
           }
         }
@@ -520,6 +671,7 @@ public final class Controller: Service, Sendable {
           "The watch's history was compacted; reading the full state again",
           metadata: ["resume_revision": "\(next)", "compact_revision": "\(compactRevision)"]
         )
+        memory.withLock { $0.needsResync = true }
         trigger.notify()
         next = max(next, compactRevision)
       } catch is CancellationError {
@@ -595,9 +747,23 @@ public final class Controller: Service, Sendable {
               metadata: ["servers": "\(wanted.subtracting(running).sorted().joined(separator: ","))"]
             )
           }
+          memory.withLock { $0.needsResync = true }
           trigger.notify()
         }
       }
+    }
+  }
+
+  /// Brings the config file up to the desired state once a second when passes for a few services left
+  /// it behind: writing it costs in proportion to the fleet, so changes do not wait for it.
+  private func fileLoop() async {
+    while !Task.isCancelled {
+      try? await Task.sleep(for: .seconds(1))
+      let stale = memory.withLock { memory in
+        if memory.fileStale { memory.flushFile = true }
+        return memory.fileStale
+      }
+      if stale { trigger.notify() }
     }
   }
 
@@ -616,6 +782,7 @@ public final class Controller: Service, Sendable {
         "HAProxy died; starting it again from the last good configuration",
         metadata: ["exit": "\(dataPlane.exitDescription ?? "unknown")", "log": "\(dataPlane.logTail())"]
       )
+      memory.withLock { $0.needsResync = true }
       trigger.notify()
     }
   }

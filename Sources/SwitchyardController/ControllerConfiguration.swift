@@ -31,6 +31,9 @@ public struct ControllerConfiguration: Sendable {
   public var watchStaleAfter: Duration
   /// How server changes reach HAProxy.
   public var updateStrategy: UpdateStrategy
+  /// How often a pass reads all of etcd and compares every backend, as a safety net: in between, a
+  /// change costs work only for the services it touches.
+  public var resyncInterval: Duration
 
   /// Creates a configuration.
   public init(
@@ -43,7 +46,8 @@ public struct ControllerConfiguration: Sendable {
     haproxyStopTimeout: Duration = .seconds(10),
     watchProgressInterval: Duration = .seconds(2),
     watchStaleAfter: Duration = .seconds(6),
-    updateStrategy: UpdateStrategy = .runtime
+    updateStrategy: UpdateStrategy = .runtime,
+    resyncInterval: Duration = .seconds(300)
   ) {
     self.node = node
     self.stateDirectory = stateDirectory
@@ -55,6 +59,7 @@ public struct ControllerConfiguration: Sendable {
     self.watchProgressInterval = watchProgressInterval
     self.watchStaleAfter = watchStaleAfter
     self.updateStrategy = updateStrategy
+    self.resyncInterval = resyncInterval
   }
 
   /// The etcd prefix the controller reads and watches: all registrations.

@@ -16,6 +16,7 @@ public final class ControllerMetrics: Sendable {
   let reloadsStrategy: Counter
   let deletesDeferred: Counter
   let followUpPasses: Counter
+  let incrementalPasses: Counter
   let haproxyRestarts: Counter
   let configRejected: Counter
   let invalidEntries: Gauge
@@ -49,6 +50,10 @@ public final class ControllerMetrics: Sendable {
     followUpPasses = counter(
       "switchyard_followup_passes_total", [],
       "Passes that only followed up on draining servers, asking HAProxy and not etcd."
+    )
+    incrementalPasses = counter(
+      "switchyard_incremental_passes_total", [],
+      "Passes that rebuilt, observed and planned only the services a watch event touched."
     )
     deletesDeferred = counter(
       "switchyard_server_deletes_deferred_total", [],

@@ -25,6 +25,12 @@ public enum ConfigRenderer {
       text: full.joined(separator: "\n") + "\n", structure: structure.joined(separator: "\n") + "\n")
   }
 
+  /// The structure of `desired` alone (``RenderedConfig/structure``): what a pass compares with what
+  /// HAProxy runs, without the cost of printing every server.
+  public static func structure(_ desired: DesiredState, settings: NodeSettings) -> String {
+    lines(desired, settings: settings, includeDynamicServers: false).joined(separator: "\n") + "\n"
+  }
+
   /// The keywords after `server <name> <address>` in the config file, and after `add server` in the
   /// Runtime API (which does not apply `default-server` lines): weight, health check, and how soon idle
   /// backend connections are closed (`pool-purge-delay 1s`, HAProxy's default being 5 s): a removed

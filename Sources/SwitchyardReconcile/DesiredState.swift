@@ -98,6 +98,23 @@ public struct DesiredState: Sendable, Hashable {
     }
   }
 
+  /// This state at `revision` with the backends of `changed` built again from `instances` (the
+  /// instances of those services; others are ignored), with the check-path rules of
+  /// ``init(revision:services:instances:previous:)`` against this state. The other backends stay as they
+  /// are: a change costs work in proportion to the services it touches.
+  public func updating(services changed: Set<ServiceName>, instances: [ServiceInstance], revision: Int64)
+    -> DesiredState
+  {
+    let rebuilt = DesiredState(
+      revision: revision,
+      services: backends.map(\.service).filter(changed.contains),
+      instances: instances,
+      previous: self
+    )
+    let byService = Dictionary(rebuilt.backends.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
+    return DesiredState(revision: revision, backends: backends.map { byService[$0.service] ?? $0 })
+  }
+
   /// The backend of `service`, if the node serves it.
   public func backend(for service: ServiceName) -> DesiredBackend? {
     backends.first { $0.service == service }

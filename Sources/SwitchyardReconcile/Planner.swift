@@ -91,16 +91,41 @@ public enum Planner {
     settings: NodeSettings,
     policy: RemovalPolicy = RemovalPolicy()
   ) -> Plan {
+    plan(
+      desired: desired,
+      structure: rendered.structure,
+      runningStructure: runningStructure,
+      observed: observed,
+      drainingFor: drainingFor,
+      settings: settings,
+      policy: policy
+    )
+  }
+
+  /// Plans one pass from the structure of the desired configuration
+  /// (``ConfigRenderer/structure(_:settings:)``), for the backends in `scope` only when one is given:
+  /// a pass that knows which services changed observes and plans just their backends. Structural
+  /// changes are found anywhere.
+  public static func plan(
+    desired: DesiredState,
+    structure: String,
+    runningStructure: String?,
+    observed: ObservedState,
+    drainingFor: [ServerRef: Duration] = [:],
+    settings: NodeSettings,
+    policy: RemovalPolicy = RemovalPolicy(),
+    scope: Set<String>? = nil
+  ) -> Plan {
     var plan = Plan()
     guard let runningStructure else { return Plan(reloadReasons: ["the configuration HAProxy runs is not known"]) }
-    if let reason = structureChange(from: runningStructure, to: rendered.structure) {
+    if let reason = structureChange(from: runningStructure, to: structure) {
       plan.reloadReasons.append(reason)
     }
     let runningSections = backendSections(of: runningStructure)
-    let desiredSections = backendSections(of: rendered.structure)
+    let desiredSections = backendSections(of: structure)
     var additions: [RuntimeCommand] = []
     var removals: [RuntimeCommand] = []
-    for backend in desired.backends {
+    for backend in desired.backends where scope?.contains(backend.name) ?? true {
       // A backend HAProxy does not run yet cannot take `add server`, and one whose own structure
       // changed is replaced by the reload: the reload alone sets both.
       guard let section = runningSections[backend.name], section == desiredSections[backend.name] else { continue }

@@ -11,18 +11,27 @@ public struct RemovalTracker: Sendable, Hashable {
   public init() {}
 
   /// Records which servers are leaving now: those HAProxy runs in a backend of `desired` that
-  /// `desired` does not list. Servers that left or came back are forgotten.
-  public mutating func update(desired: DesiredState, observed: ObservedState, now: ContinuousClock.Instant) {
+  /// `desired` does not list. Servers that left or came back are forgotten. With a `scope`, only the
+  /// backends it names were observed: what the tracker knows of the others stays.
+  public mutating func update(
+    desired: DesiredState,
+    observed: ObservedState,
+    now: ContinuousClock.Instant,
+    scope: Set<String>? = nil
+  ) {
     var leaving: Set<ServerRef> = []
-    for backend in desired.backends {
+    for backend in desired.backends where scope?.contains(backend.name) ?? true {
       let wanted = Set(backend.servers.map(\.name))
       for server in observed.backends[backend.name] ?? [] where !wanted.contains(server.name) {
         leaving.insert(ServerRef(backend: backend.name, server: server.name))
       }
     }
-    started = started.filter { leaving.contains($0.key) }
+    started = started.filter { leaving.contains($0.key) || !(scope?.contains($0.key.backend) ?? true) }
     for ref in leaving where started[ref] == nil { started[ref] = now }
   }
+
+  /// The backends that have servers leaving.
+  public var leavingBackends: Set<String> { Set(started.keys.map(\.backend)) }
 
   /// How long each leaving server has been leaving.
   public func elapsed(now: ContinuousClock.Instant) -> [ServerRef: Duration] {

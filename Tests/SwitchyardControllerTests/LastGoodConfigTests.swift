@@ -12,7 +12,8 @@ import Testing
       let server = try await HTTPTestServer.start(name: "g1")
       let revision = try await etcd.register("g1", port: server.port)
       try await node.waitServing(["g1"])
-      // The file is written right after the Runtime API change: wait for it, or it may still be the old one.
+      // The file follows the Runtime API change within a second, and is brought up to date when the
+      // controller stops.
       try await node.waitApplied(revision)
       // SIGTERM stops HAProxy with the controller; the file stays.
       await node.stop()

@@ -1,0 +1,141 @@
+import SwitchyardModel
+
+/// The registrations under the prefix as of one etcd revision, kept current from watch events so that a
+/// change costs work in proportion to what changed, not to the fleet.
+///
+/// It starts from a full read at one revision; each watch event after that revision replaces or
+/// removes one entry, parsed once when it arrives. ``apply(_:)`` names the services whose instances
+/// changed, so a pass can rebuild, observe and plan only their backends. A full read (the periodic and
+/// post-failure safety net) builds a new mirror, and the events that arrived while it read are applied
+/// on top of it (``ChangeLog``).
+public struct RegistrationMirror: Sendable {
+  /// One watch event, as the mirror needs it.
+  public struct Change: Sendable, Hashable {
+    /// The key.
+    public var key: [UInt8]
+    /// The new value; `nil` for a delete.
+    public var value: [UInt8]?
+    /// The revision of the change.
+    public var modRevision: Int64
+
+    /// Creates a change.
+    public init(key: [UInt8], value: [UInt8]?, modRevision: Int64) {
+      self.key = key
+      self.value = value
+      self.modRevision = modRevision
+    }
+  }
+
+  private enum Entry: Sendable {
+    case valid(ServiceInstance)
+    case invalid(RegistrationError)
+  }
+
+  /// The revision of the full read the mirror started from: changes at or before it are in it already.
+  public let baseRevision: Int64
+  /// The newest revision the mirror reflects.
+  public private(set) var revision: Int64
+  private var entries: [[UInt8]: Entry] = [:]
+  private var byService: [ServiceName: [[UInt8]: ServiceInstance]] = [:]
+  private var invalidEntries: [[UInt8]: RegistrationError] = [:]
+
+  /// Builds the mirror from a full read at `revision`.
+  public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
+    baseRevision = revision
+    self.revision = revision
+    for kv in kvs { set(kv.key, value: kv.value, modRevision: kv.modRevision) }
+  }
+
+  /// Applies watch events in order. Events at or before ``baseRevision`` are already in the mirror and
+  /// are skipped. Returns the services whose valid instances changed.
+  @discardableResult
+  public mutating func apply(_ changes: some Sequence<Change>) -> Set<ServiceName> {
+    var touched: Set<ServiceName> = []
+    for change in changes where change.modRevision > baseRevision {
+      if case .valid(let old) = entries[change.key] { touched.insert(old.key.service) }
+      if let value = change.value {
+        if let service = set(change.key, value: value, modRevision: change.modRevision) { touched.insert(service) }
+      } else {
+        remove(change.key)
+      }
+      revision = max(revision, change.modRevision)
+    }
+    return touched
+  }
+
+  /// The valid instances of `service`, in key order.
+  public func instances(of service: ServiceName) -> [ServiceInstance] {
+    (byService[service] ?? [:]).values.sorted { $0.key < $1.key }
+  }
+
+  /// Every valid instance, in key order.
+  public var instances: [ServiceInstance] {
+    byService.values.flatMap(\.values).sorted { $0.key < $1.key }
+  }
+
+  /// One error per invalid entry, sorted by key, then description.
+  public var invalid: [RegistrationError] {
+    invalidEntries.values.sorted { ($0.key ?? "", $0.description) < ($1.key ?? "", $1.description) }
+  }
+
+  /// How many entries the mirror holds, valid or not.
+  public var count: Int { entries.count }
+
+  /// Stores one entry; returns its service when it is valid.
+  @discardableResult
+  private mutating func set(_ key: [UInt8], value: [UInt8], modRevision: Int64) -> ServiceName? {
+    remove(key)
+    do {
+      let instance = try ServiceInstance.parse(key: key, value: value, modRevision: modRevision)
+      entries[key] = .valid(instance)
+      byService[instance.key.service, default: [:]][key] = instance
+      return instance.key.service
+    } catch {
+      entries[key] = .invalid(error)
+      invalidEntries[key] = error
+      return nil
+    }
+  }
+
+  private mutating func remove(_ key: [UInt8]) {
+    switch entries.removeValue(forKey: key) {
+    case .valid(let instance):
+      byService[instance.key.service]?[key] = nil
+      if byService[instance.key.service]?.isEmpty == true { byService[instance.key.service] = nil }
+    case .invalid:
+      invalidEntries[key] = nil
+    case nil:
+      break
+    }
+  }
+}
+
+/// The watch events that arrive while a full read is in flight: the read may be older than some of
+/// them, so they are applied again on top of the mirror it builds.
+public struct ChangeLog: Sendable {
+  private var recording = false
+  private var changes: [RegistrationMirror.Change] = []
+
+  /// Creates an idle log.
+  public init() {}
+
+  /// Starts recording, forgetting what was recorded before: call it just before a full read is sent.
+  public mutating func start() {
+    recording = true
+    changes = []
+  }
+
+  /// Records `changes` when a read is in flight.
+  public mutating func record(_ new: some Sequence<RegistrationMirror.Change>) {
+    if recording { changes.append(contentsOf: new) }
+  }
+
+  /// Stops recording and returns what was recorded.
+  public mutating func finish() -> [RegistrationMirror.Change] {
+    defer {
+      recording = false
+      changes = []
+    }
+    return changes
+  }
+}
