@@ -55,6 +55,15 @@ struct ControllerCommand: AsyncParsableCommand {
   var maxWaitMilliseconds: Int = 1000
 
   @Option(
+    name: .customLong("resync-interval"),
+    help: """
+      Seconds between full passes (read all of etcd, compare every backend) as a safety net; in between, \
+      a change costs work only for the services it touches.
+      """
+  )
+  var resyncInterval: Int = 300
+
+  @Option(
     name: .customLong("drain-timeout"),
     help: "Seconds a removed server may keep its connections before they are closed."
   )
@@ -104,6 +113,9 @@ struct ControllerCommand: AsyncParsableCommand {
     guard (quietWindowMilliseconds...600_000).contains(maxWaitMilliseconds) else {
       throw ValidationError("--max-wait-ms must be at least --quiet-window-ms and at most 600000")
     }
+    guard (1...86_400).contains(resyncInterval) else {
+      throw ValidationError("--resync-interval must be from 1 to 86400 seconds")
+    }
     guard drainTimeout.isFinite, (0...3600).contains(drainTimeout) else {
       throw ValidationError("--drain-timeout must be from 0 to 3600 seconds")
     }
@@ -144,7 +156,8 @@ struct ControllerCommand: AsyncParsableCommand {
       removal: Planner.RemovalPolicy(drainTimeout: .milliseconds(Int64(drainTimeout * 1000))),
       leaveHAProxyRunning: leaveHAProxyRunning,
       haproxyExecutable: haproxy,
-      updateStrategy: strategy
+      updateStrategy: strategy,
+      resyncInterval: .seconds(resyncInterval)
     )
   }
 

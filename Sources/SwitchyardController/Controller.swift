@@ -114,7 +114,7 @@ public final class Controller: Service, Sendable {
         group.addTask { await self.progressLoop() }
         group.addTask { await self.superviseLoop() }
         group.addTask { await self.refreshLoop() }
-        group.addTask { await self.fileLoop() }
+        group.addTask { await self.timerLoop() }
       }
     }
     // The file may be up to a second behind what HAProxy runs; the next start reads it.
@@ -754,16 +754,19 @@ public final class Controller: Service, Sendable {
     }
   }
 
-  /// Brings the config file up to the desired state once a second when passes for a few services left
-  /// it behind: writing it costs in proportion to the fleet, so changes do not wait for it.
-  private func fileLoop() async {
+  /// Once a second: brings the config file up to the desired state when passes for a few services left
+  /// it behind (writing it costs in proportion to the fleet, so changes do not wait for it), and starts
+  /// the full pass that is due every ``ControllerConfiguration/resyncInterval``, also when nothing changes.
+  private func timerLoop() async {
     while !Task.isCancelled {
       try? await Task.sleep(for: .seconds(1))
-      let stale = memory.withLock { memory in
+      let due = memory.withLock { memory in
         if memory.fileStale { memory.flushFile = true }
-        return memory.fileStale
+        let resyncDue = memory.lastResync.map { $0.duration(to: .now) >= configuration.resyncInterval } ?? false
+        if resyncDue { memory.needsResync = true }
+        return memory.fileStale || resyncDue
       }
-      if stale { trigger.notify() }
+      if due { trigger.notify() }
     }
   }
 
