@@ -146,6 +146,9 @@ public struct ClusterLayout: Sendable {
           "--initial-cluster", cluster,
           "--initial-cluster-state", "new",
           "--initial-cluster-token", "switchyard-local",
+          // 3.5's default, off in 3.4: without it a member back from a partition forces an election and
+          // nobody can read etcd for seconds.
+          "--pre-vote=true",
         ],
         ports: [ports.etcdClient[index], ports.etcdPeer[index]],
         address: "127.0.0.1:\(ports.etcdClient[index])",
