@@ -83,24 +83,20 @@ public struct RuntimeAPI: Sendable {
     port: Int,
     options: [String] = []
   ) async throws {
-    try CommandValidation.checkName(backend, "backend")
-    try CommandValidation.checkName(server, "server")
-    let endpoint = try CommandValidation.endpoint(address: address, port: port)
-    for option in options { try CommandValidation.checkOption(option) }
-    let command = (["add server \(backend)/\(server) \(endpoint)"] + options).joined(separator: " ")
-    try await expect(command) { $0 == "New server registered." }
+    try await expect(
+      try .addServer(backend: backend, server: server, address: address, port: port, options: options))
   }
 
   /// Starts the health checks of a server that was added with `check` (`enable health`).
   ///
   /// Fails for a server without `check` (`Health check was not configured on this server, cannot enable.`).
   public func enableHealth(backend: String, server: String) async throws {
-    try await expectEmpty("enable health \(try CommandValidation.serverPath(backend, server))")
+    try await expect(try .enableHealth(backend: backend, server: server))
   }
 
   /// Sets a server's administrative state (`set server <backend>/<server> state ready|drain|maint`).
   public func setServerState(backend: String, server: String, state: ServerAdminState) async throws {
-    try await expectEmpty("set server \(try CommandValidation.serverPath(backend, server)) state \(state.rawValue)")
+    try await expect(try .setServerState(backend: backend, server: server, state: state))
   }
 
   /// Changes a server's address and port (`set server … addr … port …`).
@@ -108,22 +104,13 @@ public struct RuntimeAPI: Sendable {
   /// HAProxy answers with what changed (`IP changed from '…' to '…', port changed from '…' to '…'`) or with
   /// `no need to change the addr…`; both count as success.
   public func setServerAddress(backend: String, server: String, address: String, port: Int) async throws {
-    let path = try CommandValidation.serverPath(backend, server)
-    try CommandValidation.checkAddress(address)
-    try CommandValidation.checkPort(port)
-    try await expect("set server \(path) addr \(address) port \(port)") {
-      $0.hasPrefix("IP changed from ") || $0.hasPrefix("no need to change the addr")
-    }
+    try await expect(try .setServerAddress(backend: backend, server: server, address: address, port: port))
   }
 
   /// Sets a server's weight, 0 to 256 (`set weight`). A backend with a static algorithm only takes 0 or the
   /// initial weight.
   public func setWeight(backend: String, server: String, weight: Int) async throws {
-    let path = try CommandValidation.serverPath(backend, server)
-    guard (0...256).contains(weight) else {
-      throw HAProxyError(.invalidCommand, "weight \(weight) is outside 0...256")
-    }
-    try await expectEmpty("set weight \(path) \(weight)")
+    try await expect(try .setWeight(backend: backend, server: server, weight: weight))
   }
 
   /// Deletes a dynamic or configured server (`del server`).
@@ -132,12 +119,12 @@ public struct RuntimeAPI: Sendable {
   /// drain it, put it in maintenance, wait until ``serverConnections(backend:)`` shows it idle (or call
   /// ``shutdownSessions(backend:server:)``), then delete it.
   public func deleteServer(backend: String, server: String) async throws {
-    try await expect("del server \(try CommandValidation.serverPath(backend, server))") { $0 == "Server deleted." }
+    try await expect(try .deleteServer(backend: backend, server: server))
   }
 
   /// Closes every session on a server at once (`shutdown sessions server`).
   public func shutdownSessions(backend: String, server: String) async throws {
-    try await expectEmpty("shutdown sessions server \(try CommandValidation.serverPath(backend, server))")
+    try await expect(try .shutdownSessions(backend: backend, server: server))
   }
 
   // MARK: State and statistics
@@ -181,22 +168,121 @@ public struct RuntimeAPI: Sendable {
     }
   }
 
-  // MARK: Reply checks
+  // MARK: Batches
 
-  private func expectEmpty(_ command: String) async throws {
-    try await expect(command) { $0.isEmpty }
+  /// One change for ``run(_:)``: a checked command line and the reply that confirms it.
+  public struct Change: Sendable, CustomStringConvertible {
+    /// The command line.
+    public let command: String
+    let isSuccess: @Sendable (String) -> Bool
+
+    init(_ command: String, _ isSuccess: @escaping @Sendable (String) -> Bool = { $0.isEmpty }) {
+      self.command = command
+      self.isSuccess = isSuccess
+    }
+
+    /// The command line.
+    public var description: String { command }
+
+    /// `add server`, as ``RuntimeAPI/addServer(backend:server:address:port:options:)`` sends it.
+    public static func addServer(
+      backend: String, server: String, address: String, port: Int, options: [String] = []
+    ) throws -> Change {
+      try CommandValidation.checkName(backend, "backend")
+      try CommandValidation.checkName(server, "server")
+      let endpoint = try CommandValidation.endpoint(address: address, port: port)
+      for option in options { try CommandValidation.checkOption(option) }
+      let command = (["add server \(backend)/\(server) \(endpoint)"] + options).joined(separator: " ")
+      return Change(command) { $0 == "New server registered." }
+    }
+
+    /// `enable health`, as ``RuntimeAPI/enableHealth(backend:server:)`` sends it.
+    public static func enableHealth(backend: String, server: String) throws -> Change {
+      Change("enable health \(try CommandValidation.serverPath(backend, server))")
+    }
+
+    /// `set server … state`, as ``RuntimeAPI/setServerState(backend:server:state:)`` sends it.
+    public static func setServerState(backend: String, server: String, state: ServerAdminState) throws -> Change {
+      Change("set server \(try CommandValidation.serverPath(backend, server)) state \(state.rawValue)")
+    }
+
+    /// `set server … addr … port …`, as ``RuntimeAPI/setServerAddress(backend:server:address:port:)`` sends it.
+    public static func setServerAddress(backend: String, server: String, address: String, port: Int) throws
+      -> Change
+    {
+      let path = try CommandValidation.serverPath(backend, server)
+      try CommandValidation.checkAddress(address)
+      try CommandValidation.checkPort(port)
+      return Change("set server \(path) addr \(address) port \(port)") {
+        $0.hasPrefix("IP changed from ") || $0.hasPrefix("no need to change the addr")
+      }
+    }
+
+    /// `set weight`, as ``RuntimeAPI/setWeight(backend:server:weight:)`` sends it.
+    public static func setWeight(backend: String, server: String, weight: Int) throws -> Change {
+      let path = try CommandValidation.serverPath(backend, server)
+      guard (0...256).contains(weight) else {
+        throw HAProxyError(.invalidCommand, "weight \(weight) is outside 0...256")
+      }
+      return Change("set weight \(path) \(weight)")
+    }
+
+    /// `del server`, as ``RuntimeAPI/deleteServer(backend:server:)`` sends it.
+    public static func deleteServer(backend: String, server: String) throws -> Change {
+      Change("del server \(try CommandValidation.serverPath(backend, server))") { $0 == "Server deleted." }
+    }
+
+    /// `shutdown sessions server`, as ``RuntimeAPI/shutdownSessions(backend:server:)`` sends it.
+    public static func shutdownSessions(backend: String, server: String) throws -> Change {
+      Change("shutdown sessions server \(try CommandValidation.serverPath(backend, server))")
+    }
   }
 
-  /// Sends `command` and throws unless `isSuccess` accepts the reply without its trailing newlines.
-  private func expect(_ command: String, _ isSuccess: (String) -> Bool) async throws {
-    let reply = try await send(command)
-    guard isSuccess(reply.trimmingTrailingNewlines()) else {
-      logger.info(
-        "Runtime API command failed",
-        metadata: ["haproxy.command": "\(command)", "haproxy.reply": "\(reply.trimmingTrailingNewlines())"]
-      )
-      throw HAProxyError(.unexpectedReply, "HAProxy did not confirm the command", command: command, reply: reply)
+  /// How many commands of a batch go out in one write.
+  static let batchSize = 200
+
+  /// Runs `changes` in order and returns, for each, `nil` when HAProxy confirmed it or the
+  /// ``HAProxyError/Code/unexpectedReply`` error that says why not. Every change runs, whatever the
+  /// replies before it: a change that depends on a refused one is refused in turn.
+  ///
+  /// Within ``withSession(_:)`` the commands go out in batches, each in one write, and their replies come
+  /// back in order (one round trip per batch, not per command); otherwise each gets its own connection.
+  ///
+  /// - Throws: ``HAProxyError/Code/connectionFailed`` or ``HAProxyError/Code/timedOut`` when replies are
+  ///   missing: which of the commands HAProxy ran is then unknown.
+  public func run(_ changes: [Change]) async throws -> [HAProxyError?] {
+    for change in changes { try CommandValidation.checkCommand(change.command) }
+    var replies: [String] = []
+    replies.reserveCapacity(changes.count)
+    if let session {
+      var start = 0
+      while start < changes.count {
+        let batch = changes[start..<min(start + Self.batchSize, changes.count)].map(\.command)
+        logger.debug("Runtime API commands", metadata: ["haproxy.commands": "\(batch.count)"])
+        replies += try await session.sendAll(batch)
+        start += batch.count
+      }
+    } else {
+      for change in changes { replies.append(try await send(change.command)) }
     }
+    return zip(changes, replies).map { change, reply in check(reply, of: change) }
+  }
+
+  // MARK: Reply checks
+
+  /// Sends `change` and throws unless its reply confirms it.
+  private func expect(_ change: Change) async throws {
+    if let error = check(try await send(change.command), of: change) { throw error }
+  }
+
+  /// `nil` when `reply`, without its trailing newlines, confirms `change`; else the error to report.
+  private func check(_ reply: String, of change: Change) -> HAProxyError? {
+    guard !change.isSuccess(reply.trimmingTrailingNewlines()) else { return nil }
+    logger.info(
+      "Runtime API command failed",
+      metadata: ["haproxy.command": "\(change.command)", "haproxy.reply": "\(reply.trimmingTrailingNewlines())"]
+    )
+    return HAProxyError(.unexpectedReply, "HAProxy did not confirm the command", command: change.command, reply: reply)
   }
 }
 

@@ -152,26 +152,43 @@ final class UnixSocketSession: Sendable {
   ///   ``HAProxyError/Code/timedOut`` if the prompt does not come within the timeout (the connection is
   ///   then closed).
   func send(_ line: String) async throws -> String {
+    try await sendAll([line])[0]
+  }
+
+  /// Sends `lines` in one write and returns their replies in order: HAProxy reads them one after the
+  /// other and ends each reply with a prompt, so a batch costs one round trip instead of one per line.
+  /// Only for commands whose replies hold no line that starts with `> ` (the changes, not `show …`).
+  ///
+  /// - Throws: as ``send(_:)``; the timeout covers the whole batch.
+  func sendAll(_ lines: [String]) async throws -> [String] {
+    guard !lines.isEmpty else { return [] }
     let eventLoop = channel.eventLoop
-    let reply = eventLoop.makePromise(of: String.self)
+    let replies = lines.map { _ in eventLoop.makePromise(of: String.self) }
     let (channel, handler, path, timeout) = (self.channel, self.handler, self.path, self.timeout)
     eventLoop.execute {
-      handler.value.expect(reply, command: line)
-      var buffer = channel.allocator.buffer(capacity: line.utf8.count + 1)
-      buffer.writeString(line)
-      buffer.writeString("\n")
+      var buffer = channel.allocator.buffer(capacity: lines.reduce(0) { $0 + $1.utf8.count + 1 })
+      for (reply, line) in zip(replies, lines) {
+        handler.value.expect(reply, command: line)
+        buffer.writeString(line)
+        buffer.writeString("\n")
+      }
       channel.writeAndFlush(buffer, promise: nil)
     }
     let timer = eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout / .nanoseconds(1)))) {
-      reply.fail(HAProxyError(.timedOut, "no complete reply from \(path) within \(timeout)", command: line))
+      for (reply, line) in zip(replies, lines) {
+        reply.fail(HAProxyError(.timedOut, "no complete reply from \(path) within \(timeout)", command: line))
+      }
       channel.close(promise: nil)
     }
     defer { timer.cancel() }
     do {
       return try await withTaskCancellationHandler {
-        try await reply.futureResult.get()
+        var results: [String] = []
+        results.reserveCapacity(replies.count)
+        for reply in replies { results.append(try await reply.futureResult.get()) }
+        return results
       } onCancel: {
-        reply.fail(CancellationError())
+        for reply in replies { reply.fail(CancellationError()) }
         channel.close(promise: nil)
       }
     } catch let error as HAProxyError {
@@ -180,7 +197,7 @@ final class UnixSocketSession: Sendable {
       throw CancellationError()
     } catch {
       channel.close(promise: nil)
-      throw HAProxyError(.connectionFailed, "connection to \(path) failed: \(error)", command: line)
+      throw HAProxyError(.connectionFailed, "connection to \(path) failed: \(error)", command: lines[0])
     }
   }
 
@@ -190,20 +207,21 @@ final class UnixSocketSession: Sendable {
   }
 }
 
-/// Splits an interactive session's output at its prompts: a reply ends where a `> ` follows a newline and
-/// nothing more has come.
+/// Splits an interactive session's output at its prompts. With one command in flight, its reply ends
+/// where a `> ` follows a newline and nothing more has come; with several (a batch), each reply ends at
+/// the first `> ` that starts a line.
 private final class PromptReplyHandler: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer
 
   private var received = ByteBuffer()
-  private var pending: (promise: EventLoopPromise<String>, command: String)?
+  private var pending: [(promise: EventLoopPromise<String>, command: String)] = []
   private var isClosed = false
 
   func expect(_ promise: EventLoopPromise<String>, command: String) {
     if isClosed {
       promise.fail(HAProxyError(.connectionFailed, "HAProxy closed the Runtime API session", command: command))
     } else {
-      pending = (promise, command)
+      pending.append((promise, command))
     }
   }
 
@@ -211,35 +229,57 @@ private final class PromptReplyHandler: ChannelInboundHandler {
     var chunk = unwrapInboundIn(data)
     received.writeBuffer(&chunk)
     if received.readableBytes > UnixSocketClient.maximumReplySize {
-      pending?.promise.fail(
-        HAProxyError(.unexpectedReply, "reply larger than \(UnixSocketClient.maximumReplySize) bytes"))
-      pending = nil
+      failAll(HAProxyError(.unexpectedReply, "reply larger than \(UnixSocketClient.maximumReplySize) bytes"))
       context.close(promise: nil)
       return
     }
+    while !pending.isEmpty, let length = nextReplyLength() {
+      let text = received.readString(length: length) ?? ""
+      received.moveReaderIndex(forwardBy: 2)
+      pending.removeFirst().promise.succeed(text)
+    }
+    if received.readableBytes == 0 { received.clear() }
+  }
+
+  /// The length of the first complete reply in `received`, without its prompt, or `nil`.
+  private func nextReplyLength() -> Int? {
     let bytes = received.readableBytesView
-    guard bytes.count >= 2, bytes.last == UInt8(ascii: " "), bytes[bytes.endIndex - 2] == UInt8(ascii: ">"),
-      bytes.count == 2 || bytes[bytes.endIndex - 3] == UInt8(ascii: "\n")
-    else { return }
-    let text = String(decoding: bytes.dropLast(2), as: UTF8.self)
-    received.clear()
-    pending?.promise.succeed(text)
-    pending = nil
+    let start = bytes.startIndex
+    func isPrompt(at index: Int) -> Bool {
+      bytes[index] == UInt8(ascii: ">") && bytes[index + 1] == UInt8(ascii: " ")
+        && (index == start || bytes[index - 1] == UInt8(ascii: "\n"))
+    }
+    guard bytes.count >= 2 else { return nil }
+    if pending.count == 1 {
+      return isPrompt(at: bytes.endIndex - 2) ? bytes.count - 2 : nil
+    }
+    var index = start
+    while index + 1 < bytes.endIndex {
+      if isPrompt(at: index) { return index - start }
+      index += 1
+    }
+    return nil
+  }
+
+  private func failAll(_ error: any Error) {
+    let failed = pending
+    pending = []
+    for entry in failed { entry.promise.fail(error) }
   }
 
   func channelInactive(context: ChannelHandlerContext) {
     isClosed = true
-    if let pending {
-      pending.promise.fail(
-        HAProxyError(.connectionFailed, "HAProxy closed the Runtime API session", command: pending.command))
+    let failed = pending
+    pending = []
+    for entry in failed {
+      entry.promise.fail(
+        HAProxyError(.connectionFailed, "HAProxy closed the Runtime API session", command: entry.command))
     }
-    pending = nil
     context.fireChannelInactive()
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    pending?.promise.fail(error)
-    pending = nil
+    failAll(error)
     context.close(promise: nil)
   }
 }

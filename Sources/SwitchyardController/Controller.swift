@@ -441,40 +441,44 @@ public final class Controller: Service, Sendable {
     case failed
   }
 
-  /// Sends commands in order.
+  /// Sends commands in order, in batches of one write each (HAProxy answers them in order).
   private func execute(_ commands: [RuntimeCommand], drainingFor: [ServerRef: Duration]) async throws -> Outcome {
-    var deferred = false
-    for command in commands {
-      metrics.runtimeCommands.increment()
-      do {
-        try await dataPlane.execute(command)
-        logger.info("Runtime API", metadata: ["command": "\(command)"])
-      } catch let error as HAProxyError where error.code != .connectionFailed && error.code != .timedOut {
-        if case .deleteServer(let ref) = command {
-          metrics.deletesDeferred.increment()
-          // Connections not yet released: the next pass tries again (with its sessions shut down once
-          // the drain timeout passed). A reload would cost every keep-alive client; a retry costs nothing.
-          let late = drainingFor[ref, default: .zero] >= configuration.removal.drainTimeout
-          logger.log(
-            level: late ? .warning : .debug,
-            "Server not deletable yet; trying again on the next pass",
-            metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"]
-          )
-          deferred = true
-          continue
-        }
-        metrics.runtimeCommandFailures.increment()
-        logger.warning(
-          "HAProxy refused a Runtime API command; falling back to a reload",
-          metadata: ["command": "\(command)", "error": "\(error)"]
-        )
-        return .failed
-      } catch {
-        metrics.runtimeCommandFailures.increment()
-        throw error
-      }
+    metrics.runtimeCommands.increment(by: Int64(commands.count))
+    let results: [HAProxyError?]
+    do {
+      results = try await dataPlane.execute(commands)
+    } catch {
+      metrics.runtimeCommandFailures.increment()
+      throw error
     }
-    return deferred ? .deletesDeferred : .done
+    var deferred = false
+    var failed = false
+    for (command, error) in zip(commands, results) {
+      guard let error else {
+        logger.info("Runtime API", metadata: ["command": "\(command)"])
+        continue
+      }
+      if case .deleteServer(let ref) = command {
+        metrics.deletesDeferred.increment()
+        // Connections not yet released: the next pass tries again (with its sessions shut down once
+        // the drain timeout passed). A reload would cost every keep-alive client; a retry costs nothing.
+        let late = drainingFor[ref, default: .zero] >= configuration.removal.drainTimeout
+        logger.log(
+          level: late ? .warning : .debug,
+          "Server not deletable yet; trying again on the next pass",
+          metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"]
+        )
+        deferred = true
+        continue
+      }
+      metrics.runtimeCommandFailures.increment()
+      logger.warning(
+        "HAProxy refused a Runtime API command; falling back to a reload",
+        metadata: ["command": "\(command)", "error": "\(error)"]
+      )
+      failed = true
+    }
+    return failed ? .failed : deferred ? .deletesDeferred : .done
   }
 
   /// Why the `reload` update strategy reloads.

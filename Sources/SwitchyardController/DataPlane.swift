@@ -134,30 +134,36 @@ final class DataPlane: Sendable {
 
   /// Sends one planned command; every reply is checked by the Runtime API client.
   func execute(_ command: RuntimeCommand) async throws {
+    if let error = try await execute([command])[0] { throw error }
+  }
+
+  /// Sends planned commands in order, in batches within a session, and returns for each `nil` when
+  /// HAProxy confirmed it, else the error. Connection failures and timeouts throw.
+  func execute(_ commands: [RuntimeCommand]) async throws -> [HAProxyError?] {
     let runtime = Self.session ?? self.runtime
+    return try await runtime.run(commands.map(Self.change(for:)))
+  }
+
+  /// The Runtime API change for a planned command, validated.
+  static func change(for command: RuntimeCommand) throws -> RuntimeAPI.Change {
     let ref = command.server
     switch command {
     case .addServer(_, let address, let port, let options):
-      try await runtime.addServer(
-        backend: ref.backend,
-        server: ref.server,
-        address: address.text,
-        port: port,
-        options: options
-      )
+      return try .addServer(
+        backend: ref.backend, server: ref.server, address: address.text, port: port, options: options)
     case .enableHealth:
-      try await runtime.enableHealth(backend: ref.backend, server: ref.server)
+      return try .enableHealth(backend: ref.backend, server: ref.server)
     case .setState(_, let state):
       let target = HAProxyKit.ServerAdminState(rawValue: state.rawValue) ?? .maint
-      try await runtime.setServerState(backend: ref.backend, server: ref.server, state: target)
+      return try .setServerState(backend: ref.backend, server: ref.server, state: target)
     case .setAddress(_, let address, let port):
-      try await runtime.setServerAddress(backend: ref.backend, server: ref.server, address: address.text, port: port)
+      return try .setServerAddress(backend: ref.backend, server: ref.server, address: address.text, port: port)
     case .setWeight(_, let weight):
-      try await runtime.setWeight(backend: ref.backend, server: ref.server, weight: weight)
+      return try .setWeight(backend: ref.backend, server: ref.server, weight: weight)
     case .shutdownSessions:
-      try await runtime.shutdownSessions(backend: ref.backend, server: ref.server)
+      return try .shutdownSessions(backend: ref.backend, server: ref.server)
     case .deleteServer:
-      try await runtime.deleteServer(backend: ref.backend, server: ref.server)
+      return try .deleteServer(backend: ref.backend, server: ref.server)
     }
   }
 

@@ -49,4 +49,44 @@ import Testing
       }
     }
   }
+
+  @Test("a batch goes out in writes of many commands, and each reply is checked against its own command")
+  func batchesKeepRepliesInOrder() async throws {
+    try await HAProxyFixture.with { fixture in
+      _ = try await fixture.start()
+      // More servers than one write holds, a refused command in the middle, and commands that depend
+      // on it: every reply is matched to its own command.
+      let count = 150
+      var changes: [RuntimeAPI.Change] = []
+      for index in 0..<count {
+        changes += [
+          try .addServer(backend: "be", server: "b\(index)", address: "127.0.0.1", port: 10_000 + index),
+          try .setServerState(backend: "be", server: "b\(index)", state: .ready),
+        ]
+        if index == 70 { changes.append(try .setWeight(backend: "be", server: "missing", weight: 1)) }
+      }
+      changes.append(try .addServer(backend: "be", server: "b3", address: "127.0.0.1", port: 9))
+      changes.append(try .deleteServer(backend: "be", server: "b4"))
+      let (results, connections) = try await fixture.runtime.withSession { session in
+        let results = try await session.run(changes)
+        let sessions = try await session.send("show sess")
+        return (results, sessions.split(separator: "\n").filter { $0.contains("proto=unix_stream") }.count)
+      }
+      #expect(results.count == changes.count)
+      #expect(connections == 1)
+      let refused = zip(changes, results).compactMap { change, error in error.map { (change.command, $0.reply ?? "") } }
+      #expect(refused.map(\.0) == ["set weight be/missing 1", "add server be/b3 127.0.0.1:9", "del server be/b4"])
+      #expect(refused.first?.1.contains("No such server") == true, "\(refused)")
+      let states = try await fixture.runtime.serversState(backend: "be")
+      #expect(Set(states.map(\.server)).isSuperset(of: (0..<count).map { "b\($0)" }))
+      #expect(states.first { $0.server == "b149" }?.port == 10_149)
+      // Without a session, the same call sends one command per connection and checks replies alike.
+      let single = try await fixture.runtime.run([
+        try .setWeight(backend: "be", server: "b1", weight: 9),
+        try .setWeight(backend: "be", server: "nope", weight: 1),
+      ])
+      #expect(single.map { $0 == nil } == [true, false])
+      #expect(try await fixture.runtime.serversState(backend: "be").first { $0.server == "b1" }?.userWeight == 9)
+    }
+  }
 }
