@@ -4,8 +4,14 @@ import Foundation
 import SwitchyardTestSupport
 
 /// Prints throughput numbers for the etcd client against a local etcd: puts/s and ranges/s at
-/// several concurrency levels, and watch events/s delivered to one watcher while a writer runs
-/// flat out. Starts its own single-member etcd unless `--endpoints` names one.
+/// several concurrency levels with the CPU time this process spent per call, and watch events/s
+/// delivered to one watcher while a writer runs flat out. Starts its own single-member etcd unless
+/// `--endpoints` names one.
+///
+/// CPU per call is this process's user + system time (`getrusage`) over a measurement divided by
+/// its calls; etcd runs in its own process and is not counted. The harness's own share (building
+/// keys and values, reading the clock, the task group) is measured separately with a call that does
+/// nothing and printed as `harness`, so it can be told apart from the client's cost.
 @main
 struct EtcdBenchmark: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -22,6 +28,9 @@ struct EtcdBenchmark: AsyncParsableCommand {
   @Option(help: "Concurrency levels to measure.")
   var concurrency: [Int] = [1, 16, 64]
 
+  @Option(help: "What to measure, comma-separated: put, range, watch.")
+  var operations: String = "put,range,watch"
+
   func run() async throws {
     if let endpoints {
       try await measure(endpoints: endpoints)
@@ -37,20 +46,35 @@ struct EtcdBenchmark: AsyncParsableCommand {
     try await withEtcdClient(configuration: try EtcdConfiguration(endpoints: endpoints)) { client in
       let version = try await client.status().version
       print("etcd \(version) at \(endpoints); \(seconds) s per measurement")
-      print("operation  callers  ops       ops/s     mean latency")
+      print("operation  callers  ops       ops/s     mean latency  CPU/call")
+      let selected = Set(operations.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+      let keySpace = max(concurrency.max() ?? 1, 1)
       for callers in concurrency {
-        let puts = try await Self.run(callers: callers, for: duration) { caller, index in
-          try await client.put("/bench/put/\(caller)/\(index % 1000)", value: "value-\(index)")
+        // The same key and value building as the put below, without the call.
+        let harness = try await Self.run(callers: callers, for: .milliseconds(300)) { caller, index in
+          blackHole("/bench/put/\(caller)/\(index % 1000)", "value-\(index)")
         }
-        puts.print(name: "put", callers: callers)
+        harness.print(name: "harness", callers: callers)
       }
-      for callers in concurrency {
-        let ranges = try await Self.run(callers: callers, for: duration) { caller, index in
-          _ = try await client.get(.key("/bench/put/\(caller % max(concurrency.max() ?? 1, 1))/\(index % 1000)"))
+      if selected.contains("put") {
+        for callers in concurrency {
+          let puts = try await Self.run(callers: callers, for: duration) { caller, index in
+            try await client.put("/bench/put/\(caller)/\(index % 1000)", value: "value-\(index)")
+          }
+          puts.print(name: "put", callers: callers)
         }
-        ranges.print(name: "range", callers: callers)
       }
-      try await measureWatch(client: client, duration: duration)
+      if selected.contains("range") {
+        for callers in concurrency {
+          let ranges = try await Self.run(callers: callers, for: duration) { caller, index in
+            _ = try await client.get(.key("/bench/put/\(caller % keySpace)/\(index % 1000)"))
+          }
+          ranges.print(name: "range", callers: callers)
+        }
+      }
+      if selected.contains("watch") {
+        try await measureWatch(client: client, duration: duration)
+      }
       try await client.delete(.prefix("/bench/"))
     }
   }
@@ -96,16 +120,29 @@ struct EtcdBenchmark: AsyncParsableCommand {
     var operations: Int
     var elapsed: Duration
     var totalLatency: Duration
+    /// User + system CPU time of this process during the measurement.
+    var cpu: Duration
 
     func print(name: String, callers: Int) {
       let seconds = elapsed.seconds
       let rate = Double(operations) / seconds
       let mean = totalLatency.seconds / Double(max(operations, 1)) * 1000
+      let cpuPerCall = cpu.seconds / Double(max(operations, 1)) * 1_000_000
       Swift.print(
         "\(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(callers.padded(8)) \(operations.padded(9)) "
-          + "\(Int(rate).padded(9)) \(String(format: "%.3f", mean)) ms"
+          + "\(Int(rate).padded(9)) \(String(format: "%.3f", mean)) ms      \(String(format: "%.1f", cpuPerCall)) µs"
       )
     }
+  }
+
+  /// User + system CPU time this process has used so far.
+  static func processCPUTime() -> Duration {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func duration(_ time: timeval) -> Duration {
+      .seconds(Int64(time.tv_sec)) + .microseconds(Int64(time.tv_usec))
+    }
+    return duration(usage.ru_utime) + duration(usage.ru_stime)
   }
 
   static func run(
@@ -114,6 +151,7 @@ struct EtcdBenchmark: AsyncParsableCommand {
     _ operation: @escaping @Sendable (Int, Int) async throws -> Void
   ) async throws -> Result {
     let clock = ContinuousClock()
+    let cpuBefore = processCPUTime()
     let start = clock.now
     let end = start.advanced(by: duration)
     let totals = try await withThrowingTaskGroup(of: (Int, Duration).self) { group in
@@ -138,8 +176,20 @@ struct EtcdBenchmark: AsyncParsableCommand {
       }
       return (operations, latency)
     }
-    return Result(operations: totals.0, elapsed: start.duration(to: clock.now), totalLatency: totals.1)
+    let elapsed = start.duration(to: clock.now)
+    return Result(
+      operations: totals.0,
+      elapsed: elapsed,
+      totalLatency: totals.1,
+      cpu: processCPUTime() - cpuBefore
+    )
   }
+}
+
+/// Keeps the optimiser from dropping the harness's work.
+@inline(never)
+private func blackHole(_ key: String, _ value: String) {
+  _ = (key, value)
 }
 
 extension Int {
