@@ -179,7 +179,11 @@ public final class EtcdClient: Sendable {
       if let token { metadata.addString(token, forKey: "token") }
 
       do {
-        let result = try await body(member, metadata, options)
+        // On the member's event loop, so that the call's hand-overs to and from the connection
+        // do not switch threads (see EventLoopTaskExecutor).
+        let result = try await withTaskExecutorPreference(member.executor) {
+          try await body(member, metadata, options)
+        }
         pool.markSucceeded(member)
         return result
       } catch let error as RPCError {

@@ -2,6 +2,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 typealias Transport = HTTP2ClientTransport.Posix
@@ -11,6 +12,8 @@ struct MemberConnection: Sendable {
   let index: Int
   let endpoint: EtcdEndpoint
   let grpc: GRPCClient<Transport>
+  /// Runs calls on the event loop of this member's connection (see ``EventLoopTaskExecutor``).
+  let executor: EventLoopTaskExecutor
 
   var kv: Etcdserverpb_KV.Client<Transport> { .init(wrapping: grpc) }
   var watch: Etcdserverpb_Watch.Client<Transport> { .init(wrapping: grpc) }
@@ -58,7 +61,11 @@ final class EndpointPool: Sendable {
     var members: [MemberConnection] = []
     let channels = ChannelRegistry()
     self.channels = channels
+    let group = MultiThreadedEventLoopGroup.singleton
     for (index, endpoint) in configuration.endpoints.enumerated() {
+      // Each member's connections live on one event loop, known in advance, so that its calls can
+      // run on that loop too.
+      let eventLoop = group.next()
       let transport: Transport
       do {
         transport = try Transport(
@@ -66,7 +73,8 @@ final class EndpointPool: Sendable {
           transportSecurity: try Self.security(for: endpoint, configuration: configuration),
           config: Self.transportConfig(configuration: configuration) { channel in
             channels.set(channel, for: index)
-          }
+          },
+          eventLoopGroup: eventLoop
         )
       } catch let error as EtcdError {
         throw error
@@ -77,7 +85,14 @@ final class EndpointPool: Sendable {
           endpoint: endpoint
         )
       }
-      members.append(MemberConnection(index: index, endpoint: endpoint, grpc: GRPCClient(transport: transport)))
+      members.append(
+        MemberConnection(
+          index: index,
+          endpoint: endpoint,
+          grpc: GRPCClient(transport: transport),
+          executor: EventLoopTaskExecutor(eventLoop: eventLoop)
+        )
+      )
     }
     self.members = members
     self.state = Mutex(State(preferred: Int.random(in: 0..<members.count, using: &generator)))
