@@ -201,9 +201,10 @@ extension EtcdClient {
   /// Discards history before `revision`. With `physical`, waits until the space is reclaimed.
   @discardableResult
   public func compact(revision: Int64, physical: Bool = false) async throws -> ResponseHeader {
-    var request = Etcdserverpb_CompactionRequest()
-    request.revision = revision
-    request.physical = physical
+    let request = Etcdserverpb_CompactionRequest.with {
+      $0.revision = revision
+      $0.physical = physical
+    }
     return try await unary("KV.Compact") { member, metadata, callOptions in
       ResponseHeader(try await member.kv.compact(request, metadata: metadata, options: callOptions).header)
     }

@@ -29,9 +29,10 @@ public struct LeaseTimeToLive: Sendable, Hashable {
 extension EtcdClient {
   /// Grants a lease of `ttl` seconds; etcd picks the ID unless one is given.
   public func grantLease(ttl: Int64, id: Int64 = 0) async throws -> Lease {
-    var request = Etcdserverpb_LeaseGrantRequest()
-    request.ttl = ttl
-    request.id = id
+    let request = Etcdserverpb_LeaseGrantRequest.with {
+      $0.ttl = ttl
+      $0.id = id
+    }
     let response = try await unary("Lease.LeaseGrant", policy: id == 0 ? .mutation : .idempotent) {
       member,
       metadata,
@@ -46,8 +47,7 @@ extension EtcdClient {
 
   /// Revokes a lease; every key attached to it is deleted.
   public func revokeLease(_ id: Int64) async throws {
-    var request = Etcdserverpb_LeaseRevokeRequest()
-    request.id = id
+    let request = Etcdserverpb_LeaseRevokeRequest.with { $0.id = id }
     _ = try await unary("Lease.LeaseRevoke") { member, metadata, options in
       try await member.lease.leaseRevoke(request, metadata: metadata, options: options)
     }
@@ -55,9 +55,10 @@ extension EtcdClient {
 
   /// Asks etcd how long a lease has left.
   public func timeToLive(lease id: Int64, keys: Bool = false) async throws -> LeaseTimeToLive {
-    var request = Etcdserverpb_LeaseTimeToLiveRequest()
-    request.id = id
-    request.keys = keys
+    let request = Etcdserverpb_LeaseTimeToLiveRequest.with {
+      $0.id = id
+      $0.keys = keys
+    }
     let response = try await unary("Lease.LeaseTimeToLive") { member, metadata, options in
       try await member.lease.leaseTimeToLive(request, metadata: metadata, options: options)
     }

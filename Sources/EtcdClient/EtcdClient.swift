@@ -25,6 +25,8 @@ public final class EtcdClient: Sendable {
   let tokens: TokenStore
   let watches: WatchManager
   let keepAlives: KeepAliveManager
+  /// The options of every unary call: built once, they are the same for each.
+  let unaryCallOptions: CallOptions
   private let lifecycle = Mutex<Lifecycle>(.idle)
   private let stopped: AsyncStream<Void>
   private let stop: AsyncStream<Void>.Continuation
@@ -44,6 +46,7 @@ public final class EtcdClient: Sendable {
     self.tokens = TokenStore(credentials: configuration.credentials)
     self.watches = WatchManager(logger: logger, hasCredentials: configuration.credentials != nil)
     self.keepAlives = KeepAliveManager(logger: logger)
+    self.unaryCallOptions = Self.callOptions(timeout: nil, maxResponseBytes: configuration.maxResponseBytes)
     (stopped, stop) = AsyncStream.makeStream()
   }
 
@@ -113,13 +116,17 @@ public final class EtcdClient: Sendable {
 
   /// Call options that lift the transport's 4 MiB cap on replies to the configured limit.
   func callOptions(timeout: Duration?) -> CallOptions {
+    Self.callOptions(timeout: timeout, maxResponseBytes: configuration.maxResponseBytes)
+  }
+
+  private static func callOptions(timeout: Duration?, maxResponseBytes: Int) -> CallOptions {
     var options = CallOptions.defaults
     options.timeout = timeout
     options.waitForReady = false
     // grpc-swift-nio-transport takes the limit of a client call's inbound messages from
     // maxRequestMessageBytes; set both so that the limit holds whichever side reads it.
-    options.maxRequestMessageBytes = configuration.maxResponseBytes
-    options.maxResponseMessageBytes = configuration.maxResponseBytes
+    options.maxRequestMessageBytes = maxResponseBytes
+    options.maxResponseMessageBytes = maxResponseBytes
     return options
   }
 
@@ -140,7 +147,7 @@ public final class EtcdClient: Sendable {
     _ name: String,
     policy explicitPolicy: RetryPolicy? = nil,
     member fixed: MemberConnection? = nil,
-    _ body: (MemberConnection, Metadata, CallOptions) async throws -> Result
+    _ body: @escaping @Sendable (MemberConnection, Metadata, CallOptions) async throws -> Result
   ) async throws -> Result {
     let policy = explicitPolicy ?? Self.retryPolicy(for: name)
     let clock = ContinuousClock()
@@ -160,8 +167,11 @@ public final class EtcdClient: Sendable {
         )
       }
       let knownHealthy = pool.isKnownHealthy(member)
-      let options = callOptions(
-        timeout: attemptTimeout(remaining: remaining, knownHealthy: knownHealthy, policy: policy, canMove: fixed == nil)
+      let timeout = attemptTimeout(
+        remaining: remaining,
+        knownHealthy: knownHealthy,
+        policy: policy,
+        canMove: fixed == nil
       )
 
       let token: String?
@@ -175,13 +185,13 @@ public final class EtcdClient: Sendable {
         }
         throw error
       }
-      var metadata: Metadata = [:]
-      if let token { metadata.addString(token, forKey: "token") }
+      let metadata: Metadata = token.map { ["token": .string($0)] } ?? [:]
 
       do {
-        // On the member's event loop, so that the call's hand-overs to and from the connection
-        // do not switch threads (see EventLoopTaskExecutor).
-        let result = try await withTaskExecutorPreference(member.executor) {
+        // The attempt's timeout is kept by the member's event loop, not by grpc-swift (see
+        // EventLoopTaskExecutor.run), so the call options carry none.
+        let options = unaryCallOptions
+        let result = try await member.executor.run(timeout: timeout) {
           try await body(member, metadata, options)
         }
         pool.markSucceeded(member)

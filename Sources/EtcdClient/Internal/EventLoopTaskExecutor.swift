@@ -1,3 +1,4 @@
+import GRPCCore
 import NIOCore
 
 /// Runs Swift tasks on the NIO event loop that owns a member's connection.
@@ -20,6 +21,39 @@ final class EventLoopTaskExecutor: TaskExecutor {
     let job = UnownedJob(job)
     eventLoop.execute {
       job.runSynchronously(on: self.asUnownedTaskExecutor())
+    }
+  }
+
+  /// Runs `operation` on the loop; once `timeout` has passed it is cancelled and the call fails with
+  /// `deadlineExceeded`, as a gRPC call with that timeout would.
+  ///
+  /// Why not `CallOptions.timeout`: grpc-swift enforces it with two more child tasks and a
+  /// `Task.sleep` whose dispatch timer outlives the call, which woke two more threads per call. Here a
+  /// timeout is one entry in the loop's timer heap, and the task that can be cancelled is one task.
+  ///
+  /// The caller continues on the loop thread after the call, until its next suspension.
+  func run<Result: Sendable>(
+    timeout: Duration,
+    _ operation: @escaping @Sendable () async throws -> Result
+  ) async throws -> Result {
+    try await withTaskExecutorPreference(self) {
+      let timedOut = Flag()
+      let call = Task(executorPreference: self) { try await operation() }
+      let timer = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+        timedOut.set()
+        call.cancel()
+      }
+      defer { timer.cancel() }
+      do {
+        return try await withTaskCancellationHandler {
+          try await call.value
+        } onCancel: {
+          call.cancel()
+        }
+      } catch {
+        guard timedOut.isSet else { throw error }
+        throw RPCError(code: .deadlineExceeded, message: "RPC timed out before completing")
+      }
     }
   }
 }
