@@ -82,10 +82,14 @@ final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
       self.pending = nil
     }
 
-    var forward = context.channel.allocator.buffer(capacity: incoming.readableBytes)
-    var acks: [ByteBuffer] = []
-    while incoming.readableBytes >= Self.frameHeaderLength {
-      let start = incoming.readerIndex
+    // Frames that pass go on as slices of what was read, not copies: one slice for each run of frames
+    // between two that are taken out, which is a single slice when a read holds no PING. The reader index
+    // stays at the start of the current run; `cursor` walks the frames.
+    var runs = ForwardedRuns()
+    var cursor = incoming.readerIndex
+    var acks = 0
+    while incoming.writerIndex - cursor >= Self.frameHeaderLength {
+      let start = cursor
       guard
         let lengthHigh = incoming.getInteger(at: start, as: UInt8.self),
         let lengthLow = incoming.getInteger(at: start + 1, as: UInt16.self),
@@ -94,37 +98,52 @@ final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
       else { break }
       let payloadLength = Int(lengthHigh) << 16 | Int(lengthLow)
       let frameLength = Self.frameHeaderLength + payloadLength
-      guard incoming.readableBytes >= frameLength else { break }
+      guard incoming.writerIndex - start >= frameLength else { break }
+      cursor = start + frameLength
 
       if type == Self.pingType, flags & Self.ackFlag == 0, payloadLength == 8,
         let payload = incoming.getSlice(at: start + Self.frameHeaderLength, length: 8)
       {
-        acks.append(Self.pingAck(payload: payload, allocator: context.channel.allocator))
-        incoming.moveReaderIndex(forwardBy: frameLength)
+        let ack = Self.pingAck(payload: payload, allocator: context.channel.allocator)
+        context.write(wrapOutboundOut(ack), promise: nil)
+        acks += 1
+        runs.append(incoming.readSlice(length: start - incoming.readerIndex))
+        incoming.moveReaderIndex(to: cursor)
       } else if type == Self.pingType, flags & Self.ackFlag != 0, payloadLength == 8,
         let payload = incoming.getInteger(at: start + Self.frameHeaderLength, as: UInt64.self),
         let promise = outstanding.removeValue(forKey: payload)
       {
         // The ACK of our own keepalive PING: the HTTP/2 handler never sent it, so it never sees it.
-        incoming.moveReaderIndex(forwardBy: frameLength)
+        runs.append(incoming.readSlice(length: start - incoming.readerIndex))
+        incoming.moveReaderIndex(to: cursor)
         promise.succeed()
-      } else if var frame = incoming.readSlice(length: frameLength) {
-        forward.writeBuffer(&frame)
       }
     }
+    runs.append(incoming.readSlice(length: cursor - incoming.readerIndex))
     if incoming.readableBytes > 0 {
       self.pending = incoming.slice()
     }
 
-    if !acks.isEmpty {
-      self.answered += acks.count
-      for ack in acks {
-        context.write(wrapOutboundOut(ack), promise: nil)
-      }
+    if acks > 0 {
+      self.answered += acks
       context.flush()
     }
-    if forward.readableBytes > 0 {
-      context.fireChannelRead(wrapInboundOut(forward))
+    if let first = runs.first {
+      context.fireChannelRead(wrapInboundOut(first))
+      for run in runs.rest {
+        context.fireChannelRead(wrapInboundOut(run))
+      }
+    }
+  }
+
+  /// The non-empty runs of frames to pass on; no array unless a read holds more than one.
+  private struct ForwardedRuns {
+    var first: ByteBuffer?
+    var rest: [ByteBuffer] = []
+
+    mutating func append(_ run: ByteBuffer?) {
+      guard let run, run.readableBytes > 0 else { return }
+      if first == nil { first = run } else { rest.append(run) }
     }
   }
 
