@@ -31,7 +31,8 @@ final class EventLoopTaskExecutor: TaskExecutor {
   /// `Task.sleep` whose dispatch timer outlives the call, which woke two more threads per call. Here a
   /// timeout is one entry in the loop's timer heap, and the task that can be cancelled is one task.
   ///
-  /// The caller continues on the loop thread after the call, until its next suspension.
+  /// When the call ends, the caller's task goes back to its own executor (measured: one pool thread
+  /// woken per call at one caller), so callers' own work does not run on the loop.
   func run<Result: Sendable>(
     timeout: Duration,
     _ operation: @escaping @Sendable () async throws -> Result
