@@ -62,8 +62,10 @@ public struct ServerState: Sendable, Hashable {
   public var checkState: Int
   /// The host name the server was declared with; nil for an address (`-`).
   public var fqdn: String?
+  private var row: TableRow
+
   /// Every column by its header name, as HAProxy printed it.
-  public var fields: [String: String]
+  public var fields: [String: String] { row.fields }
 
   /// Whether any maintenance flag is set: the server takes no traffic.
   public var isMaint: Bool { !adminFlags.isDisjoint(with: AdminFlags.anyMaint) }
@@ -78,7 +80,7 @@ public struct ServerState: Sendable, Hashable {
   /// - Throws: ``HAProxyError/Code/unexpectedReply`` for another format version, an error message such as
   ///   `Can't find backend.`, or a row that does not fit the header.
   public static func parse(_ reply: String) throws -> [ServerState] {
-    var lines = reply.split(separator: "\n", omittingEmptySubsequences: true)[...]
+    var lines = reply.asciiLines()[...]
     guard lines.first?.trimmedWhitespace == "1" else {
       throw HAProxyError(.unexpectedReply, "show servers state: expected format version 1 on the first line")
     }
@@ -86,19 +88,22 @@ public struct ServerState: Sendable, Hashable {
     guard let header = lines.first, header.hasPrefix("# ") else {
       throw HAProxyError(.unexpectedReply, "show servers state: expected a header line starting with '# '")
     }
-    let names = header.dropFirst(2).whitespaceSeparated().map(String.init)
+    let names = header.dropFirst(2).asciiFields().map(String.init)
+    let columns = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
     return try lines.dropFirst().map { line in
-      let values = line.whitespaceSeparated().map(String.init)
+      let values = line.asciiFields()
       guard values.count >= names.count else {
         throw HAProxyError(
           .unexpectedReply, "show servers state: row has \(values.count) columns, header \(names.count): \(line)")
       }
-      let fields = Dictionary(zip(names, values), uniquingKeysWith: { first, _ in first })
-      func required(_ name: String) throws -> String {
-        guard let value = fields[name] else {
+      func required(_ name: String) throws -> Substring {
+        guard let index = columns[name] else {
           throw HAProxyError(.unexpectedReply, "show servers state: no column \(name)")
         }
-        return value
+        return values[index]
+      }
+      func optional(_ name: String) -> String? {
+        columns[name].map { values[$0] }.flatMap { $0 == "-" ? nil : String($0) }
       }
       func number(_ name: String) throws -> Int {
         guard let value = Int(try required(name)) else {
@@ -107,17 +112,17 @@ public struct ServerState: Sendable, Hashable {
         return value
       }
       return ServerState(
-        backend: try required("be_name"),
-        server: try required("srv_name"),
-        address: fields["srv_addr"].flatMap { $0 == "-" ? nil : $0 },
+        backend: String(try required("be_name")),
+        server: String(try required("srv_name")),
+        address: optional("srv_addr"),
         port: try number("srv_port"),
         operationalState: OperationalState(rawValue: try number("srv_op_state")),
         adminFlags: AdminFlags(rawValue: try number("srv_admin_state")),
         userWeight: try number("srv_uweight"),
         checkHealth: try number("srv_check_health"),
         checkState: try number("srv_check_state"),
-        fqdn: fields["srv_fqdn"].flatMap { $0 == "-" ? nil : $0 },
-        fields: fields
+        fqdn: optional("srv_fqdn"),
+        row: TableRow(names: names, line: String(line))
       )
     }
   }

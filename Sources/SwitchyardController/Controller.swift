@@ -376,7 +376,14 @@ public final class Controller: Service, Sendable {
   /// look again.
   private func applyRound(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool? {
     let backends = desired.backends.map(\.name).filter { scope?.contains($0) ?? true }
-    let observed = try await dataPlane.observe(backends: backends, each: scope != nil)
+    var observed = try await dataPlane.observe(backends: backends, connections: false, each: scope != nil)
+    // Connections matter only to servers that leave: ask for them where there are any.
+    let leaving = desired.backends.filter { backend in
+      guard let running = observed.backends[backend.name] else { return false }
+      let wanted = Set(backend.servers.map(\.name))
+      return running.contains { !wanted.contains($0.name) }
+    }
+    try await dataPlane.addConnections(to: &observed, backends: leaving.map(\.name))
     let now = ContinuousClock.now
     let (runningStructure, drainingFor) = memory.withLock { memory in
       memory.removals.update(desired: desired, observed: observed, now: now, scope: scope)
@@ -421,7 +428,9 @@ public final class Controller: Service, Sendable {
     case .deletesDeferred:
       // Everything else is applied; the next pass deletes what still holds connections.
       publish(
-        desired: desired, observed: try await dataPlane.observe(backends: backends, each: scope != nil), scope: scope)
+        desired: desired,
+        observed: try await dataPlane.observe(backends: backends, connections: false, each: scope != nil),
+        scope: scope)
       return true
     case .failed:
       try await installAndReload(

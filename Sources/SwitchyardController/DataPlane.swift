@@ -132,6 +132,22 @@ final class DataPlane: Sendable {
     return observed
   }
 
+  /// Fills in the connections of the servers of `backends` in `observed` (`show servers conn`): only
+  /// removals need them, so a pass asks for them only where servers are leaving.
+  func addConnections(to observed: inout ObservedState, backends: [String]) async throws {
+    let runtime = Self.session ?? self.runtime
+    for backend in backends where observed.backends[backend]?.isEmpty == false {
+      var connections: [String: ServerConnections] = [:]
+      for entry in try await runtime.serverConnections(backend: backend) { connections[entry.server] = entry }
+      observed.backends[backend] = observed.backends[backend]?.map { server in
+        var server = server
+        server.activeConnections = connections[server.name]?.used ?? 0
+        server.idleConnections = connections[server.name]?.idle ?? 0
+        return server
+      }
+    }
+  }
+
   /// Sends one planned command; every reply is checked by the Runtime API client.
   func execute(_ command: RuntimeCommand) async throws {
     if let error = try await execute([command])[0] { throw error }
