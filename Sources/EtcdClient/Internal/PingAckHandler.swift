@@ -67,8 +67,12 @@ final class PingAckHandler: ChannelInboundHandler, RemovableChannelHandler {
     frame.writeInteger(UInt32(0))
     frame.writeInteger(payload)
     context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-    let timer = eventLoop.scheduleTask(in: timeout) { [weak self] in
-      self?.outstanding.removeValue(forKey: payload)?.fail(PingTimeout())
+    // Runs on this handler's loop; the timer is cancelled when the PING is answered or the handler
+    // fails its PINGs on removal, so the handler is not kept for longer than the timeout.
+    let key = payload
+    let handler = NIOLoopBound(self, eventLoop: eventLoop)
+    let timer = eventLoop.scheduleTask(in: timeout) {
+      handler.value.outstanding.removeValue(forKey: key)?.fail(PingTimeout())
     }
     promise.futureResult.whenComplete { _ in timer.cancel() }
     return promise.futureResult
