@@ -256,7 +256,7 @@ public final class Controller: Service, Sendable {
       previous: previous
     )
     report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: valid), scope: nil)
-    let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+    let rendered = render(desired)
     // A change the Runtime API can make is applied first and written to the file right after, so that
     // HAProxy gets it without waiting for `haproxy -c`, also in a pass that reloads for another
     // backend; anything that makes HAProxy read the file (a start, a reload) installs it first.
@@ -296,11 +296,11 @@ public final class Controller: Service, Sendable {
     let desired = previous.updating(services: changed, instances: instances, revision: revision)
     let scope = Set(desired.backends.filter { changed.contains($0.service) }.map(\.name))
     report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: instances), scope: scope)
-    memory.withLock {
-      $0.lastDesired = desired
-      $0.fileStale = true
+    let leaving = memory.withLock { memory in
+      memory.lastDesired = desired
+      memory.fileStale = true
+      return memory.removals.leavingBackends
     }
-    let leaving = memory.withLock { $0.removals.leavingBackends }
     var followUp = false
     if !scope.isEmpty || !leaving.isEmpty {
       let structure = ConfigRenderer.structure(desired, settings: configuration.node)
@@ -327,11 +327,16 @@ public final class Controller: Service, Sendable {
   /// servers are in HAProxy already, so an unchanged structure needs no `haproxy -c`.
   private func flushConfigFile() async throws {
     guard let desired = memory.withLock({ $0.fileStale ? $0.lastDesired : nil }) else { return }
-    let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+    let rendered = render(desired)
     try await install(rendered, revision: desired.revision, serversApplied: true)
     memory.withLock { memory in
       if memory.lastDesired?.revision == desired.revision { memory.fileStale = false }
     }
+  }
+
+  /// The node's configuration for `desired`.
+  private func render(_ desired: DesiredState) -> RenderedConfig {
+    ConfigRenderer.render(desired, settings: configuration.node)
   }
 
   /// Validates and installs `rendered` as the config file, unless it is installed already. An invalid
@@ -376,19 +381,14 @@ public final class Controller: Service, Sendable {
   /// look again.
   private func applyRound(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool? {
     let backends = desired.backends.map(\.name).filter { scope?.contains($0) ?? true }
-    var observed = try await dataPlane.observe(backends: backends, connections: false, each: scope != nil)
-    // Connections matter only to servers that leave: ask for them where there are any.
-    let leaving = desired.backends.filter { backend in
-      guard let running = observed.backends[backend.name] else { return false }
-      let wanted = Set(backend.servers.map(\.name))
-      return running.contains { !wanted.contains($0.name) }
-    }
-    try await dataPlane.addConnections(to: &observed, backends: leaving.map(\.name))
+    var observed = try await dataPlane.observe(backends: backends, each: scope != nil)
     let now = ContinuousClock.now
-    let (runningStructure, drainingFor) = memory.withLock { memory in
+    let (runningStructure, drainingFor, leaving) = memory.withLock { memory in
       memory.removals.update(desired: desired, observed: observed, now: now, scope: scope)
-      return (memory.runningStructure, memory.removals.elapsed(now: now))
+      return (memory.runningStructure, memory.removals.elapsed(now: now), memory.removals.leavingBackends)
     }
+    // Connections matter only to servers that leave: ask for them where there are any.
+    try await dataPlane.addConnections(to: &observed, backends: backends.filter(leaving.contains))
     let plan = Planner.plan(
       desired: desired,
       structure: structure,
@@ -400,7 +400,7 @@ public final class Controller: Service, Sendable {
       scope: scope
     )
     if configuration.updateStrategy == .reload && !plan.isEmpty {
-      let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+      let rendered = render(desired)
       if rendered.text != memory.withLock({ $0.loadedText }) {
         // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
         try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
@@ -413,7 +413,7 @@ public final class Controller: Service, Sendable {
       // the reload that follows.
       if !plan.commands.isEmpty { _ = try await execute(plan.commands, drainingFor: drainingFor) }
       let reason = plan.reloadReasons.joined(separator: "; ")
-      let rendered = ConfigRenderer.render(desired, settings: configuration.node)
+      let rendered = render(desired)
       try await installAndReload(rendered, desired: desired, cause: .structure, reason: reason) {
         logger.notice("Reloading HAProxy", metadata: ["reason": "\(reason)", "revision": "\(desired.revision)"])
       }
@@ -429,12 +429,12 @@ public final class Controller: Service, Sendable {
       // Everything else is applied; the next pass deletes what still holds connections.
       publish(
         desired: desired,
-        observed: try await dataPlane.observe(backends: backends, connections: false, each: scope != nil),
+        observed: try await dataPlane.observe(backends: backends, each: scope != nil),
         scope: scope)
       return true
     case .failed:
       try await installAndReload(
-        ConfigRenderer.render(desired, settings: configuration.node), desired: desired, cause: .fallback,
+        render(desired), desired: desired, cause: .fallback,
         reason: "a Runtime API command was refused")
     }
     return nil
@@ -735,7 +735,7 @@ public final class Controller: Service, Sendable {
       let servers = desired.backends.reduce(0) { $0 + $1.servers.count }
       interval = .milliseconds(min(10_000, max(1_000, servers)))
       if let observed = try? await dataPlane.withRuntimeSession({
-        try await dataPlane.observe(backends: backends, connections: false)
+        try await dataPlane.observe(backends: backends)
       }) {
         publish(desired: desired, observed: observed)
         // A server whose health check does not run is repaired by a pass (it plans `enable health`), and

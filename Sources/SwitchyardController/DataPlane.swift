@@ -79,7 +79,7 @@ final class DataPlane: Sendable {
   /// The Runtime API session of the task, when it runs inside ``withRuntimeSession(_:)``.
   @TaskLocal private static var session: RuntimeAPI?
 
-  /// Runs `body` with every ``observe(backends:)`` and ``execute(_:)`` it makes on one Runtime API
+  /// Runs `body` with every ``observe(backends:each:)`` and ``execute(_:)`` it makes on one Runtime API
   /// connection. End it before a reload: the connection belongs to the worker that the reload retires.
   func withRuntimeSession<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
     try await runtime.withSession { session in
@@ -87,12 +87,10 @@ final class DataPlane: Sendable {
     }
   }
 
-  /// The servers of `backends`, with their connections unless `connections` is false (one more command
-  /// per backend, needed only to plan removals). With `each`, HAProxy is asked backend by backend
-  /// instead of once for all: cheaper when a few backends of many are wanted.
-  func observe(backends: [String], connections withConnections: Bool = true, each: Bool = false) async throws
-    -> ObservedState
-  {
+  /// The servers of `backends`, without their connections (``addConnections(to:backends:)`` adds them
+  /// where removals need them). With `each`, HAProxy is asked backend by backend instead of once for
+  /// all: cheaper when a few backends of many are wanted.
+  func observe(backends: [String], each: Bool = false) async throws -> ObservedState {
     let runtime = Self.session ?? self.runtime
     var states: [ServerState] = []
     if each {
@@ -100,17 +98,9 @@ final class DataPlane: Sendable {
     } else {
       states = try await runtime.serversState()
     }
-    var connections: [String: ServerConnections] = [:]
-    let present = Set(states.map(\.backend))
-    for backend in backends where withConnections && present.contains(backend) {
-      for entry in try await runtime.serverConnections(backend: backend) {
-        connections["\(entry.backend)/\(entry.server)"] = entry
-      }
-    }
     var observed = ObservedState()
     let wanted = Set(backends)
     for state in states where wanted.contains(state.backend) {
-      let connection = connections["\(state.backend)/\(state.server)"]
       // Only the states the Runtime API sets count: `disabled` in the config leaves CMAINT behind after
       // `state ready`, and an unresolved host name sets RMAINT, neither of which `set server` changes.
       let admin: SwitchyardReconcile.ServerAdminState =
@@ -122,8 +112,6 @@ final class DataPlane: Sendable {
           port: state.port,
           weight: state.userWeight,
           adminState: admin,
-          activeConnections: connection?.used ?? 0,
-          idleConnections: connection?.idle ?? 0,
           isUp: state.operationalState == .running,
           isCheckEnabled: state.isCheckEnabled
         )
@@ -146,11 +134,6 @@ final class DataPlane: Sendable {
         return server
       }
     }
-  }
-
-  /// Sends one planned command; every reply is checked by the Runtime API client.
-  func execute(_ command: RuntimeCommand) async throws {
-    if let error = try await execute([command])[0] { throw error }
   }
 
   /// Sends planned commands in order, in batches within a session, and returns for each `nil` when
