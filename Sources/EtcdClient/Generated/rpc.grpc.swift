@@ -1823,6 +1823,32 @@ package enum Etcdserverpb_Auth: Sendable {
     package static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth")
     /// Namespace for method metadata.
     package enum Method: Sendable {
+        /// Namespace for "AuthEnable" metadata.
+        package enum AuthEnable: Sendable {
+            /// Request type for "AuthEnable".
+            package typealias Input = Etcdserverpb_AuthEnableRequest
+            /// Response type for "AuthEnable".
+            package typealias Output = Etcdserverpb_AuthEnableResponse
+            /// Descriptor for "AuthEnable".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "AuthEnable",
+                type: .unary
+            )
+        }
+        /// Namespace for "AuthDisable" metadata.
+        package enum AuthDisable: Sendable {
+            /// Request type for "AuthDisable".
+            package typealias Input = Etcdserverpb_AuthDisableRequest
+            /// Response type for "AuthDisable".
+            package typealias Output = Etcdserverpb_AuthDisableResponse
+            /// Descriptor for "AuthDisable".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "AuthDisable",
+                type: .unary
+            )
+        }
         /// Namespace for "Authenticate" metadata.
         package enum Authenticate: Sendable {
             /// Request type for "Authenticate".
@@ -1836,9 +1862,193 @@ package enum Etcdserverpb_Auth: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "UserAdd" metadata.
+        package enum UserAdd: Sendable {
+            /// Request type for "UserAdd".
+            package typealias Input = Etcdserverpb_AuthUserAddRequest
+            /// Response type for "UserAdd".
+            package typealias Output = Etcdserverpb_AuthUserAddResponse
+            /// Descriptor for "UserAdd".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserAdd",
+                type: .unary
+            )
+        }
+        /// Namespace for "UserGet" metadata.
+        package enum UserGet: Sendable {
+            /// Request type for "UserGet".
+            package typealias Input = Etcdserverpb_AuthUserGetRequest
+            /// Response type for "UserGet".
+            package typealias Output = Etcdserverpb_AuthUserGetResponse
+            /// Descriptor for "UserGet".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserGet",
+                type: .unary
+            )
+        }
+        /// Namespace for "UserList" metadata.
+        package enum UserList: Sendable {
+            /// Request type for "UserList".
+            package typealias Input = Etcdserverpb_AuthUserListRequest
+            /// Response type for "UserList".
+            package typealias Output = Etcdserverpb_AuthUserListResponse
+            /// Descriptor for "UserList".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserList",
+                type: .unary
+            )
+        }
+        /// Namespace for "UserDelete" metadata.
+        package enum UserDelete: Sendable {
+            /// Request type for "UserDelete".
+            package typealias Input = Etcdserverpb_AuthUserDeleteRequest
+            /// Response type for "UserDelete".
+            package typealias Output = Etcdserverpb_AuthUserDeleteResponse
+            /// Descriptor for "UserDelete".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserDelete",
+                type: .unary
+            )
+        }
+        /// Namespace for "UserChangePassword" metadata.
+        package enum UserChangePassword: Sendable {
+            /// Request type for "UserChangePassword".
+            package typealias Input = Etcdserverpb_AuthUserChangePasswordRequest
+            /// Response type for "UserChangePassword".
+            package typealias Output = Etcdserverpb_AuthUserChangePasswordResponse
+            /// Descriptor for "UserChangePassword".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserChangePassword",
+                type: .unary
+            )
+        }
+        /// Namespace for "UserGrantRole" metadata.
+        package enum UserGrantRole: Sendable {
+            /// Request type for "UserGrantRole".
+            package typealias Input = Etcdserverpb_AuthUserGrantRoleRequest
+            /// Response type for "UserGrantRole".
+            package typealias Output = Etcdserverpb_AuthUserGrantRoleResponse
+            /// Descriptor for "UserGrantRole".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserGrantRole",
+                type: .unary
+            )
+        }
+        /// Namespace for "UserRevokeRole" metadata.
+        package enum UserRevokeRole: Sendable {
+            /// Request type for "UserRevokeRole".
+            package typealias Input = Etcdserverpb_AuthUserRevokeRoleRequest
+            /// Response type for "UserRevokeRole".
+            package typealias Output = Etcdserverpb_AuthUserRevokeRoleResponse
+            /// Descriptor for "UserRevokeRole".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "UserRevokeRole",
+                type: .unary
+            )
+        }
+        /// Namespace for "RoleAdd" metadata.
+        package enum RoleAdd: Sendable {
+            /// Request type for "RoleAdd".
+            package typealias Input = Etcdserverpb_AuthRoleAddRequest
+            /// Response type for "RoleAdd".
+            package typealias Output = Etcdserverpb_AuthRoleAddResponse
+            /// Descriptor for "RoleAdd".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "RoleAdd",
+                type: .unary
+            )
+        }
+        /// Namespace for "RoleGet" metadata.
+        package enum RoleGet: Sendable {
+            /// Request type for "RoleGet".
+            package typealias Input = Etcdserverpb_AuthRoleGetRequest
+            /// Response type for "RoleGet".
+            package typealias Output = Etcdserverpb_AuthRoleGetResponse
+            /// Descriptor for "RoleGet".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "RoleGet",
+                type: .unary
+            )
+        }
+        /// Namespace for "RoleList" metadata.
+        package enum RoleList: Sendable {
+            /// Request type for "RoleList".
+            package typealias Input = Etcdserverpb_AuthRoleListRequest
+            /// Response type for "RoleList".
+            package typealias Output = Etcdserverpb_AuthRoleListResponse
+            /// Descriptor for "RoleList".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "RoleList",
+                type: .unary
+            )
+        }
+        /// Namespace for "RoleDelete" metadata.
+        package enum RoleDelete: Sendable {
+            /// Request type for "RoleDelete".
+            package typealias Input = Etcdserverpb_AuthRoleDeleteRequest
+            /// Response type for "RoleDelete".
+            package typealias Output = Etcdserverpb_AuthRoleDeleteResponse
+            /// Descriptor for "RoleDelete".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "RoleDelete",
+                type: .unary
+            )
+        }
+        /// Namespace for "RoleGrantPermission" metadata.
+        package enum RoleGrantPermission: Sendable {
+            /// Request type for "RoleGrantPermission".
+            package typealias Input = Etcdserverpb_AuthRoleGrantPermissionRequest
+            /// Response type for "RoleGrantPermission".
+            package typealias Output = Etcdserverpb_AuthRoleGrantPermissionResponse
+            /// Descriptor for "RoleGrantPermission".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "RoleGrantPermission",
+                type: .unary
+            )
+        }
+        /// Namespace for "RoleRevokePermission" metadata.
+        package enum RoleRevokePermission: Sendable {
+            /// Request type for "RoleRevokePermission".
+            package typealias Input = Etcdserverpb_AuthRoleRevokePermissionRequest
+            /// Response type for "RoleRevokePermission".
+            package typealias Output = Etcdserverpb_AuthRoleRevokePermissionResponse
+            /// Descriptor for "RoleRevokePermission".
+            package static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.Auth"),
+                method: "RoleRevokePermission",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "etcdserverpb.Auth" service.
         package static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Authenticate.descriptor
+            AuthEnable.descriptor,
+            AuthDisable.descriptor,
+            Authenticate.descriptor,
+            UserAdd.descriptor,
+            UserGet.descriptor,
+            UserList.descriptor,
+            UserDelete.descriptor,
+            UserChangePassword.descriptor,
+            UserGrantRole.descriptor,
+            UserRevokeRole.descriptor,
+            RoleAdd.descriptor,
+            RoleGet.descriptor,
+            RoleList.descriptor,
+            RoleDelete.descriptor,
+            RoleGrantPermission.descriptor,
+            RoleRevokePermission.descriptor
         ]
     }
 }
@@ -1858,6 +2068,44 @@ extension Etcdserverpb_Auth {
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
     package protocol ClientProtocol: Sendable {
+        /// Call the "AuthEnable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthEnableRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthEnableRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthEnableResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func authEnable<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthEnableRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthEnableRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthEnableResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthEnableResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AuthDisable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthDisableRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthDisableRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthDisableResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func authDisable<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthDisableRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthDisableRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthDisableResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthDisableResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "Authenticate" method.
         ///
         /// - Parameters:
@@ -1876,6 +2124,253 @@ extension Etcdserverpb_Auth {
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthenticateResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserAddRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserAddRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserAddResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userAdd<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserAddRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserAddRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserAddResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserAddResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserGetRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserGetRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserGetResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userGet<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserGetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserGetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserGetResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGetResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserList" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserListRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserListRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userList<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserListResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserListResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserDeleteRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserDeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserDeleteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userDelete<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserDeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserDeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserDeleteResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserDeleteResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserChangePassword" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserChangePasswordRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserChangePasswordRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserChangePasswordResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userChangePassword<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserChangePasswordRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserChangePasswordRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserChangePasswordResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserChangePasswordResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserGrantRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserGrantRoleRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserGrantRoleRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserGrantRoleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userGrantRole<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserGrantRoleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserGrantRoleResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGrantRoleResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UserRevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserRevokeRoleRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserRevokeRoleRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserRevokeRoleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func userRevokeRole<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserRevokeRoleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserRevokeRoleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserRevokeRoleResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserRevokeRoleResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RoleAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleAddRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleAddRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleAddResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func roleAdd<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleAddRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleAddRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleAddResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleAddResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RoleGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleGetRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleGetRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleGetResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func roleGet<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleGetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleGetResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGetResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RoleList" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleListRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleListRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func roleList<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleListResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleListResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RoleDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleDeleteRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleDeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleDeleteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func roleDelete<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleDeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleDeleteResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleDeleteResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RoleGrantPermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleGrantPermissionRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleGrantPermissionRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleGrantPermissionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func roleGrantPermission<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleGrantPermissionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RoleRevokePermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleRevokePermissionRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleRevokePermissionRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleRevokePermissionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func roleRevokePermission<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleRevokePermissionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleRevokePermissionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleRevokePermissionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleRevokePermissionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
     }
 
     /// Generated client for the "etcdserverpb.Auth" service.
@@ -1892,6 +2387,66 @@ extension Etcdserverpb_Auth {
         ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
         package init(wrapping client: GRPCCore.GRPCClient<Transport>) {
             self.client = client
+        }
+
+        /// Call the "AuthEnable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthEnableRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthEnableRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthEnableResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func authEnable<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthEnableRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthEnableRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthEnableResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthEnableResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.AuthEnable.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AuthDisable" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthDisableRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthDisableRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthDisableResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func authDisable<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthDisableRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthDisableRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthDisableResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthDisableResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.AuthDisable.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
         }
 
         /// Call the "Authenticate" method.
@@ -1923,12 +2478,452 @@ extension Etcdserverpb_Auth {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "UserAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserAddRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserAddRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserAddResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userAdd<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserAddRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserAddRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserAddResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserAddResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserAdd.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UserGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserGetRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserGetRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserGetResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userGet<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserGetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserGetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserGetResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGetResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserGet.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UserList" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserListRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserListRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userList<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserListResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserListResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserList.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UserDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserDeleteRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserDeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserDeleteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userDelete<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserDeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserDeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserDeleteResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserDeleteResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserDelete.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UserChangePassword" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserChangePasswordRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserChangePasswordRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserChangePasswordResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userChangePassword<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserChangePasswordRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserChangePasswordRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserChangePasswordResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserChangePasswordResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserChangePassword.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UserGrantRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserGrantRoleRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserGrantRoleRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserGrantRoleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userGrantRole<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserGrantRoleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserGrantRoleResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGrantRoleResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserGrantRole.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UserRevokeRole" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthUserRevokeRoleRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthUserRevokeRoleRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthUserRevokeRoleResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func userRevokeRole<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserRevokeRoleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthUserRevokeRoleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthUserRevokeRoleResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserRevokeRoleResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.UserRevokeRole.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RoleAdd" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleAddRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleAddRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleAddResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func roleAdd<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleAddRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleAddRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleAddResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleAddResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.RoleAdd.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RoleGet" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleGetRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleGetRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleGetResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func roleGet<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGetRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleGetRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleGetResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGetResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.RoleGet.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RoleList" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleListRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleListRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func roleList<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleListResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleListResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.RoleList.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RoleDelete" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleDeleteRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleDeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleDeleteResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func roleDelete<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleDeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleDeleteResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleDeleteResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.RoleDelete.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RoleGrantPermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleGrantPermissionRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleGrantPermissionRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleGrantPermissionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func roleGrantPermission<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleGrantPermissionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.RoleGrantPermission.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RoleRevokePermission" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_AuthRoleRevokePermissionRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_AuthRoleRevokePermissionRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_AuthRoleRevokePermissionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        package func roleRevokePermission<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleRevokePermissionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_AuthRoleRevokePermissionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_AuthRoleRevokePermissionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleRevokePermissionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Etcdserverpb_Auth.Method.RoleRevokePermission.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Etcdserverpb_Auth.ClientProtocol {
+    /// Call the "AuthEnable" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthEnableRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func authEnable<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthEnableRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthEnableResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.authEnable(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthEnableRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthEnableResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AuthDisable" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthDisableRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func authDisable<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthDisableRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthDisableResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.authDisable(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthDisableRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthDisableResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Authenticate" method.
     ///
     /// - Parameters:
@@ -1953,11 +2948,394 @@ extension Etcdserverpb_Auth.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "UserAdd" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserAddRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userAdd<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserAddRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserAddResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userAdd(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserAddRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserAddResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserGet" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserGetRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userGet<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserGetRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGetResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userGet(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserGetRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserGetResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserList" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserListRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userList<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserListRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userList(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserListRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserListResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserDelete" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserDeleteRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userDelete<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserDeleteRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserDeleteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userDelete(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserDeleteRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserDeleteResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserChangePassword" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserChangePasswordRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userChangePassword<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserChangePasswordRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserChangePasswordResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userChangePassword(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserChangePasswordRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserChangePasswordResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserGrantRole" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserGrantRoleRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userGrantRole<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserGrantRoleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGrantRoleResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userGrantRole(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserGrantRoleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserGrantRoleResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserRevokeRole" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthUserRevokeRoleRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userRevokeRole<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthUserRevokeRoleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserRevokeRoleResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.userRevokeRole(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthUserRevokeRoleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthUserRevokeRoleResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleAdd" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthRoleAddRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleAdd<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleAddRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleAddResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.roleAdd(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleAddRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleAddResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleGet" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthRoleGetRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleGet<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGetRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGetResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.roleGet(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleGetRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleGetResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleList" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthRoleListRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleList<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleListRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.roleList(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleListRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleListResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleDelete" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthRoleDeleteRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleDelete<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleDeleteRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleDeleteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.roleDelete(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleDeleteRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleDeleteResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleGrantPermission" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthRoleGrantPermissionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleGrantPermission<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.roleGrantPermission(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleGrantPermissionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleGrantPermissionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleRevokePermission" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_AuthRoleRevokePermissionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleRevokePermission<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_AuthRoleRevokePermissionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleRevokePermissionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.roleRevokePermission(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_AuthRoleRevokePermissionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_AuthRoleRevokePermissionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Etcdserverpb_Auth.ClientProtocol {
+    /// Call the "AuthEnable" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func authEnable<Result>(
+        _ message: Etcdserverpb_AuthEnableRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthEnableResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthEnableRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.authEnable(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AuthDisable" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func authDisable<Result>(
+        _ message: Etcdserverpb_AuthDisableRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthDisableResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthDisableRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.authDisable(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "Authenticate" method.
     ///
     /// - Parameters:
@@ -1981,6 +3359,383 @@ extension Etcdserverpb_Auth.ClientProtocol {
             metadata: metadata
         )
         return try await self.authenticate(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserAdd" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userAdd<Result>(
+        _ message: Etcdserverpb_AuthUserAddRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserAddResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserAddRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userAdd(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserGet" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userGet<Result>(
+        _ message: Etcdserverpb_AuthUserGetRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGetResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserGetRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userGet(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserList" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userList<Result>(
+        _ message: Etcdserverpb_AuthUserListRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserListRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userList(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserDelete" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userDelete<Result>(
+        _ message: Etcdserverpb_AuthUserDeleteRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserDeleteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserDeleteRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userDelete(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserChangePassword" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userChangePassword<Result>(
+        _ message: Etcdserverpb_AuthUserChangePasswordRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserChangePasswordResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserChangePasswordRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userChangePassword(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserGrantRole" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userGrantRole<Result>(
+        _ message: Etcdserverpb_AuthUserGrantRoleRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserGrantRoleResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserGrantRoleRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userGrantRole(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UserRevokeRole" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func userRevokeRole<Result>(
+        _ message: Etcdserverpb_AuthUserRevokeRoleRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthUserRevokeRoleResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthUserRevokeRoleRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.userRevokeRole(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleAdd" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleAdd<Result>(
+        _ message: Etcdserverpb_AuthRoleAddRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleAddResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthRoleAddRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.roleAdd(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleGet" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleGet<Result>(
+        _ message: Etcdserverpb_AuthRoleGetRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGetResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGetRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.roleGet(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleList" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleList<Result>(
+        _ message: Etcdserverpb_AuthRoleListRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthRoleListRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.roleList(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleDelete" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleDelete<Result>(
+        _ message: Etcdserverpb_AuthRoleDeleteRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleDeleteResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthRoleDeleteRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.roleDelete(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleGrantPermission" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleGrantPermission<Result>(
+        _ message: Etcdserverpb_AuthRoleGrantPermissionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleGrantPermissionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthRoleGrantPermissionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.roleGrantPermission(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RoleRevokePermission" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    package func roleRevokePermission<Result>(
+        _ message: Etcdserverpb_AuthRoleRevokePermissionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_AuthRoleRevokePermissionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_AuthRoleRevokePermissionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.roleRevokePermission(
             request: request,
             options: options,
             onResponse: handleResponse
