@@ -50,6 +50,22 @@ struct UpCommand: AsyncParsableCommand {
   @Option(name: .customLong("etcd-members"), help: "etcd members to start (1–5; odd numbers tolerate failures).")
   var etcdMembers = 3
   @Flag(help: "Stay attached and stop everything on Ctrl-C (SIGINT) or SIGTERM.") var foreground = false
+  @Flag(
+    help: ArgumentHelp(
+      "etcd with TLS (client certificates required) and authentication; each part its own etcd user.",
+      discussion: """
+        A local CA and certificates go to <state dir>/pki, passwords to <state dir>/secrets (0600). Backends \
+        get the role registrar (write /services/ only), LB nodes the role controller (read /services/ only). \
+        Run again on a running secure cluster, it renews the certificates that expire within 7 days.
+        """
+    )
+  )
+  var secure = false
+  @Option(
+    name: .customLong("certificate-days"),
+    help: ArgumentHelp("Validity of the certificates --secure makes (not the CA's).", visibility: .hidden)
+  )
+  var certificateDays = 365
 
   @Option(name: .customLong("etcd-client-ports"), help: "Override: comma-separated etcd client ports.")
   var etcdClientPorts: String?
@@ -96,12 +112,14 @@ struct UpCommand: AsyncParsableCommand {
         lbNodes: lbNodes,
         etcdMembers: etcdMembers,
         ports: try ports(),
-        switchyard: currentExecutable()
+        switchyard: currentExecutable(),
+        secure: secure,
+        certificateDays: certificateDays
       )
       guard started else { return }
       print("")
       print(try await StatusCommand.table(try await cluster.status()))
-      print(nextSteps(try ports()))
+      print(secure ? secureNextSteps(try ports()) : nextSteps(try ports()))
       if foreground {
         print("Running in the foreground; Ctrl-C stops everything.")
         for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
@@ -125,6 +143,26 @@ struct UpCommand: AsyncParsableCommand {
         switchyard logs lb1 -f                        # a controller's log
         switchyard stop etcd2 / switchyard start etcd2  # try a fault by hand
         switchyard down                               # stop everything (--purge removes \(home.cluster().home))
+      """
+  }
+}
+
+extension UpCommand {
+  fileprivate func secureNextSteps(_ ports: ClusterPorts) -> String {
+    let security = LocalSecurity(home: home.cluster().home)
+    let root = security.clientPair(for: AccessPolicy.root)
+    let lb = ports.lb.first ?? 8001
+    return """
+
+      Try:
+        curl http://127.0.0.1:\(lb)                     # three times: three different backends
+        switchyard etcd get /services/backend --prefix   # as root, with the credentials in the state directory
+        etcdctl --endpoints https://127.0.0.1:\(ports.etcdClient[0]) \\
+          --cacert \(security.caCertificate) --cert \(root.certificate) --key \(root.key) \\
+          --user root:"$(cat \(security.passwordFile(for: AccessPolicy.root)))" get /services/backend --prefix
+        switchyard scale backend=5                    # new backends get their own etcd users
+        switchyard status                             # reads etcd as the read-only user status
+        switchyard down                               # stop everything (--purge removes keys and passwords)
       """
   }
 }

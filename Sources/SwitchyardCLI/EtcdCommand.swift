@@ -27,7 +27,7 @@ struct EtcdCommand: AsyncParsableCommand {
 
     func run() async throws {
       let options = GetOptions(limit: limit, revision: revision, keysOnly: keysOnly, countOnly: countOnly)
-      let result = try await etcd.withClient { client in
+      let result = try await etcd.withClient(localClusterRoot: true) { client in
         try await client.get(prefix ? .prefix(key) : .key(key), options: options)
       }
       if json {
@@ -63,7 +63,7 @@ struct EtcdCommand: AsyncParsableCommand {
 
     func run() async throws {
       let leaseID = try lease.map(parseLeaseID) ?? 0
-      let result = try await etcd.withClient { client in
+      let result = try await etcd.withClient(localClusterRoot: true) { client in
         try await client.put(key, value: value, options: PutOptions(lease: leaseID))
       }
       print("OK (revision \(result.header.revision))")
@@ -78,7 +78,7 @@ struct EtcdCommand: AsyncParsableCommand {
     @Flag(help: "Treat the key as a prefix.") var prefix = false
 
     func run() async throws {
-      let result = try await etcd.withClient { client in
+      let result = try await etcd.withClient(localClusterRoot: true) { client in
         try await client.delete(prefix ? .prefix(key) : .key(key))
       }
       print(result.deleted)
@@ -96,7 +96,7 @@ struct EtcdCommand: AsyncParsableCommand {
 
     func run() async throws {
       let options = WatchOptions(startRevision: revision, prevKV: prevKV)
-      try await etcd.withClient { client in
+      try await etcd.withClient(localClusterRoot: true) { client in
         for try await response in client.watch(prefix ? .prefix(key) : .key(key), options: options) {
           for event in response.events {
             print(event.kind == .put ? "PUT" : "DELETE")
@@ -118,7 +118,7 @@ struct EtcdCommand: AsyncParsableCommand {
     @Flag(help: "Wait until the space is reclaimed.") var physical = false
 
     func run() async throws {
-      try await etcd.withClient { client in
+      try await etcd.withClient(localClusterRoot: true) { client in
         _ = try await client.compact(revision: revision, physical: physical)
       }
       print("compacted revision \(revision)")
@@ -131,7 +131,7 @@ struct EtcdCommand: AsyncParsableCommand {
     @OptionGroup var etcd: EtcdOptions
 
     func run() async throws {
-      let members = try await etcd.withClient { client in try await client.members() }
+      let members = try await etcd.withClient(localClusterRoot: true) { client in try await client.members() }
       for member in members {
         let id = String(member.id, radix: 16)
         let peers = member.peerURLs.joined(separator: ",")
@@ -147,8 +147,8 @@ struct EtcdCommand: AsyncParsableCommand {
     @OptionGroup var etcd: EtcdOptions
 
     func run() async throws {
-      let configuration = try etcd.makeConfiguration()
-      let lines = try await etcd.withClient { client in
+      let configuration = try etcd.makeConfiguration(localClusterRoot: true)
+      let lines = try await etcd.withClient(localClusterRoot: true) { client in
         var lines: [String] = []
         for endpoint in configuration.endpoints {
           do {

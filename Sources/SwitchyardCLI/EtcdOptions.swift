@@ -51,9 +51,20 @@ public struct EtcdOptions: ParsableArguments, Sendable {
   }
 
   /// The client configuration these options describe.
+  ///
+  /// With `localClusterRoot` (operator tools such as `switchyard etcd`, never a part of the system), options
+  /// that name no endpoint, user or certificate mean the secure local cluster in the state directory, as
+  /// root, when there is one.
   public func makeConfiguration(
-    environment: [String: String] = ProcessInfo.processInfo.environment
+    environment: [String: String] = ProcessInfo.processInfo.environment,
+    localClusterRoot: Bool = false
   ) throws -> EtcdConfiguration {
+    if localClusterRoot, var local = try secureLocalClusterConfiguration(environment: environment) {
+      try checkTimeouts()
+      local.dialTimeout = .milliseconds(Int64(dialTimeout * 1000))
+      local.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
+      return local
+    }
     let endpointList = endpoints ?? environment["ETCD_ENDPOINTS"] ?? "127.0.0.1:2379"
     let parsed: [EtcdEndpoint]
     do {
@@ -61,12 +72,7 @@ public struct EtcdOptions: ParsableArguments, Sendable {
     } catch {
       throw ValidationError("--etcd-endpoints: \(error.message)")
     }
-    guard dialTimeout > 0, dialTimeout.isFinite else {
-      throw ValidationError("--dial-timeout must be a positive number of seconds")
-    }
-    guard requestTimeout > 0, requestTimeout.isFinite else {
-      throw ValidationError("--request-timeout must be a positive number of seconds")
-    }
+    try checkTimeouts()
     var configuration = EtcdConfiguration(
       endpoints: parsed,
       dialTimeout: .milliseconds(Int64(dialTimeout * 1000)),
@@ -105,6 +111,15 @@ public struct EtcdOptions: ParsableArguments, Sendable {
     return configuration
   }
 
+  private func checkTimeouts() throws {
+    guard dialTimeout > 0, dialTimeout.isFinite else {
+      throw ValidationError("--dial-timeout must be a positive number of seconds")
+    }
+    guard requestTimeout > 0, requestTimeout.isFinite else {
+      throw ValidationError("--request-timeout must be a positive number of seconds")
+    }
+  }
+
   private static func readPassword(_ path: String) throws -> String {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ValidationError("--password-file: cannot read \(path)")
@@ -121,8 +136,10 @@ public struct EtcdOptions: ParsableArguments, Sendable {
   /// Runs `body` with a connected client, logging through `logger`.
   public func withClient<Result: Sendable>(
     logger: Logger = Logger(label: "switchyard.etcd"),
+    localClusterRoot: Bool = false,
     _ body: (EtcdClient) async throws -> Result
   ) async throws -> Result {
-    try await withEtcdClient(configuration: try makeConfiguration(), logger: logger, body)
+    let configuration = try makeConfiguration(localClusterRoot: localClusterRoot)
+    return try await withEtcdClient(configuration: configuration, logger: logger, body)
   }
 }

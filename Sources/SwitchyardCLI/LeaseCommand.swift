@@ -19,7 +19,7 @@ struct LeaseCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-      let lease = try await etcd.withClient { client in try await client.grantLease(ttl: ttl) }
+      let lease = try await etcd.withClient(localClusterRoot: true) { client in try await client.grantLease(ttl: ttl) }
       print("lease \(String(lease.id, radix: 16)) granted with TTL(\(lease.ttl)s)")
     }
   }
@@ -31,7 +31,7 @@ struct LeaseCommand: AsyncParsableCommand {
 
     func run() async throws {
       let leaseID = try parseLeaseID(id)
-      try await etcd.withClient { client in try await client.revokeLease(leaseID) }
+      try await etcd.withClient(localClusterRoot: true) { client in try await client.revokeLease(leaseID) }
       print("lease \(String(leaseID, radix: 16)) revoked")
     }
   }
@@ -44,7 +44,9 @@ struct LeaseCommand: AsyncParsableCommand {
 
     func run() async throws {
       let leaseID = try parseLeaseID(id)
-      let info = try await etcd.withClient { client in try await client.timeToLive(lease: leaseID, keys: keys) }
+      let info = try await etcd.withClient(localClusterRoot: true) { client in
+        try await client.timeToLive(lease: leaseID, keys: keys)
+      }
       if info.ttl < 0 {
         print("lease \(String(leaseID, radix: 16)) already expired")
       } else {
@@ -59,7 +61,7 @@ struct LeaseCommand: AsyncParsableCommand {
     @OptionGroup var etcd: EtcdOptions
 
     func run() async throws {
-      let leases = try await etcd.withClient { client in try await client.leases() }
+      let leases = try await etcd.withClient(localClusterRoot: true) { client in try await client.leases() }
       for lease in leases { print(String(lease, radix: 16)) }
     }
   }
@@ -74,7 +76,7 @@ struct LeaseCommand: AsyncParsableCommand {
 
     func run() async throws {
       let leaseID = try parseLeaseID(id)
-      try await etcd.withClient { client in
+      try await etcd.withClient(localClusterRoot: true) { client in
         let ttl = try await client.timeToLive(lease: leaseID)
         guard ttl.ttl > 0 else { throw ValidationError("lease \(id) has expired") }
         for try await renewal in client.keepAlive(Lease(id: leaseID, ttl: ttl.grantedTTL)) {

@@ -110,28 +110,55 @@ public struct ClusterLayout: Sendable {
   public var etcd: String
   /// The fixed ports.
   public var ports: ClusterPorts
+  /// Whether etcd runs with TLS (client certificates required) and authentication, each part its own user.
+  public var secure: Bool
 
   /// Creates a layout.
-  public init(home: String, switchyard: String, etcd: String = "etcd", ports: ClusterPorts) {
+  public init(home: String, switchyard: String, etcd: String = "etcd", ports: ClusterPorts, secure: Bool = false) {
     self.home = home
     self.switchyard = switchyard
     self.etcd = etcd
     self.ports = ports
+    self.secure = secure
   }
 
-  /// `127.0.0.1:2379,127.0.0.1:22379,…`: what LB nodes and backends are given.
+  private var scheme: String { secure ? "https" : "http" }
+
+  /// The certificates and credentials of a secure layout.
+  public var security: LocalSecurity { LocalSecurity(home: home) }
+
+  /// `127.0.0.1:2379,127.0.0.1:22379,…` (with `https://` when secure): what LB nodes and backends are given.
   public var etcdEndpoints: String {
-    ports.etcdClient.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+    ports.etcdClient.map { secure ? "https://127.0.0.1:\($0)" : "127.0.0.1:\($0)" }.joined(separator: ",")
+  }
+
+  /// The options that make a part's etcd client connect as its own user (none when not secure).
+  private func credentials(_ user: String) -> [String] {
+    secure ? security.clientArguments(for: user) : []
+  }
+
+  /// The etcd user of each part that has one, with its role (secure layouts).
+  public static func etcdUser(of spec: PartSpec) -> (name: String, role: String)? {
+    AccessPolicy.role(of: spec.kind).map { (spec.name, $0) }
   }
 
   /// The etcd members.
   public func etcdMembers() -> [PartSpec] {
-    let cluster = ports.etcdPeer.enumerated().map { "etcd\($0.offset + 1)=http://127.0.0.1:\($0.element)" }
+    let cluster = ports.etcdPeer.enumerated().map { "etcd\($0.offset + 1)=\(scheme)://127.0.0.1:\($0.element)" }
       .joined(separator: ",")
+    let member = security.memberPair
+    let tls =
+      secure
+      ? [
+        "--cert-file", member.certificate, "--key-file", member.key,
+        "--trusted-ca-file", security.caCertificate, "--client-cert-auth",
+        "--peer-cert-file", member.certificate, "--peer-key-file", member.key,
+        "--peer-trusted-ca-file", security.caCertificate, "--peer-client-cert-auth",
+      ] : []
     return ports.etcdClient.indices.map { index in
       let name = "etcd\(index + 1)"
-      let client = "http://127.0.0.1:\(ports.etcdClient[index])"
-      let peer = "http://127.0.0.1:\(ports.etcdPeer[index])"
+      let client = "\(scheme)://127.0.0.1:\(ports.etcdClient[index])"
+      let peer = "\(scheme)://127.0.0.1:\(ports.etcdPeer[index])"
       return PartSpec(
         name: name,
         kind: .etcd,
@@ -149,7 +176,7 @@ public struct ClusterLayout: Sendable {
           // 3.5's default, off in 3.4: without it a member back from a partition forces an election and
           // nobody can read etcd for seconds.
           "--pre-vote=true",
-        ],
+        ] + tls,
         ports: [ports.etcdClient[index], ports.etcdPeer[index]],
         address: "127.0.0.1:\(ports.etcdClient[index])",
         healthURL: "\(client)/health"
@@ -174,7 +201,7 @@ public struct ClusterLayout: Sendable {
           "--stats", "127.0.0.1:\(ports.stats[index])",
           "--admin", "127.0.0.1:\(ports.admin[index])",
           "--state-dir", "\(home)/\(name)",
-        ],
+        ] + credentials(name),
         ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
         address: "http://127.0.0.1:\(ports.lb[index])",
         healthURL: "\(admin)/readyz",
@@ -194,7 +221,7 @@ public struct ClusterLayout: Sendable {
         "--etcd-endpoints", etcdEndpoints,
         "--listen", "127.0.0.1:\(port)",
         "--id", "backend-\(index)",
-      ],
+      ] + credentials("backend-\(index)"),
       ports: [port],
       address: "http://127.0.0.1:\(port)",
       healthURL: "http://127.0.0.1:\(port)/healthz"

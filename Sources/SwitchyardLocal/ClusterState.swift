@@ -27,10 +27,15 @@ public struct ClusterState: Sendable, Codable {
   public var etcd: String
   /// Every part, etcd members first, then LB nodes, then backends.
   public var parts: [PartRecord]
+  /// Whether the cluster was started with `up --secure` (absent in state files from before it existed).
+  public var secure: Bool?
+
+  /// Whether etcd runs with TLS and authentication.
+  public var isSecure: Bool { secure ?? false }
 
   /// The layout this state was made from.
   public func layout(home: String) -> ClusterLayout {
-    ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports)
+    ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: isSecure)
   }
 
   /// The part called `name`.

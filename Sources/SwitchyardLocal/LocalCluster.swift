@@ -35,15 +35,24 @@ public struct LocalCluster: Sendable {
   // MARK: - up
 
   /// Starts the cluster and waits until every part is healthy and every LB node routes to every backend.
-  /// Returns `false` (and starts nothing) when a cluster already runs in `home`.
+  /// Returns `false` (and starts nothing) when a cluster already runs in `home`; with `secure`, its
+  /// certificates that expire within 7 days are renewed then.
+  ///
+  /// With `secure`, a new local CA issues the etcd members' certificate and one client certificate per
+  /// user; etcd requires TLS with client certificates on client and peer ports, authentication is on, and
+  /// each LB node and backend connects as its own user (role `controller` or `registrar`, see
+  /// ``AccessPolicy``). `certificateDays` is the validity of the certificates (not the CA's).
   public func up(
     backends: Int,
     lbNodes: Int,
     etcdMembers: Int,
     ports: ClusterPorts?,
     switchyard: String,
-    etcd: String = "etcd"
+    etcd: String = "etcd",
+    secure: Bool = false,
+    certificateDays: Int = 365
   ) async throws -> Bool {
+    guard certificateDays >= 1 else { throw LocalClusterError("certificate validity must be at least 1 day") }
     guard (1...ClusterPorts.maxEtcdMembers).contains(etcdMembers) else {
       throw LocalClusterError("--etcd-members must be from 1 to \(ClusterPorts.maxEtcdMembers)")
     }
@@ -61,6 +70,18 @@ public struct LocalCluster: Sendable {
       let running = existing.parts.filter(\.isRunning)
       if !running.isEmpty {
         say("A cluster is already up in \(home) (\(running.count) of \(existing.parts.count) parts running).")
+        if secure && !existing.isSecure {
+          say("It was started without --secure; `switchyard down`, then `switchyard up --secure`.")
+        } else if existing.isSecure {
+          var security = LocalSecurity(home: home)
+          security.certificateDays = certificateDays
+          let renewed = try security.renewExpiring()
+          say(
+            renewed.isEmpty
+              ? "No certificate expires within 7 days."
+              : "Renewed the certificates of \(renewed.joined(separator: ", ")) (etcd and clients use them "
+                + "for new connections; nothing restarts).")
+        }
         say("See `switchyard status`; `switchyard down` stops it.")
         return false
       }
@@ -77,20 +98,34 @@ public struct LocalCluster: Sendable {
       try? FileManager.default.removeItem(atPath: "\(home)/etcd\(member)")
     }
 
-    let layout = ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports)
-    var state = ClusterState(ports: ports, switchyard: switchyard, etcd: etcd, parts: [])
+    let layout = ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: secure)
+    var state = ClusterState(ports: ports, switchyard: switchyard, etcd: etcd, parts: [], secure: secure)
+    let backendSpecs = try (0..<backends).map { try layout.backend($0 + 1, port: LoopbackPorts.freePort()) }
+    let users = (layout.lbNodes() + backendSpecs).compactMap(ClusterLayout.etcdUser(of:))
+    if secure {
+      var security = layout.security
+      security.certificateDays = certificateDays
+      try security.create(users: [AccessPolicy.root, AccessPolicy.statusUser] + users.map(\.name))
+      say("Made a local CA, certificates and passwords in \(security.pkiDirectory) and \(security.secretsDirectory).")
+    }
     do {
-      say("Starting \(etcdMembers) etcd member(s)…")
+      say("Starting \(etcdMembers) etcd member(s)\(secure ? " with TLS" : "")…")
       for spec in layout.etcdMembers() { try launch(spec, into: &state) }
       try await waitHealthy(state.parts(.etcd))
+      if secure {
+        try await withEtcd(layout, as: AccessPolicy.root, withPassword: false) { etcd in
+          try await layout.security.configureAuth(etcd, users: users)
+        }
+        say(
+          "Authentication on: roles \(AccessPolicy.registrarRole) and \(AccessPolicy.controllerRole), one user per part."
+        )
+      }
       say("Starting \(lbNodes) LB node(s)…")
       for spec in layout.lbNodes() { try launch(spec, into: &state) }
       try await waitHealthy(state.parts(.lb))
       if backends > 0 {
         say("Starting \(backends) backend(s)…")
-        for index in 1...backends {
-          try launch(layout.backend(index, port: LoopbackPorts.freePort()), into: &state)
-        }
+        for spec in backendSpecs { try launch(spec, into: &state) }
         try await waitHealthy(state.parts(.backend))
       }
       try await waitRouting(state)
@@ -119,7 +154,9 @@ public struct LocalCluster: Sendable {
       let used = Set(running.map(\.spec.index))
       let indices = (1...).lazy.filter { !used.contains($0) }.prefix(count - running.count)
       say("Starting \(count - running.count) backend(s)…")
-      for index in indices { try launch(layout.backend(index, port: LoopbackPorts.freePort()), into: &state) }
+      let specs = try indices.map { try layout.backend($0, port: LoopbackPorts.freePort()) }
+      if layout.secure { try await addUsers(for: specs, layout: layout) }
+      for spec in specs { try launch(spec, into: &state) }
       try await waitHealthy(state.parts(.backend))
     } else if count < running.count {
       let leaving = running.suffix(running.count - count)
@@ -318,7 +355,11 @@ public struct LocalCluster: Sendable {
         report.nodes.append(.init(name: record.spec.name, state: snapshot))
       }
     }
-    var configuration = try EtcdConfiguration(endpoints: state.layout(home: home).etcdEndpoints)
+    let layout = state.layout(home: home)
+    var configuration =
+      layout.secure
+      ? try layout.security.configuration(for: AccessPolicy.statusUser, endpoints: layout.etcdEndpoints)
+      : try EtcdConfiguration(endpoints: layout.etcdEndpoints)
     configuration.dialTimeout = .seconds(1)
     configuration.requestTimeout = .seconds(3)
     var logger = Logger(label: "switchyard.status")
@@ -389,8 +430,48 @@ public struct LocalCluster: Sendable {
   }
 
   private func isHealthy(_ spec: PartSpec) async -> Bool {
+    if spec.kind == .etcd, spec.healthURL.hasPrefix("https:") { return await isSecureMemberHealthy(spec) }
     guard let (status, _) = try? await PlainHTTP.get(spec.healthURL) else { return false }
     return status == 200
+  }
+
+  /// A member that serves TLS only is asked for its status (which etcd answers without authentication),
+  /// over TLS with the status user's certificate: healthy when it knows a leader and reports no error.
+  private func isSecureMemberHealthy(_ spec: PartSpec) async -> Bool {
+    let security = LocalSecurity(home: home)
+    guard
+      var configuration = try? security.configuration(
+        for: AccessPolicy.statusUser, endpoints: "https://\(spec.address)", withPassword: false)
+    else { return false }
+    configuration.dialTimeout = .seconds(1)
+    configuration.requestTimeout = .seconds(2)
+    var logger = Logger(label: "switchyard.health")
+    logger.logLevel = .critical
+    let status = try? await withEtcdClient(configuration: configuration, logger: logger) { try await $0.status() }
+    return status.map { $0.leader != 0 && $0.errors.isEmpty } ?? false
+  }
+
+  /// Runs `body` with a client of the cluster's etcd that connects as `user`.
+  private func withEtcd<Result: Sendable>(
+    _ layout: ClusterLayout,
+    as user: String,
+    withPassword: Bool = true,
+    _ body: (EtcdClient) async throws -> Result
+  ) async throws -> Result {
+    var logger = Logger(label: "switchyard.setup")
+    logger.logLevel = .critical
+    let configuration = try layout.security.configuration(
+      for: user, endpoints: layout.etcdEndpoints, withPassword: withPassword)
+    return try await withEtcdClient(configuration: configuration, logger: logger, body)
+  }
+
+  /// Makes certificates, passwords and etcd users (as root) for parts about to start in a secure cluster.
+  private func addUsers(for specs: [PartSpec], layout: ClusterLayout) async throws {
+    let users = specs.compactMap(ClusterLayout.etcdUser(of:))
+    for user in users { try layout.security.addUser(user.name) }
+    try await withEtcd(layout, as: AccessPolicy.root) { etcd in
+      for user in users { try await layout.security.addUser(user.name, role: user.role, to: etcd) }
+    }
   }
 
   private func waitHealthy(_ records: [PartRecord]) async throws {

@@ -1,0 +1,234 @@
+import EtcdClient
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Who may do what in a secure local cluster's etcd: one role per kind of part, each part its own user.
+///
+/// - `registrar` (backends) may read and write registrations, `/services/<service>/<id>`, and nothing
+///   else. Its range starts at `/services/-`, the lowest character a service name may start with, so a
+///   delete of the prefix `/services/` as a whole falls outside it and etcd refuses it.
+/// - `controller` (LB nodes, and `switchyard status`) may read and watch `/services/` and write nothing.
+/// - `root` sets this up and is used by no part.
+public enum AccessPolicy {
+  /// The role of backends and sidecars.
+  public static let registrarRole = "registrar"
+  /// The role of LB nodes' controllers.
+  public static let controllerRole = "controller"
+  /// etcd's all-powerful user and role.
+  public static let root = "root"
+  /// The read-only user `switchyard status` reads registrations with.
+  public static let statusUser = "status"
+
+  /// Every key a registration can have (service names are ASCII letters, digits, `-`, `_` and `.`, the
+  /// lowest of which is `-`), and not the bare prefix.
+  public static var registrationKeys: KeyRange { .range(from: "/services/-", to: "/services0") }
+
+  /// The permissions of each role this policy creates.
+  public static var roles: [(name: String, permissions: [Permission])] {
+    [
+      (registrarRole, [Permission(.readWrite, registrationKeys)]),
+      (controllerRole, [Permission(.read, .prefix("/services/"))]),
+    ]
+  }
+
+  /// The role of a part's user; `nil` for etcd members, which have no user.
+  public static func role(of kind: PartKind) -> String? {
+    switch kind {
+    case .etcd: nil
+    case .lb: controllerRole
+    case .backend: registrarRole
+    }
+  }
+}
+
+/// The certificates and etcd credentials of a secure local cluster, kept in the state directory:
+/// `pki/` (the CA, the members' certificate, one client certificate per user; keys 0600) and `secrets/`
+/// (one password file per user, 0600; the directory 0700).
+///
+/// A client certificate's common name is `<user>.tls`, which is no etcd user: etcd takes the user from the
+/// certificate only when a request carries no token, so a certificate alone grants nothing, and a password
+/// alone cannot connect.
+public struct LocalSecurity: Sendable {
+  /// The state directory.
+  public let home: String
+  /// How long leaf certificates are valid.
+  public var certificateDays = 365
+  /// How long the CA is valid; renewing it would need a restart of every part.
+  public static let authorityDays = 3650
+  /// Certificates that expire sooner than this are renewed by `up --secure`.
+  public static let renewalMargin: Duration = .seconds(7 * 24 * 3600)
+
+  /// The security files of the cluster in `home`.
+  public init(home: String) { self.home = home }
+
+  /// The PKI directory.
+  public var pkiDirectory: String { "\(home)/pki" }
+  /// The secrets directory.
+  public var secretsDirectory: String { "\(home)/secrets" }
+  /// The CA certificate.
+  public var caCertificate: String { "\(pkiDirectory)/ca.pem" }
+  /// The etcd members' certificate, for client and peer connections.
+  public var memberPair: KeyPair { pair("etcd-member") }
+
+  /// The client certificate of `user`.
+  public func clientPair(for user: String) -> KeyPair { pair(user) }
+
+  /// The password file of `user`.
+  public func passwordFile(for user: String) -> String { "\(secretsDirectory)/\(user).password" }
+
+  private func pair(_ name: String) -> KeyPair {
+    KeyPair(certificate: "\(pkiDirectory)/\(name).pem", key: "\(pkiDirectory)/\(name)-key.pem")
+  }
+
+  /// The command-line options that make a switchyard command connect as `user`.
+  public func clientArguments(for user: String) -> [String] {
+    let pair = clientPair(for: user)
+    return [
+      "--cacert", caCertificate, "--cert", pair.certificate, "--key", pair.key,
+      "--user", user, "--password-file", passwordFile(for: user),
+    ]
+  }
+
+  /// A client configuration that connects to `endpoints` as `user` (with its password when `withPassword`).
+  public func configuration(for user: String, endpoints: String, withPassword: Bool = true) throws -> EtcdConfiguration
+  {
+    var configuration = try EtcdConfiguration(endpoints: endpoints)
+    let pair = clientPair(for: user)
+    configuration.tls = .init(
+      caCertificatePath: caCertificate,
+      clientCertificatePath: pair.certificate,
+      clientKeyPath: pair.key
+    )
+    if withPassword {
+      configuration.credentials = .init(username: user, password: try password(of: user))
+    }
+    return configuration
+  }
+
+  /// The password of `user`, from its file.
+  public func password(of user: String) throws -> String {
+    let path = passwordFile(for: user)
+    guard let data = FileManager.default.contents(atPath: path),
+      let password = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .newlines), !password.isEmpty
+    else { throw LocalClusterError("cannot read the password file \(path)") }
+    return password
+  }
+
+  // MARK: - Creating and renewing
+
+  /// Creates a fresh CA, the members' certificate, and a certificate and password for each of `users`,
+  /// replacing whatever `pki/` and `secrets/` held.
+  public func create(users: [String]) throws {
+    for directory in [pkiDirectory, secretsDirectory] { try? FileManager.default.removeItem(atPath: directory) }
+    let authority = try CertificateAuthority.create(
+      in: pkiDirectory,
+      commonName: "Switchyard local CA",
+      days: Self.authorityDays
+    )
+    try issueMemberCertificate(authority)
+    try FileManager.default.createDirectory(atPath: secretsDirectory, withIntermediateDirectories: true)
+    chmod(secretsDirectory, 0o700)
+    for user in users { try addUser(user, authority: authority) }
+  }
+
+  /// Makes a certificate and a password for `user` unless both exist.
+  public func addUser(_ user: String) throws {
+    try addUser(user, authority: CertificateAuthority(existingIn: pkiDirectory))
+  }
+
+  private func addUser(_ user: String, authority: CertificateAuthority) throws {
+    if !FileManager.default.fileExists(atPath: clientPair(for: user).certificate) {
+      try authority.issue(name: user, commonName: "\(user).tls", usage: .client, days: certificateDays)
+    }
+    let path = passwordFile(for: user)
+    if !FileManager.default.fileExists(atPath: path) { try Self.writeSecret(Self.newPassword(), to: path) }
+  }
+
+  private func issueMemberCertificate(_ authority: CertificateAuthority) throws {
+    try authority.issue(
+      name: "etcd-member",
+      commonName: "etcd-member.tls",
+      usage: .server(ipAddresses: ["127.0.0.1"], dnsNames: ["localhost"]),
+      days: certificateDays
+    )
+  }
+
+  /// Renews every leaf certificate that expires within ``renewalMargin``, with the same CA, and returns
+  /// the names of those renewed. Running parts keep their connections; etcd reads its certificate files
+  /// for each new connection, and clients for each new connection they open.
+  public func renewExpiring() throws -> [String] {
+    let authority = try CertificateAuthority(existingIn: pkiDirectory)
+    if try CertificateAuthority.expires(authority.certificate, within: Self.renewalMargin) {
+      throw LocalClusterError(
+        "the local CA (\(authority.certificate)) expires within 7 days; renewing it needs new certificates for "
+          + "every part: `switchyard down --purge`, then `switchyard up --secure`")
+    }
+    var renewed: [String] = []
+    let names = (try FileManager.default.contentsOfDirectory(atPath: pkiDirectory))
+      .filter { $0.hasSuffix(".pem") && !$0.hasSuffix("-key.pem") && $0 != "ca.pem" && !$0.hasPrefix(".") }
+      .map { String($0.dropLast(4)) }
+      .sorted()
+    for name in names where try CertificateAuthority.expires(pair(name).certificate, within: Self.renewalMargin) {
+      if name == "etcd-member" {
+        try issueMemberCertificate(authority)
+      } else {
+        try authority.issue(name: name, commonName: "\(name).tls", usage: .client, days: certificateDays)
+      }
+      renewed.append(name)
+    }
+    return renewed
+  }
+
+  /// 32 random bytes from the system's CSPRNG, base64url-encoded (43 characters).
+  static func newPassword() -> String {
+    var generator = SystemRandomNumberGenerator()
+    let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    return Data(bytes).base64EncodedString()
+      .replacingOccurrences(of: "+", with: "-")
+      .replacingOccurrences(of: "/", with: "_")
+      .replacingOccurrences(of: "=", with: "")
+  }
+
+  /// Writes `secret` to a new file that only the owner can read (created 0600, never wider).
+  static func writeSecret(_ secret: String, to path: String) throws {
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard descriptor >= 0 else {
+      throw LocalClusterError("cannot create \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { close(descriptor) }
+    let bytes = Array((secret + "\n").utf8)
+    let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    guard written == bytes.count else { throw LocalClusterError("cannot write \(path)") }
+  }
+
+  // MARK: - etcd
+
+  /// Creates the roles, `root`, the status user and `users` (each with the role given) in an etcd that
+  /// has authentication off, then turns authentication on. Run once, as the `root` client certificate.
+  public func configureAuth(_ etcd: EtcdClient, users: [(name: String, role: String)]) async throws {
+    for role in AccessPolicy.roles {
+      try await etcd.addRole(role.name)
+      for permission in role.permissions { try await etcd.grant(permission, to: role.name) }
+    }
+    try await etcd.addUser(AccessPolicy.root, password: try password(of: AccessPolicy.root))
+    try await etcd.grantRole(AccessPolicy.root, to: AccessPolicy.root)
+    for user in [(AccessPolicy.statusUser, AccessPolicy.controllerRole)] + users {
+      try await addUser(user.0, role: user.1, to: etcd)
+    }
+    try await etcd.enableAuth()
+  }
+
+  /// Adds `user` with its password and grants it `role`; a user that exists keeps its password and gets
+  /// the role.
+  public func addUser(_ user: String, role: String, to etcd: EtcdClient) async throws {
+    do {
+      try await etcd.addUser(user, password: try password(of: user))
+    } catch let error as EtcdError where error.message.contains("already exists") {
+      // Made by an earlier scale-up: same name, same password file.
+    }
+    try await etcd.grantRole(role, to: user)
+  }
+}
