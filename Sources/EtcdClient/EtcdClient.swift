@@ -154,6 +154,9 @@ public final class EtcdClient: Sendable {
     let deadline = clock.now.advanced(by: configuration.requestTimeout)
     var attempt = 0
     var refreshedToken = false
+    // Why the last attempt failed, so that running out of time names the cause (a TLS handshake refused,
+    // a member that does not listen) instead of only the time spent.
+    var lastFailure: EtcdError?
     while true {
       try Task.checkCancellation()
       let member = fixed ?? pool.preferred()
@@ -161,7 +164,8 @@ public final class EtcdClient: Sendable {
       guard remaining > .zero else {
         throw EtcdError(
           code: .timeout,
-          message: "no member answered within \(configuration.requestTimeout)",
+          message: "no member answered within \(configuration.requestTimeout)"
+            + (lastFailure.map { "; last error from \($0.endpoint.map { "\($0)" } ?? "etcd"): \($0.message)" } ?? ""),
           endpoint: member.endpoint,
           call: name
         )
@@ -178,6 +182,7 @@ public final class EtcdClient: Sendable {
       do {
         token = try await tokens.token(client: self, member: member)
       } catch let error as EtcdError where error.code == .unavailable || error.code == .timeout {
+        lastFailure = error
         if fixed == nil, attempt < 100 {
           pool.markFailed(member)
           try await sleepBeforeRetry(attempt: &attempt, deadline: deadline)
@@ -205,6 +210,7 @@ public final class EtcdClient: Sendable {
           tokens.invalidate(token)
           continue
         }
+        lastFailure = mapped
         if Self.shouldRetry(error, policy: policy, knownHealthy: knownHealthy), fixed == nil {
           logger.debug(
             "etcd call failed, trying another member",

@@ -152,7 +152,31 @@ extension EtcdError {
       code = .server
     }
     var detail = message
-    if let cause = rpcError.cause { detail += " (\(cause))" }
+    if let cause = rpcError.cause {
+      let text = "\(cause)"
+      detail = Self.tlsProblem(in: text).map { "\($0) [\(text)]" } ?? "\(detail) (\(text))"
+    }
     self.init(code: code, message: detail, endpoint: endpoint, call: call, grpcCode: "\(rpcError.code)")
+  }
+
+  /// A plain statement of a failed TLS handshake, from the TLS library's error text; `nil` for other errors.
+  static func tlsProblem(in text: String) -> String? {
+    if text.contains("CERTIFICATE_VERIFY_FAILED") {
+      return "TLS handshake failed: the member's certificate is not signed by a CA we trust "
+        + "(check --cacert / EtcdConfiguration.TLS.caCertificatePath)"
+    }
+    if text.contains("ALERT_BAD_CERTIFICATE") || text.contains("CERTIFICATE_REQUIRED")
+      || text.contains("ALERT_UNKNOWN_CA") || text.contains("ALERT_CERTIFICATE_UNKNOWN")
+    {
+      return "TLS handshake failed: the member refused our client certificate (none was given, or the member's "
+        + "CA did not sign it; check --cert and --key)"
+    }
+    if text.contains("WRONG_VERSION_NUMBER") || text.contains("PACKET_LENGTH_TOO_LONG") {
+      return "TLS handshake failed: the member does not speak TLS on this port (use http://, or check the port)"
+    }
+    if text.contains("handshakeFailed") || text.contains("sslError") {
+      return "TLS handshake failed"
+    }
+    return nil
   }
 }

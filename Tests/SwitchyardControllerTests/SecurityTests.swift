@@ -1,0 +1,211 @@
+import EtcdClient
+import Foundation
+import Logging
+import SwitchyardLocal
+import SwitchyardTestSupport
+import Testing
+
+/// Issue 12 against a real etcd with TLS (client certificates required) and authentication, set up exactly
+/// as `switchyard up --secure` sets it up: ``LocalSecurity`` makes the CA, certificates and passwords, and
+/// ``LocalSecurity/configureAuth(_:users:)`` the roles and users.
+@Suite(.serialized) struct SecurityTests {
+  /// A secure etcd with users `backend-1` (registrar) and `lb1` (controller), and simple tokens that expire
+  /// after `tokenTTL` seconds without use.
+  private func withSecureEtcd(
+    tokenTTL: Int = 300,
+    _ body: (LocalSecurity, [String]) async throws -> Void
+  ) async throws {
+    let directory = try TemporaryDirectory(prefix: "secure")
+    defer { directory.remove() }
+    let security = LocalSecurity(home: directory.path)
+    try security.create(users: [AccessPolicy.root, AccessPolicy.statusUser, "backend-1", "lb1"])
+    let root = security.clientPair(for: AccessPolicy.root)
+    let files = TLSFiles(
+      caCertificate: security.caCertificate,
+      serverCertificate: security.memberPair.certificate,
+      serverKey: security.memberPair.key,
+      clientCertificate: root.certificate,
+      clientKey: root.key
+    )
+    let options = EtcdCluster.Options(tls: files, extraArguments: ["--auth-token-ttl", String(tokenTTL)])
+    try await EtcdCluster.with(members: 1, options: options) { cluster in
+      let endpoints = cluster.endpoints.map { "https://\($0)" }
+      let setup = try security.configuration(
+        for: AccessPolicy.root, endpoints: endpoints.joined(separator: ","), withPassword: false)
+      try await withEtcdClient(configuration: setup, logger: quiet) { etcd in
+        try await security.configureAuth(
+          etcd,
+          users: [("backend-1", AccessPolicy.registrarRole), ("lb1", AccessPolicy.controllerRole)]
+        )
+      }
+      try await body(security, endpoints)
+    }
+  }
+
+  private func client<T: Sendable>(
+    _ security: LocalSecurity,
+    _ endpoints: [String],
+    as user: String,
+    withPassword: Bool = true,
+    change: (inout EtcdConfiguration) -> Void = { _ in },
+    _ body: (EtcdClient) async throws -> T
+  ) async throws -> T {
+    var configuration = try security.configuration(
+      for: user, endpoints: endpoints.joined(separator: ","), withPassword: withPassword)
+    configuration.dialTimeout = .seconds(2)
+    configuration.requestTimeout = .seconds(4)
+    change(&configuration)
+    return try await withEtcdClient(configuration: configuration, logger: quiet, body)
+  }
+
+  /// Runs `body`, which must fail with an ``EtcdError``; returns it.
+  private func failure(_ body: () async throws -> Void) async -> EtcdError? {
+    do {
+      try await body()
+      return nil
+    } catch let error as EtcdError {
+      return error
+    } catch {
+      Issue.record("not an EtcdError: \(error)")
+      return nil
+    }
+  }
+
+  @Test func rolesAllowWhatTheirPartNeedsAndNothingElse() async throws {
+    try await withSecureEtcd { security, endpoints in
+      try await client(security, endpoints, as: "backend-1") { etcd in
+        try await etcd.put("/services/backend/backend-1", value: #"{"address":"127.0.0.1","port":9001}"#)
+        let own = try await etcd.get(.prefix("/services/backend/")).kvs.count
+        #expect(own == 1)
+        let outside = await failure { _ = try await etcd.put("/elsewhere", value: "x") }
+        #expect(outside?.code == .permissionDenied, "\(String(describing: outside))")
+        #expect(outside?.message.contains("permission denied") == true)
+        let wholePrefix = await failure { _ = try await etcd.delete(.prefix("/services/")) }
+        #expect(wholePrefix?.code == .permissionDenied, "\(String(describing: wholePrefix))")
+        let everything = await failure { _ = try await etcd.delete(.prefix("")) }
+        #expect(everything?.code == .permissionDenied)
+        // Its own registration it may delete, key by key.
+        try await etcd.put("/services/backend/scratch", value: "{}")
+        let deleted = try await etcd.delete(.key("/services/backend/scratch")).deleted
+        #expect(deleted == 1)
+      }
+      for user in ["lb1", AccessPolicy.statusUser] {
+        try await client(security, endpoints, as: user) { etcd in
+          let visible = try await etcd.get(.prefix("/services/")).kvs.count
+          #expect(visible == 1)
+          let write = await failure { _ = try await etcd.put("/services/backend/lb", value: "{}") }
+          #expect(write?.code == .permissionDenied, "\(user): \(String(describing: write))")
+          let delete = await failure { _ = try await etcd.delete(.key("/services/backend/backend-1")) }
+          #expect(delete?.code == .permissionDenied, "\(user): \(String(describing: delete))")
+          let outside = await failure { _ = try await etcd.get(.key("/elsewhere")) }
+          #expect(outside?.code == .permissionDenied, "\(user): \(String(describing: outside))")
+        }
+      }
+      // A client certificate alone (no password, so no token) is no user: its common name is `<user>.tls`.
+      try await client(security, endpoints, as: "backend-1", withPassword: false) { etcd in
+        let anonymous = await failure { _ = try await etcd.put("/services/backend/anonymous", value: "{}") }
+        #expect(anonymous != nil, "a certificate without a password could write")
+      }
+      try await client(security, endpoints, as: AccessPolicy.root) { etcd in
+        let keys = try await etcd.get(.prefix("")).kvs.map(\.keyString)
+        #expect(keys == ["/services/backend/backend-1"])
+      }
+    }
+  }
+
+  @Test func badConnectionsFailNamingTheCauseAndRegisterNothing() async throws {
+    try await withSecureEtcd { security, endpoints in
+      let otherCA = try CertificateAuthority.create(
+        in: "\(security.home)/other-ca", commonName: "Some other CA", days: 30)
+      let attempts: [(String, (inout EtcdConfiguration) -> Void, [String])] = [
+        ("without the CA", { $0.tls?.caCertificatePath = nil }, ["not signed by a ca we trust", "--cacert"]),
+        ("with a wrong CA", { $0.tls?.caCertificatePath = otherCA.certificate }, ["not signed by a ca we trust"]),
+        (
+          "without a client certificate",
+          {
+            $0.tls?.clientCertificatePath = nil
+            $0.tls?.clientKeyPath = nil
+          }, ["refused our client certificate", "--cert"]
+        ),
+        (
+          "with a wrong password", { $0.credentials?.password = "not-the-password" },
+          ["backend-1", "could not log in", "authentication failed"]
+        ),
+      ]
+      for (what, change, words) in attempts {
+        let error = await failure {
+          try await client(security, endpoints, as: "backend-1", change: change) { etcd in
+            _ = try await etcd.put("/services/backend/intruder", value: "{}")
+          }
+        }
+        let message = error.map { String(describing: $0) } ?? "no error"
+        #expect(error != nil, "\(what): the put succeeded")
+        for word in words {
+          #expect(message.lowercased().contains(word), "\(what): the error does not name the cause: \(message)")
+        }
+        #expect(!message.contains("not-the-password"))
+      }
+      try await client(security, endpoints, as: AccessPolicy.root) { etcd in
+        let registered = try await etcd.get(.prefix("/services/")).kvs
+        #expect(registered.isEmpty, "\(registered.map(\.keyString))")
+      }
+    }
+  }
+
+  @Test func expiredTokensWhileIdleChangeNothing() async throws {
+    try await withSecureEtcd(tokenTTL: 1) { security, endpoints in
+      try await client(security, endpoints, as: "backend-1") { registrar in
+        try await client(security, endpoints, as: "lb1") { controller in
+          let lease = try await registrar.grantLease(ttl: 4)
+          let renewals = Task {
+            var count = 0
+            for try await _ in registrar.keepAlive(lease) { count += 1 }
+            return count
+          }
+          defer { renewals.cancel() }
+          let start = try await registrar.put("/services/backend/a", value: "{}", options: .init(lease: lease.id))
+          let events = controller.watch(
+            .prefix("/services/"), options: WatchOptions(startRevision: start.header.revision + 1))
+          let collected = Task {
+            var keys: [String] = []
+            for try await response in events {
+              keys += response.events.map(\.kv.keyString)
+              if keys.count >= 2 { break }
+            }
+            return keys
+          }
+          // Idle for several token lifetimes and more than one lease TTL: only keep-alives run.
+          try await Task.sleep(for: .seconds(6))
+          try await registrar.put("/services/backend/b", value: "{}", options: .init(lease: lease.id))
+          try await registrar.put("/services/backend/c", value: "{}", options: .init(lease: lease.id))
+          let keys = try await withTimeout(.seconds(10)) { try await collected.value }
+          #expect(keys == ["/services/backend/b", "/services/backend/c"])
+          let left = try await client(security, endpoints, as: AccessPolicy.root) { root in
+            try await root.timeToLive(lease: lease.id).ttl
+          }
+          #expect(left > 0, "the lease expired while its keep-alive ran")
+        }
+      }
+    }
+  }
+}
+
+private let quiet: Logger = {
+  var logger = Logger(label: "security-test")
+  logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
+  return logger
+}()
+
+private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T)
+  async throws -> T
+{
+  try await withThrowingTaskGroup(of: T.self) { group in
+    group.addTask { try await body() }
+    group.addTask {
+      try await Task.sleep(for: timeout)
+      throw TestSupportError("no result within \(timeout)")
+    }
+    defer { group.cancelAll() }
+    return try await group.next()!
+  }
+}
