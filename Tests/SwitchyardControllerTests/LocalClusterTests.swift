@@ -186,11 +186,11 @@ import Testing
   }
 }
 
-private func list(_ ports: ArraySlice<Int>) -> String { ports.map(String.init).joined(separator: ",") }
+func list(_ ports: ArraySlice<Int>) -> String { ports.map(String.init).joined(separator: ",") }
 
 /// Free ports for a cluster of 3 etcd members and 2 LB nodes (etcd client 0–2, peer 3–5, LB 6–7, stats
 /// 8–9, admin 10–11), the `up` flags that use them, and the LB nodes' URLs.
-private func clusterPorts() throws -> (ports: [Int], flags: [String], lbURLs: [String]) {
+func clusterPorts() throws -> (ports: [Int], flags: [String], lbURLs: [String]) {
   let ports = try FreePort.allocate(12)
   let flags = [
     "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
@@ -200,20 +200,25 @@ private func clusterPorts() throws -> (ports: [Int], flags: [String], lbURLs: [S
 }
 
 /// Runs `switchyard` to completion; returns its output, or throws with it when the exit status is not 0.
-private func switchyard(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> String {
-  let (status, output) = try await switchyardStatus(arguments, timeout: timeout)
+func switchyard(
+  _ arguments: [String],
+  timeout: Duration = .seconds(60),
+  environment: [String: String]? = nil
+) async throws -> String {
+  let (status, output) = try await switchyardStatus(arguments, timeout: timeout, environment: environment)
   guard status == 0 else { throw TestSupportError("switchyard \(arguments.prefix(2)) exited \(status):\n\(output)") }
   return output
 }
 
 /// Runs `switchyard` to completion; returns its exit status and output, or throws when it does not finish.
-private func switchyardStatus(
+func switchyardStatus(
   _ arguments: [String],
-  timeout: Duration = .seconds(60)
+  timeout: Duration = .seconds(60),
+  environment: [String: String]? = nil
 ) async throws -> (status: Int32, output: String) {
   let log = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-\(UUID().uuidString).log").path
   defer { try? FileManager.default.removeItem(atPath: log) }
-  let process = try ManagedProcess(switchyardBinary, arguments: arguments, logPath: log)
+  let process = try ManagedProcess(switchyardBinary, arguments: arguments, environment: environment, logPath: log)
   guard let status = await process.waitForExit(timeout: timeout) else {
     process.kill()
     throw TestSupportError(
@@ -223,7 +228,7 @@ private func switchyardStatus(
 }
 
 /// Waits until `url` answers from exactly `names`.
-private func expectServing(_ url: String, _ names: Set<String>) async throws {
+func expectServing(_ url: String, _ names: Set<String>) async throws {
   try await retrying(timeout: .seconds(10)) {
     var seen: Set<String> = []
     for _ in 0..<(names.count * 3 + 2) {
@@ -235,13 +240,13 @@ private func expectServing(_ url: String, _ names: Set<String>) async throws {
   }
 }
 
-private func runs(_ pid: Int32) -> Bool {
+func runs(_ pid: Int32) -> Bool {
   guard StrayProcessGuard.isAlive(pid) else { return false }
   let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
   return !stat.contains(") Z ")
 }
 
-private func isFree(_ port: Int) -> Bool {
+func isFree(_ port: Int) -> Bool {
   let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   defer { close(fd) }
   var one: Int32 = 1
@@ -262,7 +267,7 @@ private func haproxyPID(home: String, node: String) -> Int32? {
 }
 
 /// `switchyard status --json`.
-private func clusterStatus(home: String) async throws -> ClusterReport {
+func clusterStatus(home: String) async throws -> ClusterReport {
   try JSONDecoder().decode(
     ClusterReport.self, from: Data(try await switchyard(["status", "--json", "--home", home]).utf8))
 }
