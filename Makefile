@@ -2,7 +2,7 @@
 
 ## Install what is missing (etcd, HAProxy), build, and start the local cluster (switchyard up).
 up:
-	./scripts/up.sh
+	./scripts/up.sh $(ARGS)
 
 ## Install what is missing (etcd, HAProxy), build, and run every test.
 test:

@@ -157,9 +157,9 @@ extension UpCommand {
       Try:
         curl http://127.0.0.1:\(lb)                     # three times: three different backends
         switchyard etcd get /services/backend --prefix   # as root, with the credentials in the state directory
-        etcdctl --endpoints https://127.0.0.1:\(ports.etcdClient[0]) \\
-          --cacert \(security.caCertificate) --cert \(root.certificate) --key \(root.key) \\
-          --user root:"$(cat \(security.passwordFile(for: AccessPolicy.root)))" get /services/backend --prefix
+        ETCDCTL_PASSWORD="$(cat \(security.passwordFile(for: AccessPolicy.root)))" \\
+          etcdctl --endpoints https://127.0.0.1:\(ports.etcdClient[0]) --cacert \(security.caCertificate) \\
+          --cert \(root.certificate) --key \(root.key) --user root get /services/backend --prefix
         switchyard scale backend=5                    # new backends get their own etcd users
         switchyard status                             # reads etcd as the read-only user status
         switchyard down                               # stop everything (--purge removes keys and passwords)
