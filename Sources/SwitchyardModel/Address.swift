@@ -19,6 +19,10 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
   public let text: String
   /// Whether this is `0.0.0.0`, `::` or `::ffff:0.0.0.0`: fine to listen on, wrong to register.
   public let isUnspecified: Bool
+  /// Whether this address reaches only this machine: `127.0.0.0/8`, `::1`, `::ffff:127.0.0.0/104`
+  /// (IPv4 loopback mapped into IPv6), or the host name `localhost`. Any other host name may resolve
+  /// anywhere, so it is not loopback; neither is the unspecified address, which listens everywhere.
+  public let isLoopback: Bool
 
   /// Longest accepted address (the longest host name).
   public static let maxLength = 253
@@ -45,6 +49,8 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
       self.text = text.lowercased()
       let mappedUnspecified = groups[0..<5].allSatisfy { $0 == 0 } && groups[5] == 0xffff && groups[6...] == [0, 0]
       isUnspecified = groups.allSatisfy { $0 == 0 } || mappedUnspecified
+      let isMapped = groups[0..<5].allSatisfy { $0 == 0 } && groups[5] == 0xffff
+      isLoopback = (groups[0..<7].allSatisfy { $0 == 0 } && groups[7] == 1) || (isMapped && groups[6] >> 8 == 127)
     } else if text.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || Self.isDigit($0) }) {
       guard let octets = Self.ipv4Octets(Substring(text)) else {
         throw failure("\(quoted(text)) is not a valid IPv4 address (four numbers 0–255 without leading zeros)")
@@ -52,6 +58,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
       kind = .ipv4
       self.text = text
       isUnspecified = octets.allSatisfy { $0 == 0 }
+      isLoopback = octets[0] == 127
     } else {
       if let problem = Self.hostnameProblem(text) {
         throw failure("\(quoted(text)) is not a valid host name: \(problem)")
@@ -59,6 +66,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
       kind = .hostname
       self.text = text.lowercased()
       isUnspecified = false
+      isLoopback = self.text == "localhost"
     }
   }
 

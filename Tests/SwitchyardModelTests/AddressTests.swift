@@ -52,6 +52,21 @@ struct AddressTests {
     #expect(try Address(validating: text).isUnspecified)
   }
 
+  @Test(
+    "knows which addresses reach only this machine",
+    arguments: [
+      ("127.0.0.1", true), ("127.255.255.254", true), ("127.1.2.3", true), ("::1", true),
+      ("0:0:0:0:0:0:0:1", true), ("::ffff:127.0.0.1", true), ("localhost", true), ("LocalHost", true),
+      ("0.0.0.0", false), ("::", false), ("::ffff:0.0.0.0", false), ("128.0.0.1", false), ("126.255.255.255", false),
+      ("10.0.0.1", false), ("192.168.1.1", false), ("::2", false), ("1::1", false), ("::127.0.0.1", false),
+      ("::ffff:10.0.0.1", false), ("fe80::1", false), ("localhost.example", false), ("mylocalhost", false),
+      ("lb1.internal", false),
+    ]
+  )
+  func loopback(text: String, isLoopback: Bool) throws {
+    #expect(try Address(validating: text).isLoopback == isLoopback)
+  }
+
   @Test("host:port for flags accepts the unspecified address, which a registration refuses")
   func hostPort() throws {
     let listen = try HostPort(parsing: "0.0.0.0:8080")
