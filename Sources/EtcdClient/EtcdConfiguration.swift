@@ -134,7 +134,13 @@ public struct EtcdConfiguration: Sendable {
   public var maxResponseBytes: Int
 
   /// A user name and password for etcd authentication.
-  public struct Credentials: Sendable, Hashable {
+  ///
+  /// Printing credentials, or a configuration that holds them, never shows the password: `description`,
+  /// `debugDescription` and the mirror that `dump(_:)` and the default descriptions of enclosing types
+  /// use all replace it with `<redacted>`.
+  public struct Credentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+  {
     /// etcd user name.
     public var username: String
     /// The user's password.
@@ -144,6 +150,17 @@ public struct EtcdConfiguration: Sendable {
     public init(username: String, password: String) {
       self.username = username
       self.password = password
+    }
+
+    /// `Credentials(username: "app", password: <redacted>)`
+    public var description: String { "Credentials(username: \(String(reflecting: username)), password: <redacted>)" }
+
+    /// The same as ``description``: the password is never printed.
+    public var debugDescription: String { description }
+
+    /// The user name, and the password replaced with `<redacted>`.
+    public var customMirror: Mirror {
+      Mirror(self, children: ["username": username, "password": "<redacted>"], displayStyle: .struct)
     }
   }
 
