@@ -57,6 +57,11 @@ public enum ConfigRenderer {
     return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
   }
 
+  /// The `userlist` that holds the stats page's user, when ``NodeSettings/statsAuth`` is set.
+  public static let statsUserlist = "switchyard_stats"
+  /// The realm of the stats page's basic authentication, which browsers show when they ask for a password.
+  public static let statsRealm = "switchyard"
+
   private static func lines(_ desired: DesiredState, settings: NodeSettings, includeDynamicServers: Bool) -> [String] {
     var out: [String] = [
       "# HAProxy configuration of Switchyard node \(settings.nodeID).",
@@ -84,6 +89,12 @@ public enum ConfigRenderer {
       "  bind \(settings.listen)",
       "  default_backend \(settings.services[0].haproxyBackendName)",
       "",
+    ]
+    if let auth = settings.statsAuth {
+      // HAProxy checks the password with crypt(3); the file holds only its hash.
+      out += ["userlist \(statsUserlist)", "  user \(auth.user) password \(auth.passwordHash)", ""]
+    }
+    out += [
       "frontend stats",
       "  bind \(settings.stats)",
       "  stats enable",
@@ -91,6 +102,9 @@ public enum ConfigRenderer {
       "  stats refresh 5s",
       "  stats show-node",
     ]
+    if settings.statsAuth != nil {
+      out.append("  stats http-request auth realm \(statsRealm) unless { http_auth(\(statsUserlist)) }")
+    }
     for backend in desired.backends {
       out += [
         "",

@@ -22,12 +22,106 @@ public struct NodeSettings: Sendable, Hashable {
     }
   }
 
+  /// HTTP basic authentication in front of the stats page: one user and the crypt(3) hash of its
+  /// password, printed into a `userlist`. The password itself is never part of the settings; whoever
+  /// makes them hashes it first.
+  public struct StatsAuth: Sendable, Hashable, CustomStringConvertible {
+    /// The user name a browser sends.
+    public let user: String
+    /// A SHA-crypt hash of the password: `$6$salt$hash` (SHA-512) or `$5$salt$hash` (SHA-256),
+    /// optionally with `rounds=N$` after the prefix, as `openssl passwd -6` and crypt(3) make them.
+    public let passwordHash: String
+
+    /// Longest accepted user name.
+    public static let maxUserLength = 64
+
+    /// Validates and creates the authentication settings. Errors name `stats auth user` or
+    /// `stats auth password hash`.
+    public init(user: String, passwordHash: String) throws(SettingsError) {
+      if let problem = Self.userProblem(user) { throw SettingsError("stats auth user", problem) }
+      if let problem = Self.hashProblem(passwordHash) { throw SettingsError("stats auth password hash", problem) }
+      self.user = user
+      self.passwordHash = passwordHash
+    }
+
+    /// The user name, and the hash left out: it is no password, but it lets anyone who reads it guess
+    /// passwords offline.
+    public var description: String { "StatsAuth(user: \(user), password hash: <redacted>)" }
+
+    /// Why `user` cannot name a user of HAProxy's `userlist` (nor of HTTP basic authentication), or `nil`.
+    /// Only letters, digits, `.`, `_`, `-` and `@`: no space, control character, quote, `#`, `\` or
+    /// `:` (which ends the user name in HTTP basic authentication).
+    public static func userProblem(_ user: String) -> String? {
+      guard !user.isEmpty else { return "the user name is empty" }
+      guard user.utf8.count <= maxUserLength else { return "the user name is longer than \(maxUserLength) bytes" }
+      for scalar in user.unicodeScalars {
+        switch scalar {
+        case "a"..."z", "A"..."Z", "0"..."9", ".", "_", "-", "@": continue
+        default:
+          let what: String
+          if scalar == " " {
+            what = "a space"
+          } else if scalar.properties.generalCategory == .control {
+            what = "a control character (U+\(String(scalar.value, radix: 16)))"
+          } else {
+            what = "\"\(Character(scalar))\""
+          }
+          return "the user name contains \(what); use only letters, digits, \".\", \"_\", \"-\" and \"@\""
+        }
+      }
+      return nil
+    }
+
+    /// Why `hash` is not a SHA-crypt string that HAProxy can print and check, or `nil`.
+    public static func hashProblem(_ hash: String) -> String? {
+      let hashLength: Int
+      var rest: Substring
+      if hash.hasPrefix("$6$") {
+        hashLength = 86
+        rest = hash.dropFirst(3)
+      } else if hash.hasPrefix("$5$") {
+        hashLength = 43
+        rest = hash.dropFirst(3)
+      } else {
+        return "is not a SHA-crypt hash (it must start with $6$ or $5$)"
+      }
+      if rest.hasPrefix("rounds=") {
+        let fields = rest.dropFirst("rounds=".count).split(
+          separator: "$", maxSplits: 1, omittingEmptySubsequences: false)
+        guard fields.count == 2, let rounds = Int(fields[0]), fields[0].allSatisfy(\.isASCII),
+          (1000...999_999_999).contains(rounds)
+        else { return "has a rounds field that is not a number from 1000 to 999999999" }
+        rest = fields[1]
+      }
+      let parts = rest.split(separator: "$", omittingEmptySubsequences: false)
+      guard parts.count == 2 else { return "does not have the form $id$salt$hash" }
+      guard (1...16).contains(parts[0].utf8.count), parts[0].utf8.allSatisfy(isCryptCharacter) else {
+        return "has a salt that is not 1 to 16 characters of [./0-9A-Za-z]"
+      }
+      guard parts[1].utf8.count == hashLength, parts[1].utf8.allSatisfy(isCryptCharacter) else {
+        return "has a hash part that is not \(hashLength) characters of [./0-9A-Za-z]"
+      }
+      return nil
+    }
+
+    private static func isCryptCharacter(_ byte: UInt8) -> Bool {
+      switch byte {
+      case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+        UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "/"):
+        true
+      default: false
+      }
+    }
+  }
+
   /// The node's name (`lb1`), shown on the stats page and in logs.
   public let nodeID: String
   /// Where clients connect.
   public let listen: HostPort
   /// Where the stats page is served.
   public let stats: HostPort
+  /// Who may read the stats page; `nil` leaves it open to anyone who can reach ``stats``.
+  public let statsAuth: StatsAuth?
   /// The services this node serves, in order; the first is the frontend's default backend.
   public let services: [ServiceName]
   /// Absolute path of HAProxy's admin Runtime API socket.
@@ -47,6 +141,7 @@ public struct NodeSettings: Sendable, Hashable {
     nodeID: String,
     listen: HostPort,
     stats: HostPort,
+    statsAuth: StatsAuth? = nil,
     services: [ServiceName] = [.backend],
     adminSocketPath: String,
     healthCheck: HealthCheck = HealthCheck(),
@@ -73,6 +168,7 @@ public struct NodeSettings: Sendable, Hashable {
     self.nodeID = nodeID
     self.listen = listen
     self.stats = stats
+    self.statsAuth = statsAuth
     self.services = services
     self.adminSocketPath = adminSocketPath
     self.healthCheck = healthCheck
