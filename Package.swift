@@ -191,6 +191,17 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
       ]
     ),
+    .testTarget(
+      name: "SwitchyardCLITests",
+      dependencies: [
+        "SwitchyardCLI",
+        "EtcdClient",
+        "SwitchyardModel",
+        "SwitchyardReconcile",
+        "SwitchyardTestSupport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
     .testTarget(
       name: "SwitchyardBenchTests",

@@ -13,7 +13,7 @@ extension EtcdOptions {
   func secureLocalClusterConfiguration(environment: [String: String]) throws -> EtcdConfiguration? {
     let explicit: [String?] = [endpoints, user, passwordFile, caCertificate, certificate, key]
     guard explicit.allSatisfy({ $0 == nil }),
-      ["ETCD_ENDPOINTS", "SWITCHYARD_ETCD_USER"].allSatisfy({ environment[$0] == nil })
+      ["ETCD_ENDPOINTS", "SWITCHYARD_ETCD_USER", "SWITCHYARD_ETCD_PASSWORD"].allSatisfy({ environment[$0] == nil })
     else { return nil }
     let home = LocalCluster.defaultHome(environment: environment)
     guard let state = try? ClusterState.load(home: home), state.isSecure else { return nil }

@@ -6,7 +6,15 @@ import Logging
 /// The options every command that talks to etcd takes.
 ///
 /// `--etcd-endpoints` defaults to the `ETCD_ENDPOINTS` environment variable, else `127.0.0.1:2379`.
+/// The user comes from `--user`, else `SWITCHYARD_ETCD_USER`; its password from the first line of
+/// `--password-file`, else `SWITCHYARD_ETCD_PASSWORD`. A password is never a command-line argument,
+/// which any user of the machine could read in the process list.
 public struct EtcdOptions: ParsableArguments, Sendable {
+  /// The environment variable that names the etcd user when `--user` is not given.
+  public static let userVariable = "SWITCHYARD_ETCD_USER"
+  /// The environment variable that holds the etcd user's password when `--password-file` is not given.
+  public static let passwordVariable = "SWITCHYARD_ETCD_PASSWORD"
+
   @Option(
     name: .customLong("etcd-endpoints"),
     help: ArgumentHelp(
@@ -17,12 +25,23 @@ public struct EtcdOptions: ParsableArguments, Sendable {
   )
   var endpoints: String?
 
-  @Option(name: .customLong("user"), help: "etcd user name (auth enabled clusters).")
+  @Option(
+    name: .customLong("user"),
+    help: ArgumentHelp(
+      "etcd user name (auth enabled clusters).",
+      discussion:
+        "Default: $SWITCHYARD_ETCD_USER. Its password comes from --password-file or $SWITCHYARD_ETCD_PASSWORD."
+    )
+  )
   var user: String?
 
   @Option(
     name: .customLong("password-file"),
-    help: "File whose first line is the etcd user's password.",
+    help: ArgumentHelp(
+      "File whose first line is the etcd user's password.",
+      discussion:
+        "Without it, the password is taken from $SWITCHYARD_ETCD_PASSWORD; the file wins when both are given. There is no option that takes the password itself."
+    ),
     completion: .file()
   )
   var passwordFile: String?
@@ -79,19 +98,7 @@ public struct EtcdOptions: ParsableArguments, Sendable {
       requestTimeout: .milliseconds(Int64(requestTimeout * 1000))
     )
 
-    switch (user, passwordFile) {
-    case (nil, nil):
-      break
-    case (.some, nil):
-      throw ValidationError("--user needs --password-file")
-    case (nil, .some):
-      throw ValidationError("--password-file needs --user")
-    case (.some(let user), .some(let path)):
-      guard !user.isEmpty, !user.contains(where: \.isNewline) else {
-        throw ValidationError("--user must be a non-empty name")
-      }
-      configuration.credentials = .init(username: user, password: try Self.readPassword(path))
-    }
+    configuration.credentials = try credentials(environment: environment)
 
     if caCertificate != nil || certificate != nil || key != nil {
       for (flag, path) in [("--cacert", caCertificate), ("--cert", certificate), ("--key", key)] {
@@ -120,17 +127,39 @@ public struct EtcdOptions: ParsableArguments, Sendable {
     }
   }
 
-  private static func readPassword(_ path: String) throws -> String {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw ValidationError("--password-file: cannot read \(path)")
+  /// The user and password from the flags, else from the environment; `nil` when neither names a user.
+  /// An empty variable counts as unset.
+  func credentials(environment: [String: String]) throws -> EtcdConfiguration.Credentials? {
+    try Self.credentials(user: user, passwordFile: passwordFile, environment: environment)
+  }
+
+  /// The credentials that `--user` (`user`) and `--password-file` (`passwordFile`) describe with the
+  /// variables of `environment`.
+  static func credentials(
+    user: String?,
+    passwordFile: String?,
+    environment: [String: String]
+  ) throws -> EtcdConfiguration.Credentials? {
+    let userFromEnvironment = environment[Self.userVariable].flatMap { $0.isEmpty ? nil : $0 }
+    let passwordFromEnvironment = environment[Self.passwordVariable].flatMap { $0.isEmpty ? nil : $0 }
+    let userSource = user != nil ? "--user" : "$\(Self.userVariable)"
+    guard let name = user ?? userFromEnvironment else {
+      if passwordFile != nil { throw ValidationError("--password-file needs --user or $\(Self.userVariable)") }
+      if passwordFromEnvironment != nil {
+        throw ValidationError("$\(Self.passwordVariable) is set, but no user: give --user or $\(Self.userVariable)")
+      }
+      return nil
     }
-    guard let text = String(data: data, encoding: .utf8) else {
-      throw ValidationError("--password-file: \(path) is not UTF-8 text")
+    guard !name.isEmpty, !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+      throw ValidationError("\(userSource) must be a non-empty name without control characters")
     }
-    let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-    let password = line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
-    guard !password.isEmpty else { throw ValidationError("--password-file: \(path) is empty") }
-    return password
+    if let passwordFile {
+      return .init(username: name, password: try readSecretFile(passwordFile, flag: "--password-file"))
+    }
+    guard let password = passwordFromEnvironment else {
+      throw ValidationError("\(userSource) needs a password: --password-file FILE or $\(Self.passwordVariable)")
+    }
+    return .init(username: name, password: password)
   }
 
   /// Runs `body` with a connected client, logging through `logger`.
@@ -142,4 +171,19 @@ public struct EtcdOptions: ParsableArguments, Sendable {
     let configuration = try makeConfiguration(localClusterRoot: localClusterRoot)
     return try await withEtcdClient(configuration: configuration, logger: logger, body)
   }
+}
+
+/// The first line of `path` (without its line break): a password or another secret that must not be
+/// given on the command line. Errors name `flag` and the path, never the contents.
+func readSecretFile(_ path: String, flag: String) throws -> String {
+  guard let data = FileManager.default.contents(atPath: path) else {
+    throw ValidationError("\(flag): cannot read \(path)")
+  }
+  guard let text = String(data: data, encoding: .utf8) else {
+    throw ValidationError("\(flag): \(path) is not UTF-8 text")
+  }
+  let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+  let secret = line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
+  guard !secret.isEmpty else { throw ValidationError("\(flag): the first line of \(path) is empty") }
+  return secret
 }
