@@ -29,11 +29,38 @@ struct ControllerCommand: AsyncParsableCommand {
   @Option(help: "Where HAProxy accepts client traffic, host:port.")
   var listen: String = "127.0.0.1:8001"
 
-  @Option(help: "Where HAProxy serves its stats page, host:port.")
+  @Option(help: "Where HAProxy serves its stats page, host:port. Loopback by default.")
   var stats: String = "127.0.0.1:8401"
 
-  @Option(help: "Where the controller serves /healthz, /readyz, /metrics and /state, host:port.")
+  @Option(
+    name: .customLong("stats-auth"),
+    help: ArgumentHelp(
+      "Protect the stats page with HTTP basic authentication: USER:PASSWORDFILE.",
+      discussion: """
+        The password is the first line of PASSWORDFILE; haproxy.cfg holds only its SHA-512 crypt hash. \
+        The user name holds only letters, digits, ., _, - and @.
+        """,
+      valueName: "user:password-file"
+    )
+  )
+  var statsAuth: String?
+
+  @Option(help: "Where the controller serves /healthz, /readyz, /metrics and /state, host:port. Loopback by default.")
   var admin: String = "127.0.0.1:9101"
+
+  @Option(
+    name: .customLong("admin-tls-cert"),
+    help: "PEM certificate (then any intermediates) to serve the admin endpoints over HTTPS; needs --admin-tls-key.",
+    completion: .file()
+  )
+  var adminTLSCertificate: String?
+
+  @Option(
+    name: .customLong("admin-tls-key"),
+    help: "PEM private key of --admin-tls-cert.",
+    completion: .file()
+  )
+  var adminTLSKey: String?
 
   @Option(
     name: .customLong("state-dir"),
@@ -92,6 +119,67 @@ struct ControllerCommand: AsyncParsableCommand {
 
   func validate() throws {
     _ = try makeConfiguration()
+    _ = try makeAdminTLS()
+  }
+
+  /// The admin server's certificate and key, or `nil` without `--admin-tls-cert`.
+  func makeAdminTLS() throws -> AdminTLS? {
+    switch (adminTLSCertificate, adminTLSKey) {
+    case (nil, nil): return nil
+    case (.some, nil): throw ValidationError("--admin-tls-cert needs --admin-tls-key")
+    case (nil, .some): throw ValidationError("--admin-tls-key needs --admin-tls-cert")
+    case (.some(let certificate), .some(let key)):
+      do {
+        return try AdminTLS(certificatePath: certificate, keyPath: key)
+      } catch {
+        throw ValidationError("\(error.file == .key ? "--admin-tls-key" : "--admin-tls-cert"): \(error)")
+      }
+    }
+  }
+
+  /// The stats page's user and password hash from `--stats-auth`, or `nil` without it. The hash of the
+  /// last configuration in `stateDirectory` is kept when it matches the password, so a restarted controller
+  /// renders the same file and its HAProxy needs no reload.
+  func makeStatsAuth(stateDirectory: String) throws -> NodeSettings.StatsAuth? {
+    guard let statsAuth else { return nil }
+    let (user, passwordFile) = try Self.parseStatsAuth(statsAuth)
+    let password = try readSecretFile(passwordFile, flag: "--stats-auth")
+    let hash: String
+    if let previous = Self.previousHash(user: user, stateDirectory: stateDirectory),
+      PasswordHash.matches(password, hash: previous)
+    {
+      hash = previous
+    } else {
+      do {
+        hash = try PasswordHash.sha512(password)
+      } catch {
+        throw ValidationError("--stats-auth: \(error)")
+      }
+    }
+    do {
+      return try NodeSettings.StatsAuth(user: user, passwordHash: hash)
+    } catch {
+      throw ValidationError("--stats-auth: \(error.reason)")
+    }
+  }
+
+  /// Splits `USER:PASSWORDFILE` and checks the user name.
+  static func parseStatsAuth(_ text: String) throws -> (user: String, passwordFile: String) {
+    guard let colon = text.firstIndex(of: ":") else {
+      throw ValidationError("--stats-auth: expected USER:PASSWORDFILE (the password is read from the file)")
+    }
+    let user = String(text[..<colon])
+    let passwordFile = String(text[text.index(after: colon)...])
+    if let problem = NodeSettings.StatsAuth.userProblem(user) { throw ValidationError("--stats-auth: \(problem)") }
+    guard !passwordFile.isEmpty else { throw ValidationError("--stats-auth: the password file is missing after \":\"") }
+    return (user, passwordFile)
+  }
+
+  /// The hash for `user` in the configuration a previous run left in `stateDirectory`.
+  private static func previousHash(user: String, stateDirectory: String) -> String? {
+    guard let text = try? String(contentsOfFile: stateDirectory + "/haproxy.cfg", encoding: .utf8) else { return nil }
+    let prefix = "  user \(user) password "
+    return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
   }
 
   func makeConfiguration() throws -> ControllerConfiguration {
@@ -122,12 +210,14 @@ struct ControllerCommand: AsyncParsableCommand {
     guard (1...3600).contains(hardStopAfter) else { throw ValidationError("--hard-stop-after must be 1 to 3600") }
     guard !stateDir.isEmpty else { throw ValidationError("--state-dir must not be empty") }
     let directory = URL(fileURLWithPath: stateDir).standardizedFileURL.path
+    let statsAuthentication = try makeStatsAuth(stateDirectory: directory)
     let node: NodeSettings
     do {
       node = try NodeSettings(
         nodeID: nodeID,
         listen: listenAddress,
         stats: statsAddress,
+        statsAuth: statsAuthentication,
         services: serviceNames,
         adminSocketPath: directory + "/admin.sock",
         hardStopAfter: .seconds(hardStopAfter)
@@ -138,6 +228,7 @@ struct ControllerCommand: AsyncParsableCommand {
         case "node id": "--node-id"
         case "admin socket path": "--state-dir"
         case "stats": "--stats"
+        case "stats auth user", "stats auth password hash": "--stats-auth"
         case "services": "--service"
         default: error.setting
         }
@@ -162,11 +253,22 @@ struct ControllerCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
+    var etcdConfiguration = try etcd.makeConfiguration()
+    // HAProxy, started later, inherits this environment: the etcd password must not be in it.
+    unsetenv(EtcdOptions.passwordVariable)
     let configuration = try makeConfiguration()
     let adminAddress = try parseHostPort(admin, flag: "--admin")
+    let adminTLS = try makeAdminTLS()
     var logger = logging.makeLogger(label: "switchyard.controller")
     logger[metadataKey: "node"] = "\(nodeID)"
-    var etcdConfiguration = try etcd.makeConfiguration()
+    for warning in ExposureCheck.warnings(
+      admin: adminAddress,
+      adminTLS: adminTLS != nil,
+      stats: configuration.node.stats,
+      statsAuth: configuration.node.statsAuth != nil
+    ) {
+      logger.warning("\(warning.message)", metadata: warning.metadata)
+    }
     // A quiet watch's member is probed every second, so a hung member (a frozen process) loses the
     // watch within about two seconds and changes keep reaching HAProxy.
     etcdConfiguration.watchProgressInterval = min(configuration.watchProgressInterval, .seconds(1))
@@ -185,9 +287,10 @@ struct ControllerCommand: AsyncParsableCommand {
     } catch {
       throw ValidationError("--state-dir: \(error)")
     }
-    let adminServer = AdminServer.makeApplication(
+    let adminServer = try AdminServer.makeApplication(
       host: adminAddress.address.text,
       port: adminAddress.port,
+      tls: adminTLS,
       status: status,
       metrics: metrics,
       logger: logger

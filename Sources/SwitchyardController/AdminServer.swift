@@ -1,20 +1,23 @@
 import Foundation
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 
 /// The controller's admin HTTP server: `/healthz` (the process answers), `/readyz` (HAProxy runs and the
 /// watch is current; 503 with the reasons otherwise), `/metrics` (Prometheus text format) and `/state`
 /// (JSON: applied revision, services, servers and their HAProxy states).
 public enum AdminServer {
-  /// Builds the application; run it as a `Service`.
+  /// Builds the application; run it as a `Service`. With `tls`, it serves HTTPS only.
   public static func makeApplication(
     host: String,
     port: Int,
+    tls: AdminTLS? = nil,
     status: ControllerStatus,
     metrics: ControllerMetrics,
     logger: Logger
-  ) -> some ApplicationProtocol {
+  ) throws -> some ApplicationProtocol {
     let router = Router()
     router.get("/healthz") { _, _ in "ok\n" }
     router.get("/readyz") { _, _ -> Response in
@@ -32,6 +35,7 @@ public enum AdminServer {
     }
     return Application(
       router: router,
+      server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.configuration) } ?? .http1(),
       configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-controller"),
       logger: logger
     )
@@ -46,4 +50,77 @@ public enum AdminServer {
     headers[.contentType] = contentType
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
   }
+}
+
+/// The certificate and key the admin server presents over TLS, loaded and checked when made: a missing
+/// file, a file that is not PEM, or a key that does not belong to the certificate fails here, at start-up,
+/// and not at the first request.
+public struct AdminTLS: Sendable {
+  /// The PEM file with the server certificate, then any intermediate certificates.
+  public let certificatePath: String
+  /// The PEM file with the certificate's private key.
+  public let keyPath: String
+  let configuration: TLSConfiguration
+
+  /// Loads and checks the pair. Errors are ``AdminTLSError`` naming the file.
+  public init(certificatePath: String, keyPath: String) throws(AdminTLSError) {
+    let chain: [NIOSSLCertificate]
+    do {
+      chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
+    } catch {
+      throw AdminTLSError(
+        .certificate, path: certificatePath, reason: "cannot load a PEM certificate from it (\(error))")
+    }
+    guard !chain.isEmpty else {
+      throw AdminTLSError(.certificate, path: certificatePath, reason: "holds no certificate")
+    }
+    let key: NIOSSLPrivateKey
+    do {
+      key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+    } catch {
+      throw AdminTLSError(.key, path: keyPath, reason: "cannot load a PEM private key from it (\(error))")
+    }
+    let configuration = TLSConfiguration.makeServerConfiguration(
+      certificateChain: chain.map { .certificate($0) },
+      privateKey: .privateKey(key)
+    )
+    do {
+      // Making a context checks that the key belongs to the certificate.
+      _ = try NIOSSLContext(configuration: configuration)
+    } catch {
+      throw AdminTLSError(
+        .key, path: keyPath, reason: "does not match the certificate in \(certificatePath) (\(error))")
+    }
+    self.certificatePath = certificatePath
+    self.keyPath = keyPath
+    self.configuration = configuration
+  }
+}
+
+/// A certificate or key for the admin server that cannot be used.
+public struct AdminTLSError: Error, Hashable, Sendable, CustomStringConvertible {
+  /// Which of the two files is wrong.
+  public enum File: Hashable, Sendable {
+    /// The certificate file.
+    case certificate
+    /// The private key file (also when it does not belong to the certificate).
+    case key
+  }
+
+  /// Which of the two files is wrong.
+  public var file: File
+  /// The file concerned.
+  public var path: String
+  /// What is wrong with it.
+  public var reason: String
+
+  /// Creates an error.
+  public init(_ file: File, path: String, reason: String) {
+    self.file = file
+    self.path = path
+    self.reason = reason
+  }
+
+  /// `/etc/switchyard/admin.pem: holds no certificate`
+  public var description: String { "\(path): \(reason)" }
 }

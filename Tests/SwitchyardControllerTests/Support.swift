@@ -23,10 +23,12 @@ final class LBNode: Sendable {
   let adminPort: Int
   private let endpoints: Mutex<[String]>
   private let extraArguments: [String]
+  private let environment: [String: String]?
   private let process = Mutex<ManagedProcess?>(nil)
   private let starts = Mutex(0)
 
-  init(name: String, endpoints: [String], extraArguments: [String] = []) throws {
+  /// `environment`, when given, is the controller's whole environment; otherwise it inherits the tests'.
+  init(name: String, endpoints: [String], extraArguments: [String] = [], environment: [String: String]? = nil) throws {
     self.name = name
     directory = try TemporaryDirectory(prefix: "lb-\(name)")
     let ports = try FreePort.allocate(3)
@@ -35,6 +37,7 @@ final class LBNode: Sendable {
     adminPort = ports[2]
     self.endpoints = Mutex(endpoints)
     self.extraArguments = extraArguments
+    self.environment = environment
   }
 
   var stateDirectory: String { "\(directory.path)/state" }
@@ -63,6 +66,7 @@ final class LBNode: Sendable {
     let started = try ManagedProcess(
       switchyardBinary,
       arguments: arguments,
+      environment: environment,
       logPath: "\(directory.path)/controller-\(count).log"
     )
     process.withLock { $0 = started }
