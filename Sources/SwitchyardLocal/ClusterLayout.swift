@@ -137,6 +137,11 @@ public struct ClusterLayout: Sendable {
     secure ? security.clientArguments(for: user) : []
   }
 
+  /// A secure layout's stats pages ask for a password.
+  private var statsAuthentication: [String] {
+    secure ? ["--stats-auth", "\(LocalSecurity.statsUser):\(security.statsPasswordFile)"] : []
+  }
+
   /// The etcd user of each part that has one, with its role (secure layouts).
   public static func etcdUser(of spec: PartSpec) -> (name: String, role: String)? {
     AccessPolicy.role(of: spec.kind).map { (spec.name, $0) }
@@ -201,7 +206,7 @@ public struct ClusterLayout: Sendable {
           "--stats", "127.0.0.1:\(ports.stats[index])",
           "--admin", "127.0.0.1:\(ports.admin[index])",
           "--state-dir", "\(home)/\(name)",
-        ] + credentials(name),
+        ] + credentials(name) + statsAuthentication,
         ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
         address: "http://127.0.0.1:\(ports.lb[index])",
         healthURL: "\(admin)/readyz",

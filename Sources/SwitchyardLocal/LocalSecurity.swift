@@ -79,6 +79,11 @@ public struct LocalSecurity: Sendable {
   /// The password file of `user`.
   public func passwordFile(for user: String) -> String { "\(secretsDirectory)/\(user).password" }
 
+  /// The user of the LB nodes' stats pages (HTTP basic authentication).
+  public static let statsUser = "admin"
+  /// The password file of the stats pages; HAProxy's config holds only its hash.
+  public var statsPasswordFile: String { "\(secretsDirectory)/stats-page.password" }
+
   private func pair(_ name: String) -> KeyPair {
     KeyPair(certificate: "\(pkiDirectory)/\(name).pem", key: "\(pkiDirectory)/\(name)-key.pem")
   }
@@ -132,6 +137,7 @@ public struct LocalSecurity: Sendable {
     try FileManager.default.createDirectory(atPath: secretsDirectory, withIntermediateDirectories: true)
     chmod(secretsDirectory, 0o700)
     for user in users { try addUser(user, authority: authority) }
+    try Self.writeSecret(Self.newPassword(), to: statsPasswordFile)
   }
 
   /// Makes a certificate and a password for `user` unless both exist.

@@ -33,6 +33,16 @@ import Testing
         #expect(!arguments.contains(AccessPolicy.root))
       }
 
+      // The stats pages ask for the password in secrets/stats-page.password.
+      let statsPassword = try String(contentsOfFile: "\(home)/secrets/stats-page.password", encoding: .utf8)
+        .trimmingCharacters(in: .newlines)
+      for port in ports[8..<10] {
+        let url = "http://127.0.0.1:\(port)/"
+        #expect(try await httpStatus(url) == "401", "\(url) without a password")
+        #expect(try await httpStatus(url, user: "admin:wrong") == "401", "\(url) with a wrong password")
+        #expect(try await httpStatus(url, user: "admin:\(statsPassword)") == "200", "\(url) with the password")
+      }
+
       let clients = try lbURLs.map { try HTTPLoadClient.start(url: $0, connections: 2) }
       outputs.append(try await switchyard(["scale", "backend=5", "--home", home], timeout: .seconds(120)))
       for url in lbURLs {
@@ -85,7 +95,7 @@ import Testing
       let passwords = try FileManager.default.contentsOfDirectory(atPath: "\(home)/secrets").map {
         try String(contentsOfFile: "\(home)/secrets/\($0)", encoding: .utf8).trimmingCharacters(in: .newlines)
       }
-      #expect(passwords.count >= 7)
+      #expect(passwords.count >= 8)
       let enumerator = try #require(FileManager.default.enumerator(atPath: home))
       var checked = 0
       while let path = enumerator.nextObject() as? String {
@@ -106,6 +116,13 @@ import Testing
     #expect(down.contains("every port is free"), "\(down)")
     for port in ports { #expect(isFree(port), "port \(port) is still in use") }
   }
+}
+
+/// The HTTP status `curl` gets from `url`, with basic authentication when `user` is `name:password`.
+private func httpStatus(_ url: String, user: String? = nil) async throws -> String {
+  let authentication = user.map { ["-u", $0] } ?? []
+  return try await ManagedProcess.run(
+    "curl", arguments: ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"] + authentication + [url])
 }
 
 /// The `notAfter` of the certificate that the etcd member on `port` serves to a new connection.
