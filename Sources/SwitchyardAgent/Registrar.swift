@@ -185,6 +185,8 @@ public final class Registrar: Service, Sendable {
       return
     }
     switch error.code {
+    case .authenticationFailed, .permissionDenied:
+      logRefusal(error)
     case .leaseRenewalDeadlinePassed:
       logger.warning("no lease renewal within the TTL; checking the lease before writing", metadata: metadata)
     case .leaseExpired, .leaseNotFound:
@@ -192,6 +194,19 @@ public final class Registrar: Service, Sendable {
     default:
       logger.info("etcd unavailable; retrying", metadata: metadata)
     }
+  }
+
+  /// etcd refused the credentials or the permission: no retry fixes that until an operator does (a new
+  /// password file, a role granted), so it is an error, and the retries go on at the usual pace.
+  private func logRefusal(_ error: EtcdError) {
+    let fix =
+      error.code == .authenticationFailed
+      ? "check --user and --password-file (or $SWITCHYARD_ETCD_USER and $SWITCHYARD_ETCD_PASSWORD)"
+      : "the etcd user needs read and write permission on \(key) (the registrar role)"
+    logger.error(
+      "etcd refused the registration: \(fix); retrying",
+      metadata: ["error": "\(error)", "registration.key": "\(key)"]
+    )
   }
 
   /// The lease to register under: the one held when etcd still has it (it renews every lease when
@@ -242,7 +257,11 @@ public final class Registrar: Service, Sendable {
         }
         if let error = error as? EtcdError, error.code == .leaseNotFound { throw error }
         setPhase(.unregistered)
-        logger.info("registration failed; retrying", metadata: ["error": "\(error)"])
+        if let error = error as? EtcdError, error.code == .authenticationFailed || error.code == .permissionDenied {
+          logRefusal(error)
+        } else {
+          logger.info("registration failed; retrying", metadata: ["error": "\(error)"])
+        }
       }
     }
   }

@@ -152,6 +152,43 @@ import Testing
     }
   }
 
+  @Test func aBackendWithRefusedCredentialsSaysSoAndRegistersNothing() async throws {
+    try await withSecureEtcd { security, endpoints in
+      let wrong = "\(security.home)/wrong.password"
+      try "not-the-password\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+      let cases: [(user: String, passwordFile: String, says: String)] = [
+        // An LB node's user may only read: the write is refused.
+        ("lb1", security.passwordFile(for: "lb1"), "the etcd user needs read and write permission"),
+        ("backend-1", wrong, "check --user and --password-file"),
+      ]
+      for (user, passwordFile, says) in cases {
+        let pair = security.clientPair(for: user)
+        let log = "\(security.home)/backend-\(user).log"
+        let backend = try ManagedProcess(
+          switchyardBinary,
+          arguments: [
+            "backend", "--etcd-endpoints", endpoints.joined(separator: ","), "--cacert", security.caCertificate,
+            "--cert", pair.certificate, "--key", pair.key, "--user", user, "--password-file", passwordFile,
+            "--listen", "127.0.0.1:\(try FreePort.allocate(1)[0])", "--id", "intruder",
+          ],
+          logPath: log
+        )
+        defer { backend.kill() }
+        try await retrying(timeout: .seconds(15)) {
+          guard backend.logContents().contains("etcd refused the registration: \(says)") else {
+            throw TestSupportError("\(user): no clear error yet:\n\(backend.logContents())")
+          }
+        }
+        await backend.terminate()
+        #expect(!backend.logContents().contains("not-the-password"))
+      }
+      try await client(security, endpoints, as: AccessPolicy.root) { etcd in
+        let registered = try await etcd.get(.prefix("/services/")).kvs
+        #expect(registered.isEmpty, "\(registered.map(\.keyString))")
+      }
+    }
+  }
+
   @Test func expiredTokensWhileIdleChangeNothing() async throws {
     try await withSecureEtcd(tokenTTL: 1) { security, endpoints in
       try await client(security, endpoints, as: "backend-1") { registrar in
