@@ -32,7 +32,10 @@ public final class ControllerMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     self.registry = registry
     func counter(_ name: String, _ labels: [(String, String)] = [], _ help: String) -> Counter {
-      registry.makeCounter(name: name, labels: labels, help: help)
+      registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
+    }
+    func gauge(_ name: String, _ help: String) -> Gauge {
+      registry.makeGauge(descriptor: Self.descriptor(name, help), labels: [])
     }
     let reconciles = "switchyard_reconciles_total"
     reconcilesOK = counter(reconciles, [("result", "ok")], "Reconcile passes, by result.")
@@ -65,36 +68,26 @@ public final class ControllerMetrics: Sendable {
       [],
       "Rendered configurations that failed validation and were not installed."
     )
-    invalidEntries = registry.makeGauge(
-      name: "switchyard_invalid_entries",
-      labels: [],
-      help: "Entries under /services/ skipped as invalid in the last read."
-    )
-    etcdConnected = registry.makeGauge(
-      name: "switchyard_etcd_connected",
-      labels: [],
-      help: "1 when the last etcd request succeeded."
-    )
-    watchCurrent = registry.makeGauge(
-      name: "switchyard_watch_current",
-      labels: [],
-      help: "1 when the etcd watch has given word recently."
-    )
-    appliedRevision = registry.makeGauge(
-      name: "switchyard_applied_revision",
-      labels: [],
-      help: "The etcd revision HAProxy was last brought in step with."
-    )
-    haproxyRunning = registry.makeGauge(name: "switchyard_haproxy_running", labels: [], help: "1 when HAProxy runs.")
+    invalidEntries = gauge(
+      "switchyard_invalid_entries", "Entries under /services/ skipped as invalid in the last read.")
+    etcdConnected = gauge("switchyard_etcd_connected", "1 when the last etcd request succeeded.")
+    watchCurrent = gauge("switchyard_watch_current", "1 when the etcd watch has given word recently.")
+    appliedRevision = gauge("switchyard_applied_revision", "The etcd revision HAProxy was last brought in step with.")
+    haproxyRunning = gauge("switchyard_haproxy_running", "1 when HAProxy runs.")
     eventToApplied = registry.makeDurationHistogram(
-      name: "switchyard_event_to_applied_seconds",
+      descriptor: Self.descriptor(
+        "switchyard_event_to_applied_seconds", "Time from a watch event to HAProxy serving the change."),
       labels: [],
       buckets: [
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
         .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
-      ],
-      help: "Time from a watch event to HAProxy serving the change."
+      ]
     )
+  }
+
+  /// A metric's full name and help text (the name is given whole: no namespace, subsystem or unit to add).
+  private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
   }
 
   /// Sets the number of servers per service and state; states not given are set to 0.
@@ -106,9 +99,8 @@ public final class ControllerMetrics: Sendable {
           let gauge =
             gauges[key]
             ?? registry.makeGauge(
-              name: "switchyard_servers",
-              labels: [("service", service), ("state", state)],
-              help: "Servers in HAProxy, by service and state."
+              descriptor: Self.descriptor("switchyard_servers", "Servers in HAProxy, by service and state."),
+              labels: [("service", service), ("state", state)]
             )
           gauges[key] = gauge
           gauge.set(to: Double(counts[service]?[state] ?? 0))
