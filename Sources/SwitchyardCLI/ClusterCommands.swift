@@ -242,6 +242,10 @@ struct StatusCommand: AsyncParsableCommand {
       }
     }
     lines.append("")
+    if let certificates = report.certificates {
+      lines.append("TLS and etcd authentication on: \(certificates).")
+      lines.append("")
+    }
     if let revision = report.etcdRevision {
       lines.append("Registrations in etcd (revision \(revision)):")
       lines += report.registrations.map { "  \($0.key) \($0.value)" }

@@ -79,8 +79,9 @@ public struct LocalCluster: Sendable {
           say(
             renewed.isEmpty
               ? "No certificate expires within 7 days."
-              : "Renewed the certificates of \(renewed.joined(separator: ", ")) (etcd and clients use them "
-                + "for new connections; nothing restarts).")
+              : "Renewed the certificates of \(renewed.joined(separator: ", ")). etcd serves its new one to new "
+                + "connections at once, without a restart; a running LB node or backend loads its own when it "
+                + "next starts (see docs/security.md).")
         }
         say("See `switchyard status`; `switchyard down` stops it.")
         return false
@@ -356,6 +357,9 @@ public struct LocalCluster: Sendable {
       }
     }
     let layout = state.layout(home: home)
+    if layout.secure {
+      report.certificates = (try? layout.security.certificateSummary()) ?? "cannot read \(layout.security.pkiDirectory)"
+    }
     var configuration =
       layout.secure
       ? try layout.security.configuration(for: AccessPolicy.statusUser, endpoints: layout.etcdEndpoints)
@@ -719,5 +723,7 @@ public struct ClusterReport: Sendable, Codable {
   /// The registrations under `/services/`.
   public var registrations: [Registration]
   /// etcd's revision when the registrations were read; `nil` when etcd did not answer.
+  /// In a secure cluster (`up --secure`): when its certificates expire, and which need renewing.
+  public var certificates: String?
   public var etcdRevision: Int64?
 }

@@ -173,11 +173,8 @@ public struct LocalSecurity: Sendable {
           + "every part: `switchyard down --purge`, then `switchyard up --secure`")
     }
     var renewed: [String] = []
-    let names = (try FileManager.default.contentsOfDirectory(atPath: pkiDirectory))
-      .filter { $0.hasSuffix(".pem") && !$0.hasSuffix("-key.pem") && $0 != "ca.pem" && !$0.hasPrefix(".") }
-      .map { String($0.dropLast(4)) }
-      .sorted()
-    for name in names where try CertificateAuthority.expires(pair(name).certificate, within: Self.renewalMargin) {
+    for name in try leafNames()
+    where try CertificateAuthority.expires(pair(name).certificate, within: Self.renewalMargin) {
       if name == "etcd-member" {
         try issueMemberCertificate(authority)
       } else {
@@ -186,6 +183,43 @@ public struct LocalSecurity: Sendable {
       renewed.append(name)
     }
     return renewed
+  }
+
+  /// The leaf certificates' names (`etcd-member`, `root`, `lb1`, …).
+  private func leafNames() throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: pkiDirectory)
+      .filter { $0.hasSuffix(".pem") && !$0.hasSuffix("-key.pem") && $0 != "ca.pem" && !$0.hasPrefix(".") }
+      .map { String($0.dropLast(4)) }
+      .sorted()
+  }
+
+  /// One line for `switchyard status`: when the first certificate expires, and which ones
+  /// `up --secure` would renew now.
+  public func certificateSummary() throws -> String {
+    var earliest: (date: Date, text: String, name: String)?
+    var expiring: [String] = []
+    for name in try leafNames() {
+      let path = pair(name).certificate
+      let text = try CertificateAuthority.expiry(of: path)
+      if let date = Self.parseExpiry(text), earliest.map({ date < $0.date }) ?? true {
+        earliest = (date, text, name)
+      }
+      if try CertificateAuthority.expires(path, within: Self.renewalMargin) { expiring.append(name) }
+    }
+    guard let earliest else { return "no certificates in \(pkiDirectory)" }
+    let first = "certificates valid until \(earliest.text) (\(earliest.name) first)"
+    return expiring.isEmpty
+      ? first
+      : "\(first); \(expiring.joined(separator: ", ")) expire within 7 days: renew with `switchyard up --secure`"
+  }
+
+  /// openssl's `notAfter` (`Dec  3 20:33:13 2026 GMT`) as a date.
+  public static func parseExpiry(_ text: String) -> Date? {
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "GMT")
+    formatter.dateFormat = "MMM d HH:mm:ss yyyy zzz"
+    return formatter.date(from: text.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " "))
   }
 
   /// 32 random bytes from the system's CSPRNG, base64url-encoded (43 characters).

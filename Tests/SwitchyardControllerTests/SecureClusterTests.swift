@@ -60,7 +60,10 @@ import Testing
       let report = try await clusterStatus(home: home)
       #expect(report.registrations.map(\.key) == ["/services/backend/backend-1"])
       #expect(report.parts.allSatisfy { $0.health == "healthy" }, "\(report.parts.map { "\($0.name) \($0.health)" })")
-      outputs.append(try await switchyard(["status", "--home", home]))
+      let status = try await switchyard(["status", "--home", home])
+      outputs.append(status)
+      #expect(status.contains("TLS and etcd authentication on: certificates valid until"), "\(status)")
+      #expect(status.contains("expire within 7 days: renew with `switchyard up --secure`"), "\(status)")
       // `switchyard etcd` finds root's credentials in the state directory.
       var environment = ProcessInfo.processInfo.environment
       environment["SWITCHYARD_HOME"] = home
@@ -85,7 +88,9 @@ import Testing
       #expect(again.contains("etcd-member"), "\(again)")
       let after = try await servedExpiry(port: ports[0], home: home)
       #expect(before != after, "etcd still serves the certificate expiring \(before)")
-      #expect(try await clusterStatus(home: home).parts.compactMap(\.pid) == pids, "a part was restarted")
+      let renewedReport = try await clusterStatus(home: home)
+      #expect(renewedReport.parts.compactMap(\.pid) == pids, "a part was restarted")
+      #expect(renewedReport.certificates?.contains("expire within") == false, "\(renewedReport.certificates ?? "")")
       // New connections with the renewed certificates work: a new backend registers and is routed to.
       outputs.append(try await switchyard(["scale", "backend=2", "--home", home], timeout: .seconds(120)))
       for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2"]) }

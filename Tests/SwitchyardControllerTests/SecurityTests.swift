@@ -246,3 +246,21 @@ private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Se
     return try await group.next()!
   }
 }
+
+@Suite struct CertificateExpiryTests {
+  @Test func opensslDatesParse() throws {
+    let date = try #require(LocalSecurity.parseExpiry("Dec  3 20:33:13 2026 GMT"))
+    #expect(date.timeIntervalSince1970 == 1_796_329_993)
+    #expect(LocalSecurity.parseExpiry("notAfter=garbage") == nil)
+  }
+
+  @Test func policyRangesCoverEveryRegistrationAndNotThePrefix() {
+    let range = AccessPolicy.registrationKeys
+    let start = String(decoding: range.key, as: UTF8.self)
+    let end = String(decoding: range.rangeEnd, as: UTF8.self)
+    for key in ["/services/backend/a", "/services/-x/1", "/services/.a/b", "/services/_/z", "/services/Z/9"] {
+      #expect(key >= start && key < end, "\(key)")
+    }
+    #expect("/services/" < start, "a delete of the whole prefix must fall outside the registrar's range")
+  }
+}
