@@ -174,6 +174,10 @@ public struct EtcdConfiguration: Sendable {
     public var clientKeyPath: String?
     /// Name to verify the server certificate against, when it differs from the endpoint host.
     public var serverHostname: String?
+    /// How often the client looks whether the files above changed (a renewed certificate). When they
+    /// did, and were the same at the next look, it sets up new connections with them; calls in flight and
+    /// open streams finish on the old ones.
+    public var reloadInterval: Duration = .seconds(60)
 
     /// Creates TLS settings.
     public init(

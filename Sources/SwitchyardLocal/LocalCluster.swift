@@ -80,8 +80,8 @@ public struct LocalCluster: Sendable {
             renewed.isEmpty
               ? "No certificate expires within 7 days."
               : "Renewed the certificates of \(renewed.joined(separator: ", ")). etcd serves its new one to new "
-                + "connections at once, without a restart; a running LB node or backend loads its own when it "
-                + "next starts (see docs/security.md).")
+                + "connections at once, and LB nodes and backends use theirs for new connections within two "
+                + "minutes; nothing restarts.")
         }
         say("See `switchyard status`; `switchyard down` stops it.")
         return false

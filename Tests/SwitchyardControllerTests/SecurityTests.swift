@@ -189,6 +189,27 @@ import Testing
     }
   }
 
+  @Test func aRenewedClientCertificateIsUsedWithoutARestart() async throws {
+    try await withSecureEtcd { security, endpoints in
+      // Without a password etcd takes the user from the certificate: `backend-1.tls` is nobody, a
+      // certificate for `backend-1` is the registrar. The swap shows which one a new connection presents.
+      try await client(
+        security, endpoints, as: "backend-1", withPassword: false,
+        change: { $0.tls?.reloadInterval = .milliseconds(200) }
+      ) { etcd in
+        let before = await failure { _ = try await etcd.put("/services/backend/renewed", value: "{}") }
+        #expect(before != nil, "the first certificate is nobody, yet it could write")
+        try CertificateAuthority(existingIn: security.pkiDirectory)
+          .issue(name: "backend-1", commonName: "backend-1", usage: .client, days: 1)
+        try await retrying(timeout: .seconds(10)) {
+          _ = try await etcd.put("/services/backend/renewed", value: "{}")
+        }
+        let value = try await etcd.value(of: "/services/backend/renewed")
+        #expect(value != nil)
+      }
+    }
+  }
+
   @Test func expiredTokensWhileIdleChangeNothing() async throws {
     try await withSecureEtcd(tokenTTL: 1) { security, endpoints in
       try await client(security, endpoints, as: "backend-1") { registrar in

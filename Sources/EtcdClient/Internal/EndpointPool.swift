@@ -5,6 +5,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 typealias Transport = HTTP2ClientTransport.Posix
 
 /// One gRPC connection to one etcd member, with a typed client for each service.
@@ -34,7 +38,16 @@ struct MemberConnection: Sendable {
 /// one when it fails. After a failure the preference moves to the next member that has not failed
 /// recently, so a member that answers wins over one that just hung.
 final class EndpointPool: Sendable {
-  let members: [MemberConnection]
+  /// The current connection of each member, by index; replaced when the TLS files change.
+  private let connections: Mutex<[MemberConnection]>
+  private let configuration: EtcdConfiguration
+  /// gRPC clients made after start-up, for ``run()`` to run.
+  private let newClients: AsyncStream<GRPCClient<Transport>>
+  private let newClientsContinuation: AsyncStream<GRPCClient<Transport>>.Continuation
+  private let shutDown = Atomic<Bool>(false)
+  private var isShutDown: Bool {
+    shutDown.load(ordering: .acquiring)
+  }
   private let state: Mutex<State>
   /// The current TCP connection of each member, by index, for keepalive PINGs.
   private let channels: ChannelRegistry
@@ -61,55 +74,138 @@ final class EndpointPool: Sendable {
     var members: [MemberConnection] = []
     let channels = ChannelRegistry()
     self.channels = channels
+    self.configuration = configuration
     let group = MultiThreadedEventLoopGroup.singleton
     for (index, endpoint) in configuration.endpoints.enumerated() {
       // Each member's connections live on one event loop, known in advance, so that its calls can
       // run on that loop too.
-      let eventLoop = group.next()
-      let transport: Transport
-      do {
-        transport = try Transport(
-          target: Self.target(for: endpoint),
-          transportSecurity: try Self.security(for: endpoint, configuration: configuration),
-          config: Self.transportConfig(configuration: configuration) { channel in
-            channels.set(channel, for: index)
-          },
-          eventLoopGroup: eventLoop
-        )
-      } catch let error as EtcdError {
-        throw error
-      } catch {
-        throw EtcdError(
-          code: .invalidArgument,
-          message: "cannot set up a connection: \(error)",
-          endpoint: endpoint
-        )
-      }
+      let executor = EventLoopTaskExecutor(eventLoop: group.next())
       members.append(
-        MemberConnection(
-          index: index,
-          endpoint: endpoint,
-          grpc: GRPCClient(transport: transport),
-          executor: EventLoopTaskExecutor(eventLoop: eventLoop)
-        )
+        try Self.connection(index: index, endpoint: endpoint, executor: executor, configuration, channels)
       )
     }
-    self.members = members
+    self.connections = Mutex(members)
     self.state = Mutex(State(preferred: Int.random(in: 0..<members.count, using: &generator)))
+    (self.newClients, self.newClientsContinuation) = AsyncStream.makeStream()
   }
 
-  /// Runs every member's connection until ``shutdown()``.
+  private static func connection(
+    index: Int,
+    endpoint: EtcdEndpoint,
+    executor: EventLoopTaskExecutor,
+    _ configuration: EtcdConfiguration,
+    _ channels: ChannelRegistry
+  ) throws(EtcdError) -> MemberConnection {
+    let transport: Transport
+    do {
+      transport = try Transport(
+        target: Self.target(for: endpoint),
+        transportSecurity: try Self.security(for: endpoint, configuration: configuration),
+        config: Self.transportConfig(configuration: configuration) { channel in
+          channels.set(channel, for: index)
+        },
+        eventLoopGroup: executor.eventLoop
+      )
+    } catch let error as EtcdError {
+      throw error
+    } catch {
+      throw EtcdError(
+        code: .invalidArgument,
+        message: "cannot set up a connection: \(error)",
+        endpoint: endpoint
+      )
+    }
+    return MemberConnection(
+      index: index, endpoint: endpoint, grpc: GRPCClient(transport: transport), executor: executor)
+  }
+
+  /// Runs every member's connection until ``shutdown()``, and those that a renewed certificate brings.
   func run() async throws {
     try await withThrowingDiscardingTaskGroup { group in
       for member in members {
         group.addTask { try await member.grpc.runConnections() }
       }
+      let files = Self.certificateFiles(configuration)
+      let watcher = files.isEmpty ? nil : Task { await self.reloadOnChange(of: files) }
+      for await client in newClients {
+        group.addTask { try await client.runConnections() }
+      }
+      watcher?.cancel()
     }
   }
 
   func shutdown() {
-    for member in members { member.grpc.beginGracefulShutdown() }
+    let current = connections.withLock { connections in
+      shutDown.store(true, ordering: .releasing)
+      return connections
+    }
+    newClientsContinuation.finish()
+    for member in current { member.grpc.beginGracefulShutdown() }
   }
+
+  // MARK: - Renewed certificates
+
+  /// The TLS files whose change means new connections.
+  private static func certificateFiles(_ configuration: EtcdConfiguration) -> [String] {
+    guard let tls = configuration.tls else { return [] }
+    return [tls.caCertificatePath, tls.clientCertificatePath, tls.clientKeyPath].compactMap { $0 }
+  }
+
+  /// What identifies a file's content without reading it: inode, size and modification time (a renewal
+  /// writes new files and renames them into place).
+  private static func stamp(_ files: [String]) -> [String] {
+    files.map { path in
+      var info = stat()
+      guard stat(path, &info) == 0 else { return "\(path): missing" }
+      return "\(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+    }
+  }
+
+  /// Every `reloadInterval`, compares the TLS files with what the connections were made from; when they
+  /// changed (and can still be loaded), replaces every member's gRPC client. Calls already running and
+  /// open streams finish on the old client, which then closes; new calls and streams get the new one.
+  private func reloadOnChange(of files: [String]) async {
+    let interval = configuration.tls?.reloadInterval ?? .seconds(60)
+    var loaded = Self.stamp(files)
+    var previous = loaded
+    while !Task.isCancelled {
+      try? await Task.sleep(for: interval)
+      let now = Self.stamp(files)
+      defer { previous = now }
+      // Changed, and the same as one interval ago: a renewal renames the key and the certificate into
+      // place one after the other, and a pair read between the two would not match.
+      guard now != loaded, now == previous, !Task.isCancelled else { continue }
+      do {
+        try replaceClients()
+        loaded = now
+      } catch {
+        // A file that cannot be loaded: keep the connections there are, and look again.
+        continue
+      }
+    }
+  }
+
+  private func replaceClients() throws(EtcdError) {
+    let current = members
+    var fresh: [MemberConnection] = []
+    for member in current {
+      fresh.append(
+        try Self.connection(
+          index: member.index, endpoint: member.endpoint, executor: member.executor, configuration, channels)
+      )
+    }
+    let replaced = connections.withLock { connections -> Bool in
+      guard !isShutDown else { return false }
+      connections = fresh
+      return true
+    }
+    guard replaced else { return }
+    for member in fresh { newClientsContinuation.yield(member.grpc) }
+    for member in current { member.grpc.beginGracefulShutdown() }
+  }
+
+  /// Every member's current connection, by index.
+  var members: [MemberConnection] { connections.withLock { $0 } }
 
   /// The member calls should go to now.
   func preferred() -> MemberConnection {
