@@ -99,6 +99,8 @@ import Testing
           #expect(delete?.code == .permissionDenied, "\(user): \(String(describing: delete))")
           let outside = await failure { _ = try await etcd.get(.key("/elsewhere")) }
           #expect(outside?.code == .permissionDenied, "\(user): \(String(describing: outside))")
+          let writeOutside = await failure { _ = try await etcd.put("/elsewhere", value: "x") }
+          #expect(writeOutside?.code == .permissionDenied, "\(user): \(String(describing: writeOutside))")
         }
       }
       // A client certificate alone (no password, so no token) is no user: its common name is `<user>.tls`.
