@@ -87,12 +87,15 @@ let package = Package(
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ]
     ),
+    // A small certificate authority on top of the openssl command: secure local clusters and TLS tests.
+    .target(name: "SwitchyardPKI"),
     // The whole system on one machine: etcd members, LB nodes and backends as real processes.
     .target(
       name: "SwitchyardLocal",
       dependencies: [
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardPKI",
         "SwitchyardAgent",
         "SwitchyardController",
         .product(name: "Logging", package: "swift-log"),
@@ -127,6 +130,7 @@ let package = Package(
       name: "SwitchyardTestSupport",
       dependencies: [
         "EtcdClient",
+        "SwitchyardPKI",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -190,6 +194,7 @@ let package = Package(
         "SwitchyardController",
         "SwitchyardLocal",
         "SwitchyardModel",
+        "SwitchyardPKI",
         "SwitchyardReconcile",
         "SwitchyardTestSupport",
         .product(name: "Logging", package: "swift-log"),

@@ -178,8 +178,7 @@ struct ControllerCommand: AsyncParsableCommand {
   /// The hash for `user` in the configuration a previous run left in `stateDirectory`.
   private static func previousHash(user: String, stateDirectory: String) -> String? {
     guard let text = try? String(contentsOfFile: stateDirectory + "/haproxy.cfg", encoding: .utf8) else { return nil }
-    let prefix = "  user \(user) password "
-    return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+    return ConfigRenderer.statsPasswordHash(of: user, in: text)
   }
 
   func makeConfiguration() throws -> ControllerConfiguration {

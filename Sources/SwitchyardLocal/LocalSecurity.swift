@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import SwitchyardPKI
 
 #if canImport(Glibc)
   import Glibc

@@ -59,6 +59,14 @@ public enum ConfigRenderer {
 
   /// The `userlist` that holds the stats page's user, when ``NodeSettings/statsAuth`` is set.
   public static let statsUserlist = "switchyard_stats"
+  /// The password hash of the stats page's `user` in a configuration this renderer wrote, if any.
+  public static func statsPasswordHash(of user: String, in config: String) -> String? {
+    let prefix = statsUserLinePrefix(user)
+    return config.split(separator: "\n").first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+  }
+
+  private static func statsUserLinePrefix(_ user: String) -> String { "  user \(user) password " }
+
   /// The realm of the stats page's basic authentication, which browsers show when they ask for a password.
   public static let statsRealm = "switchyard"
 
@@ -92,7 +100,7 @@ public enum ConfigRenderer {
     ]
     if let auth = settings.statsAuth {
       // HAProxy checks the password with crypt(3); the file holds only its hash.
-      out += ["userlist \(statsUserlist)", "  user \(auth.user) password \(auth.passwordHash)", ""]
+      out += ["userlist \(statsUserlist)", statsUserLinePrefix(auth.user) + auth.passwordHash, ""]
     }
     out += [
       "frontend stats",

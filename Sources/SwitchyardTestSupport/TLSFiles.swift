@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardPKI
 
 /// PEM files for serving etcd over TLS with client certificates: a CA, a server certificate and key, and a
 /// client certificate and key signed by that CA.
@@ -41,82 +42,20 @@ public struct TLSFiles: Sendable, Hashable {
   /// it, so a request with the default client certificate is `root` without a password.
   /// Keys are P-256, which every TLS stack here supports and which is much quicker to generate than RSA.
   public static func generate(in directory: String, clientCommonName: String = "root") throws -> TLSFiles {
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let base = URL(fileURLWithPath: directory)
-    func file(_ name: String) -> String { base.appendingPathComponent(name).path }
-    let files = TLSFiles(
-      caCertificate: file("ca.pem"),
-      serverCertificate: file("server.pem"),
-      serverKey: file("server-key.pem"),
-      clientCertificate: file("client.pem"),
-      clientKey: file("client-key.pem")
+    let authority = try CertificateAuthority.create(in: directory, commonName: "Switchyard test CA", days: 30)
+    let server = try authority.issue(
+      name: "server",
+      commonName: "localhost",
+      usage: .server(ipAddresses: ["127.0.0.1"], dnsNames: ["localhost"]),
+      days: 30
     )
-    let caKey = file("ca-key.pem")
-    // Our own configuration files keep the result independent of the system's openssl.cnf.
-    try configuration(
-      commonName: "Switchyard test CA",
-      extensions: [
-        "basicConstraints = critical, CA:TRUE",
-        "keyUsage = critical, keyCertSign, cRLSign",
-        "subjectKeyIdentifier = hash",
-      ]
-    ).write(toFile: file("ca.cnf"), atomically: true, encoding: .utf8)
-    try openssl(
-      ["req", "-x509", "-config", file("ca.cnf"), "-days", "30"]
-        + newKey(caKey) + ["-out", files.caCertificate]
+    let client = try authority.issue(name: "client", commonName: clientCommonName, usage: .client, days: 30)
+    return TLSFiles(
+      caCertificate: authority.certificate,
+      serverCertificate: server.certificate,
+      serverKey: server.key,
+      clientCertificate: client.certificate,
+      clientKey: client.key
     )
-    let leaves = [
-      (
-        name: "server", commonName: "localhost", certificate: files.serverCertificate, key: files.serverKey,
-        usage: ["extendedKeyUsage = serverAuth, clientAuth", "subjectAltName = IP:127.0.0.1, DNS:localhost"]
-      ),
-      (
-        name: "client", commonName: clientCommonName, certificate: files.clientCertificate, key: files.clientKey,
-        usage: ["extendedKeyUsage = clientAuth"]
-      ),
-    ]
-    for leaf in leaves {
-      let configurationFile = file("\(leaf.name).cnf")
-      let request = file("\(leaf.name).csr")
-      try configuration(
-        commonName: leaf.commonName,
-        extensions: [
-          "basicConstraints = critical, CA:FALSE",
-          "keyUsage = critical, digitalSignature, keyEncipherment",
-          "subjectKeyIdentifier = hash",
-          "authorityKeyIdentifier = keyid",
-        ] + leaf.usage
-      ).write(toFile: configurationFile, atomically: true, encoding: .utf8)
-      try openssl(["req", "-new", "-config", configurationFile] + newKey(leaf.key) + ["-out", request])
-      try openssl([
-        "x509", "-req", "-in", request, "-CA", files.caCertificate, "-CAkey", caKey,
-        "-CAcreateserial", "-CAserial", file("ca.srl"), "-days", "30",
-        "-extfile", configurationFile, "-extensions", "extensions", "-out", leaf.certificate,
-      ])
-    }
-    return files
-  }
-
-  private static func newKey(_ path: String) -> [String] {
-    ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path]
-  }
-
-  /// An openssl configuration with a fixed subject and the given extensions in section `extensions`.
-  private static func configuration(commonName: String, extensions: [String]) -> String {
-    let lines =
-      [
-        "[req]",
-        "distinguished_name = subject",
-        "prompt = no",
-        "x509_extensions = extensions",
-        "[subject]",
-        "CN = \(commonName)",
-        "[extensions]",
-      ] + extensions
-    return lines.joined(separator: "\n") + "\n"
-  }
-
-  private static func openssl(_ arguments: [String]) throws {
-    try ManagedProcess.runBlocking("openssl", arguments: arguments, timeout: .seconds(30))
   }
 }

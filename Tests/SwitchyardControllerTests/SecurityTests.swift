@@ -2,6 +2,7 @@ import EtcdClient
 import Foundation
 import Logging
 import SwitchyardLocal
+import SwitchyardPKI
 import SwitchyardTestSupport
 import Testing
 
