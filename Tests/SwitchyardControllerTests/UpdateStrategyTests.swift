@@ -23,7 +23,15 @@ import Testing
       try await node.waitServing(["r2"])
       let afterAll = try await node.showProc().reloads
       #expect(afterAll >= afterFirst + 2, "reloads: \(reloadsAtStart) → \(afterFirst) → \(afterAll)")
-      #expect(try await node.metric("switchyard_haproxy_reloads_total{reason=\"update-strategy\"}") ?? 0 >= 3)
+      // The counter goes up once the reload command returns, which can be just after HAProxy serves the
+      // new configuration: read it until it has caught up.
+      let metric = "switchyard_haproxy_reloads_total{reason=\"update-strategy\"}"
+      var counted = 0.0
+      try? await retrying(timeout: .seconds(5)) {
+        counted = try await node.metric(metric) ?? 0
+        guard counted >= 3 else { throw TestSupportError("\(metric) is \(counted)") }
+      }
+      #expect(counted >= 3, "\(metric) is \(counted)")
     }
   }
 
