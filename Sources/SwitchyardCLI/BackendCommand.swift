@@ -28,7 +28,15 @@ struct BackendCommand: AsyncParsableCommand {
   @Option(help: "Address to listen on, host:port.")
   var listen: String = "127.0.0.1:8080"
 
-  @Option(help: "Address to register, host:port, when it differs from --listen.")
+  @Option(
+    help: ArgumentHelp(
+      "Address to register, host:port, when it differs from --listen.",
+      discussion: """
+        Default: the --listen address; when that is 0.0.0.0 or [::] (every address, as in a container), this \
+        host's only address other than loopback and link-local, with the --listen port.
+        """
+    )
+  )
   var advertise: String?
 
   func validate() throws {
@@ -37,7 +45,7 @@ struct BackendCommand: AsyncParsableCommand {
 
   private func parsed() throws -> (listen: HostPort, advertise: HostPort, key: RegistrationKey, value: Registration) {
     let listenAddress = try parseHostPort(listen, flag: "--listen")
-    let advertised = try advertise.map { try parseHostPort($0, flag: "--advertise") } ?? listenAddress
+    let advertised = try advertise.map { try parseHostPort($0, flag: "--advertise") } ?? thisHost(listenAddress)
     let instance = id ?? defaultInstanceID(port: listenAddress.port)
     let key = try registration.key(instance: instance)
     let value = try registration.registration(for: advertised, checkPath: "/healthz")
@@ -126,6 +134,21 @@ struct RegistrationOptions: ParsableArguments {
       },
       logger: logger
     )
+  }
+}
+
+/// `listen` itself, or for a listen address of `0.0.0.0` or `::` this host's one address that load
+/// balancers can reach, with the same port.
+func thisHost(_ listen: HostPort) throws -> HostPort {
+  guard listen.address.isUnspecified else { return listen }
+  do {
+    let address = try AdvertisedAddress.choose(
+      from: AdvertisedAddress.interfaceAddresses(),
+      ipv6: listen.address.kind == .ipv6
+    )
+    return try HostPort(parsing: address.hostPort(listen.port))
+  } catch {
+    throw ValidationError("--advertise: \(error)")
   }
 }
 
