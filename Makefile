@@ -1,4 +1,4 @@
-.PHONY: up test faults build lint format generate benchmark benchmark-controller bench
+.PHONY: up test faults build lint format generate benchmark benchmark-controller bench image compose-up compose-scale compose-down
 
 ## Install what is missing (etcd, HAProxy), build, and start the local cluster (switchyard up).
 up:
@@ -46,3 +46,20 @@ faults:
 	./scripts/install-deps.sh
 	swift build --build-tests
 	swift test --skip-build --filter FaultTests
+
+## Containers (podman, installed when missing, or Docker when its engine runs); see README "Containers".
+## The image: a static release build of switchyard with HAProxy and etcd from Debian.
+image:
+	./scripts/container.sh image
+
+## compose.yaml up with BACKENDS backends (default 3); builds the image first when it is missing.
+compose-up:
+	./scripts/container.sh up $(BACKENDS)
+
+## Start or gracefully stop backends to reach BACKENDS.
+compose-scale:
+	./scripts/container.sh scale $(BACKENDS)
+
+## Remove the compose project's containers, network and volumes.
+compose-down:
+	./scripts/container.sh down

@@ -221,6 +221,7 @@ let package = Package(
       name: "SwitchyardBenchTests",
       dependencies: ["SwitchyardBench", .product(name: "Histogram", package: "hdrhistogram-swift")]
     ),
+    .testTarget(name: "ContainerTests", dependencies: ["SwitchyardTestSupport"]),
     .testTarget(
       name: "FaultTests",
       dependencies: [
