@@ -119,6 +119,8 @@ build_image() {
   rm -rf .build-image/context
   mkdir -p .build-image/context
   cp "$binary" .build-image/context/switchyard
+  # Debug information is most of the binary's size; the symbols stay, for readable backtraces.
+  if command -v strip >/dev/null 2>&1; then strip --strip-debug .build-image/context/switchyard; fi
   echo "container: building image $tag with $engine"
   local args=(build --file Containerfile --tag "$tag")
   # podman: use the local base image, never a registry; keep RUN steps within this host's limits.

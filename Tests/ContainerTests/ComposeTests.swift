@@ -10,7 +10,9 @@ import Testing
   .enabled(if: ComposeProject.canRun, "needs podman, or root to install it (scripts/container.sh installs it)")
 )
 struct ComposeTests {
-  @Test("Build, up with 3 backends, scale 5 and 2 without a failed request, lose etcd1 and lb1, down leaves nothing")
+  @Test(
+    "Build, up with 3 backends, scale 5 and 2 without a failed request, a crashed backend restarts, lose etcd1 and lb1, down leaves nothing"
+  )
   func wholeProject() async throws {
     let project = try ComposeProject()
     do {
@@ -46,6 +48,23 @@ struct ComposeTests {
     print("containers: scaling 3 → 5 → 2 under load: \(report)")
     #expect(report.failures == 0, "scaling 3 → 5 → 2: \(report)")
     #expect(report.successes > 100, "scaling 3 → 5 → 2: \(report)")
+
+    // A backend that crashes (SIGKILL from the host) is restarted by its restart policy and serves again.
+    let crashed = project.container("backend_1")
+    let pid = try await project.podman(["inspect", "--format", "{{.State.Pid}}", crashed])
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    let restartsBefore = try await project.restartCount(crashed)
+    try await project.podman(["exec", crashed, "true"])  // running before the crash
+    guard let hostPID = Int32(pid), hostPID > 1 else {
+      throw TestSupportError(.invalidState, "pid of \(crashed): \(pid)")
+    }
+    #expect(kill(hostPID, SIGKILL) == 0)
+    try await retrying(timeout: .seconds(60), every: .seconds(1)) {
+      let restarts = try await project.restartCount(crashed)
+      guard restarts > restartsBefore else { throw TestSupportError(.notHealthy, "\(crashed) not restarted yet") }
+      try await project.podman(["healthcheck", "run", crashed])
+    }
+    try await project.expectServing(backends: 2, within: .seconds(60))
 
     // One etcd member stopped: both nodes keep serving, and a new backend still registers and is served.
     load = try project.startLoad(ports: [project.lb1Port, project.lb2Port])
@@ -209,6 +228,15 @@ final class ComposeProject: Sendable {
       try await Task.sleep(for: .milliseconds(500))
     }
     throw TestSupportError(.timedOut, "not serving \(backends) backends within \(timeout): \(last)")
+  }
+
+  /// How often podman has restarted a container (its restart policy at work).
+  func restartCount(_ container: String) async throws -> Int {
+    let text = try await podman(["inspect", "--format", "{{.RestartCount}}", container])
+    guard let count = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+      throw TestSupportError(.invalidState, "restart count of \(container): \(text)")
+    }
+    return count
   }
 
   /// Every container's health check passes (run on demand: podman needs systemd to schedule them).
