@@ -141,10 +141,11 @@ final class ComposeProject: Sendable {
 
   /// Runs a command and returns its standard output and standard error.
   ///
-  /// The command's end is read from a status file its wrapper writes, not from the child's exit: once
-  /// podman has started a container (or an exec session) for a child, Foundation's `Process` was seen
-  /// never to reap that child (it stayed a zombie and the call timed out), while the same commands from
-  /// a shell returned in seconds.
+  /// The command's end is read from a status file its wrapper writes, not from the child's exit.
+  /// Foundation's `Process` on Linux learns of a child's exit when a socket it hands the child closes
+  /// (swift-corelibs-foundation issue 4795); podman's conmon, which outlives the command to watch a
+  /// container, inherits that socket, so the exit of `podman-compose up` or `podman exec` is never seen
+  /// (here the child stayed a zombie until the call timed out).
   static func run(
     _ executable: String,
     _ arguments: [String],
