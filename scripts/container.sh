@@ -135,26 +135,24 @@ compose() {
     docker compose --file compose.yaml --project-name "$project" "$@"
   else
     install_podman
-    # Without systemd, podman cannot set timers for health checks and says so for every container;
-    # the checks still run with `podman healthcheck run`.
-    local errors status=0
-    errors="$(mktemp)"
-    podman_compose --file compose.yaml --project-name "$project" "$@" 2>"$errors" || status=$?
-    grep -v 'unable to get systemd connection' "$errors" >&2 || true
-    rm -f "$errors"
-    return "$status"
+    without_systemd_noise podman_compose --file compose.yaml --project-name "$project" "$@"
   fi
 }
 
-# podman, without its complaint on every stop that it cannot remove a systemd health-check timer
-# (there is none without systemd).
-podman_quiet() {
+# Runs a command, dropping podman's complaint, once per container, that without systemd it cannot set
+# or remove health-check timers (the checks still run with `podman healthcheck run`). Standard error
+# goes through a file, not a pipe: conmon inherits the descriptor and would hold a pipe open.
+without_systemd_noise() {
   local errors status=0
   errors="$(mktemp)"
-  podman "$@" 2>"$errors" || status=$?
+  "$@" 2>"$errors" || status=$?
   grep -v 'unable to get systemd connection' "$errors" >&2 || true
   rm -f "$errors"
   return "$status"
+}
+
+podman_quiet() {
+  without_systemd_noise podman "$@"
 }
 
 # The running backend replicas of the project, by container name, in replica order.
