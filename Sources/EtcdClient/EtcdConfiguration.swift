@@ -285,6 +285,23 @@ public struct Backoff: Sendable, Hashable {
     let factor = Double.random(in: (1 - jitter)...(1 + jitter), using: &generator)
     return .seconds(max(0, base * factor))
   }
+
+  /// What is left to wait before attempt `attempt` when the failed attempt itself took `elapsed`.
+  ///
+  /// Attempts start at least one delay apart, and no more: an attempt that failed at once waits the
+  /// whole delay, one that spent its time waiting on an unresponsive member goes again at once. A
+  /// member that comes back is then found after one transport reconnect, not after that plus a sleep.
+  public func remainingDelay(attempt: Int, after elapsed: Duration) -> Duration {
+    var generator = SystemRandomNumberGenerator()
+    return remainingDelay(attempt: attempt, after: elapsed, using: &generator)
+  }
+
+  /// ``remainingDelay(attempt:after:)`` with jitter from the given generator (for tests).
+  public func remainingDelay(
+    attempt: Int, after elapsed: Duration, using generator: inout some RandomNumberGenerator
+  ) -> Duration {
+    max(.zero, delay(attempt: attempt, using: &generator) - elapsed)
+  }
 }
 
 extension Duration {

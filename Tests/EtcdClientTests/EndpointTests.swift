@@ -73,6 +73,21 @@ struct EndpointTests {
     }
   }
 
+  @Test("a stream attempt that already waited out its delay goes again at once; one that failed at once waits")
+  func remainingDelay() {
+    let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0)
+    #expect(backoff.remainingDelay(attempt: 10, after: .zero) == .seconds(1))
+    #expect(backoff.remainingDelay(attempt: 10, after: .milliseconds(300)) == .milliseconds(700))
+    #expect(backoff.remainingDelay(attempt: 10, after: .seconds(2)) == .zero)
+    #expect(backoff.remainingDelay(attempt: 0, after: .milliseconds(30)) == .milliseconds(70))
+    let jittered = Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0.2)
+    for _ in 0..<20 {
+      let left = jittered.remainingDelay(attempt: 10, after: .milliseconds(500))
+      #expect(left >= .milliseconds(300) - .microseconds(1) && left <= .milliseconds(700) + .microseconds(1))
+      #expect(jittered.remainingDelay(attempt: 10, after: .milliseconds(1_300)) == .zero)
+    }
+  }
+
   @Test("only failures before sending make a mutation safe to resend")
   func retryClassification() {
     let notSent = RPCErrorFixtures.transientFailure

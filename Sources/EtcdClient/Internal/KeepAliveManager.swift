@@ -187,6 +187,7 @@ final class KeepAliveManager: Sendable {
         continue
       }
       let member = client.pool.preferred()
+      let attemptStart = clock.now
       let (requests, continuation) = AsyncStream<Int64>.makeStream()
       let answered = Flag()
       do {
@@ -251,7 +252,8 @@ final class KeepAliveManager: Sendable {
       // member is suspect: the next stream opens on another one.
       client.pool.markFailed(member)
       if answered.isSet { attempt = 0 }
-      try? await Task.sleep(for: client.configuration.backoff.delay(attempt: attempt))
+      try? await Task.sleep(
+        for: client.configuration.backoff.remainingDelay(attempt: attempt, after: attemptStart.duration(to: clock.now)))
       attempt += 1
     }
   }

@@ -322,6 +322,7 @@ final class WatchManager: Sendable {
         continue
       }
       let member = client.pool.preferred()
+      let attemptStart = clock.now
       logger.debug("opening watch stream", metadata: ["etcd.endpoint": "\(member.endpoint)"])
       let (requests, continuation) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
       let healthy = Flag()
@@ -388,7 +389,8 @@ final class WatchManager: Sendable {
       // Whatever broke, the member is suspect: resume on the next one.
       client.pool.markFailed(member)
       if healthy.isSet { attempt = 0 }
-      try? await Task.sleep(for: client.configuration.backoff.delay(attempt: attempt))
+      try? await Task.sleep(
+        for: client.configuration.backoff.remainingDelay(attempt: attempt, after: attemptStart.duration(to: clock.now)))
       attempt += 1
     }
   }
