@@ -2,6 +2,8 @@
 public struct BenchOptions: Sendable, Hashable {
   /// The scenarios, in the order they run.
   public static let allScenarios = ["convergence", "dataplane", "churn", "burst", "scale"]
+  /// The update strategies, in the order they run.
+  public static let allStrategies = ["runtime", "reload"]
 
   /// Whether the small sizes are used.
   public var quick: Bool
@@ -39,11 +41,16 @@ public struct BenchOptions: Sendable, Hashable {
   public var switchyardExecutable: String
 
   /// The sizes (`quick == false`) or the small ones.
-  public init(quick: Bool, switchyardExecutable: String, scenarios: [String] = BenchOptions.allScenarios) {
+  public init(
+    quick: Bool,
+    switchyardExecutable: String,
+    scenarios: [String] = BenchOptions.allScenarios,
+    strategies: [String] = BenchOptions.allStrategies
+  ) {
     self.quick = quick
     self.scenarios = scenarios
     self.switchyardExecutable = switchyardExecutable
-    strategies = ["runtime", "reload"]
+    self.strategies = strategies
     convergenceRuns = quick ? 10 : 200
     pollParallel = 7
     removalQuietPeriod = quick ? .milliseconds(150) : .milliseconds(250)

@@ -27,6 +27,11 @@ struct BenchCommand: AsyncParsableCommand {
     help: "Run only this scenario (repeatable): \(BenchOptions.allScenarios.joined(separator: ", ")).")
   var scenarios: [String] = []
 
+  @Option(
+    name: .customLong("strategy"),
+    help: "Run only this update strategy (repeatable): \(BenchOptions.allStrategies.joined(separator: ", ")).")
+  var strategies: [String] = []
+
   func validate() throws {
     guard !output.isEmpty else { throw ValidationError("--output must not be empty") }
     for scenario in scenarios where !BenchOptions.allScenarios.contains(scenario) {
@@ -34,12 +39,20 @@ struct BenchCommand: AsyncParsableCommand {
         "--scenario: unknown scenario \"\(scenario)\"; choose from \(BenchOptions.allScenarios.joined(separator: ", "))"
       )
     }
+    for strategy in strategies where !BenchOptions.allStrategies.contains(strategy) {
+      throw ValidationError(
+        "--strategy: unknown update strategy \"\(strategy)\"; choose from \(BenchOptions.allStrategies.joined(separator: ", "))"
+      )
+    }
   }
 
   func run() async throws {
     let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
     let selected = scenarios.isEmpty ? BenchOptions.allScenarios : BenchOptions.allScenarios.filter(scenarios.contains)
-    let options = BenchOptions(quick: quick, switchyardExecutable: executable, scenarios: selected)
+    let strategies =
+      self.strategies.isEmpty ? BenchOptions.allStrategies : BenchOptions.allStrategies.filter(self.strategies.contains)
+    let options = BenchOptions(
+      quick: quick, switchyardExecutable: executable, scenarios: selected, strategies: strategies)
     let directory = URL(fileURLWithPath: output)
     do {
       try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
