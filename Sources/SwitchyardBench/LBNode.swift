@@ -66,12 +66,17 @@ final class LBNode: Sendable {
     let name = "lb-\(strategy)-\(lab.nextSerial())"
     let stateDirectory = lab.directory.path(name)
     let started = ContinuousClock.now
+    // SWITCHYARD_BENCH_LOG_LEVEL raises the controllers' log level (warning by default: logging every
+    // Runtime API command costs time the figures should not include); SWITCHYARD_BENCH_LOGS=DIR keeps
+    // their logs.
+    let environment = ProcessInfo.processInfo.environment
+    let logLevel = environment["SWITCHYARD_BENCH_LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "warning"
     let controller = try ManagedProcess(
       lab.switchyardExecutable,
       arguments: [
         "controller", "--node-id", "bench", "--etcd-endpoints", lab.endpoints,
         "--listen", "127.0.0.1:\(ports[0])", "--stats", "127.0.0.1:\(ports[1])", "--admin", "127.0.0.1:\(ports[2])",
-        "--state-dir", stateDirectory, "--drain-timeout", "5", "--log-level", "warning",
+        "--state-dir", stateDirectory, "--drain-timeout", "5", "--log-level", logLevel,
         "--update-strategy", strategy,
       ] + services.flatMap { ["--service", $0] },
       logPath: lab.directory.path("\(name).log")
