@@ -40,6 +40,21 @@ enum CommandValidation {
     return "\(backend)/\(server)"
   }
 
+  /// `backend/#id` for a server named by its numeric id, or `backend/server` when there is none; both checked.
+  static func serverPath(_ backend: String, _ server: String, id: Int?) throws -> String {
+    guard let id else { return try serverPath(backend, server) }
+    try checkName(backend, "backend")
+    try checkServerID(id)
+    return "\(backend)/#\(id)"
+  }
+
+  /// Refuses a server id HAProxy cannot hold: ids are positive 32-bit integers.
+  static func checkServerID(_ id: Int) throws {
+    guard (1...Int(Int32.max)).contains(id) else {
+      throw HAProxyError(.invalidCommand, "server id \(id) is outside 1...\(Int32.max)")
+    }
+  }
+
   /// Refuses an option token that is empty, has spaces or non-printable characters, `;` or `#`.
   static func checkOption(_ option: String) throws {
     let valid =

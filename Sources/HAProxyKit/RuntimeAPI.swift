@@ -171,6 +171,9 @@ public struct RuntimeAPI: Sendable {
   // MARK: Batches
 
   /// One change for ``run(_:)``: a checked command line and the reply that confirms it.
+  ///
+  /// Changes to a server take an optional `id`: the server is then named `backend/#id`, which HAProxy looks
+  /// up in its id tree instead of comparing the name with every server of the backend.
   public struct Change: Sendable, CustomStringConvertible {
     /// The command line.
     public let command: String
@@ -184,33 +187,39 @@ public struct RuntimeAPI: Sendable {
     /// The command line.
     public var description: String { command }
 
-    /// `add server`, as ``RuntimeAPI/addServer(backend:server:address:port:options:)`` sends it.
+    /// `add server`, as ``RuntimeAPI/addServer(backend:server:address:port:options:)`` sends it. With `id`,
+    /// the server gets that numeric id (`id <n>`) instead of the lowest free one, which HAProxy 2.6 finds
+    /// by walking every id in use; later changes can then name it `backend/#id`.
     public static func addServer(
-      backend: String, server: String, address: String, port: Int, options: [String] = []
+      backend: String, server: String, address: String, port: Int, options: [String] = [], id: Int? = nil
     ) throws -> Change {
       try CommandValidation.checkName(backend, "backend")
       try CommandValidation.checkName(server, "server")
       let endpoint = try CommandValidation.endpoint(address: address, port: port)
       for option in options { try CommandValidation.checkOption(option) }
-      let command = (["add server \(backend)/\(server) \(endpoint)"] + options).joined(separator: " ")
+      if let id { try CommandValidation.checkServerID(id) }
+      let idOption = id.map { ["id", "\($0)"] } ?? []
+      let command = (["add server \(backend)/\(server) \(endpoint)"] + options + idOption).joined(separator: " ")
       return Change(command) { $0 == "New server registered." }
     }
 
     /// `enable health`, as ``RuntimeAPI/enableHealth(backend:server:)`` sends it.
-    public static func enableHealth(backend: String, server: String) throws -> Change {
-      Change("enable health \(try CommandValidation.serverPath(backend, server))")
+    public static func enableHealth(backend: String, server: String, id: Int? = nil) throws -> Change {
+      Change("enable health \(try CommandValidation.serverPath(backend, server, id: id))")
     }
 
     /// `set server … state`, as ``RuntimeAPI/setServerState(backend:server:state:)`` sends it.
-    public static func setServerState(backend: String, server: String, state: ServerAdminState) throws -> Change {
-      Change("set server \(try CommandValidation.serverPath(backend, server)) state \(state.rawValue)")
+    public static func setServerState(
+      backend: String, server: String, state: ServerAdminState, id: Int? = nil
+    ) throws -> Change {
+      Change("set server \(try CommandValidation.serverPath(backend, server, id: id)) state \(state.rawValue)")
     }
 
     /// `set server … addr … port …`, as ``RuntimeAPI/setServerAddress(backend:server:address:port:)`` sends it.
-    public static func setServerAddress(backend: String, server: String, address: String, port: Int) throws
-      -> Change
-    {
-      let path = try CommandValidation.serverPath(backend, server)
+    public static func setServerAddress(
+      backend: String, server: String, address: String, port: Int, id: Int? = nil
+    ) throws -> Change {
+      let path = try CommandValidation.serverPath(backend, server, id: id)
       try CommandValidation.checkAddress(address)
       try CommandValidation.checkPort(port)
       return Change("set server \(path) addr \(address) port \(port)") {
@@ -219,8 +228,8 @@ public struct RuntimeAPI: Sendable {
     }
 
     /// `set weight`, as ``RuntimeAPI/setWeight(backend:server:weight:)`` sends it.
-    public static func setWeight(backend: String, server: String, weight: Int) throws -> Change {
-      let path = try CommandValidation.serverPath(backend, server)
+    public static func setWeight(backend: String, server: String, weight: Int, id: Int? = nil) throws -> Change {
+      let path = try CommandValidation.serverPath(backend, server, id: id)
       guard (0...256).contains(weight) else {
         throw HAProxyError(.invalidCommand, "weight \(weight) is outside 0...256")
       }
@@ -228,13 +237,13 @@ public struct RuntimeAPI: Sendable {
     }
 
     /// `del server`, as ``RuntimeAPI/deleteServer(backend:server:)`` sends it.
-    public static func deleteServer(backend: String, server: String) throws -> Change {
-      Change("del server \(try CommandValidation.serverPath(backend, server))") { $0 == "Server deleted." }
+    public static func deleteServer(backend: String, server: String, id: Int? = nil) throws -> Change {
+      Change("del server \(try CommandValidation.serverPath(backend, server, id: id))") { $0 == "Server deleted." }
     }
 
     /// `shutdown sessions server`, as ``RuntimeAPI/shutdownSessions(backend:server:)`` sends it.
-    public static func shutdownSessions(backend: String, server: String) throws -> Change {
-      Change("shutdown sessions server \(try CommandValidation.serverPath(backend, server))")
+    public static func shutdownSessions(backend: String, server: String, id: Int? = nil) throws -> Change {
+      Change("shutdown sessions server \(try CommandValidation.serverPath(backend, server, id: id))")
     }
   }
 

@@ -46,6 +46,9 @@ public struct ServerState: Sendable, Hashable {
   public var backend: String
   /// The server's name.
   public var server: String
+  /// The server's numeric id in its backend (`srv_id`); commands can name the server `backend/#id`,
+  /// which HAProxy finds without comparing every server's name.
+  public var id: Int
   /// The server's address; nil when HAProxy has none (`-`), such as for an unresolved host name.
   public var address: String?
   /// The server's port (0 when none was given).
@@ -114,6 +117,7 @@ public struct ServerState: Sendable, Hashable {
       return ServerState(
         backend: String(try required("be_name")),
         server: String(try required("srv_name")),
+        id: try number("srv_id"),
         address: optional("srv_addr"),
         port: try number("srv_port"),
         operationalState: OperationalState(rawValue: try number("srv_op_state")),

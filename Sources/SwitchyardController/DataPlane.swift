@@ -113,7 +113,8 @@ final class DataPlane: Sendable {
           weight: state.userWeight,
           adminState: admin,
           isUp: state.operationalState == .running,
-          isCheckEnabled: state.isCheckEnabled
+          isCheckEnabled: state.isCheckEnabled,
+          id: state.id
         )
       )
     }
@@ -137,32 +138,37 @@ final class DataPlane: Sendable {
   }
 
   /// Sends planned commands in order, in batches within a session, and returns for each `nil` when
-  /// HAProxy confirmed it, else the error. Connection failures and timeouts throw.
-  func execute(_ commands: [RuntimeCommand]) async throws -> [HAProxyError?] {
+  /// HAProxy confirmed it, else the error. Connection failures and timeouts throw. A server with an id in
+  /// `ids` is named by it (see ``change(for:id:)``).
+  func execute(_ commands: [RuntimeCommand], ids: [ServerRef: Int] = [:]) async throws -> [HAProxyError?] {
     let runtime = Self.session ?? self.runtime
-    return try await runtime.run(commands.map(Self.change(for:)))
+    return try await runtime.run(commands.map { try Self.change(for: $0, id: ids[$0.server]) })
   }
 
-  /// The Runtime API change for a planned command, validated.
-  static func change(for command: RuntimeCommand) throws -> RuntimeAPI.Change {
+  /// The Runtime API change for a planned command, validated. With `id`, an added server gets it, and a
+  /// command on a server names it `backend/#id`: HAProxy 2.6 finds a server by name by comparing it with
+  /// every server of the backend, and picks a new server's id by walking every id in use, so on a large
+  /// backend each command would cost in proportion to the backend.
+  static func change(for command: RuntimeCommand, id: Int? = nil) throws -> RuntimeAPI.Change {
     let ref = command.server
     switch command {
     case .addServer(_, let address, let port, let options):
       return try .addServer(
-        backend: ref.backend, server: ref.server, address: address.text, port: port, options: options)
+        backend: ref.backend, server: ref.server, address: address.text, port: port, options: options, id: id)
     case .enableHealth:
-      return try .enableHealth(backend: ref.backend, server: ref.server)
+      return try .enableHealth(backend: ref.backend, server: ref.server, id: id)
     case .setState(_, let state):
       let target = HAProxyKit.ServerAdminState(rawValue: state.rawValue) ?? .maint
-      return try .setServerState(backend: ref.backend, server: ref.server, state: target)
+      return try .setServerState(backend: ref.backend, server: ref.server, state: target, id: id)
     case .setAddress(_, let address, let port):
-      return try .setServerAddress(backend: ref.backend, server: ref.server, address: address.text, port: port)
+      return try .setServerAddress(
+        backend: ref.backend, server: ref.server, address: address.text, port: port, id: id)
     case .setWeight(_, let weight):
-      return try .setWeight(backend: ref.backend, server: ref.server, weight: weight)
+      return try .setWeight(backend: ref.backend, server: ref.server, weight: weight, id: id)
     case .shutdownSessions:
-      return try .shutdownSessions(backend: ref.backend, server: ref.server)
+      return try .shutdownSessions(backend: ref.backend, server: ref.server, id: id)
     case .deleteServer:
-      return try .deleteServer(backend: ref.backend, server: ref.server)
+      return try .deleteServer(backend: ref.backend, server: ref.server, id: id)
     }
   }
 

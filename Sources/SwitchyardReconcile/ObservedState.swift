@@ -34,6 +34,8 @@ public enum ServerAdminState: String, Sendable, Hashable, CaseIterable {
 public struct ObservedServer: Sendable, Hashable {
   /// The server name.
   public var name: String
+  /// Its numeric id in the backend (`srv_id`), when known: commands can name the server by it.
+  public var id: Int?
   /// Its address, as HAProxy prints it; `nil` when it has none (an unresolved host name).
   public var address: String?
   /// Its port.
@@ -62,9 +64,11 @@ public struct ObservedServer: Sendable, Hashable {
     activeConnections: Int = 0,
     idleConnections: Int = 0,
     isUp: Bool = true,
-    isCheckEnabled: Bool = true
+    isCheckEnabled: Bool = true,
+    id: Int? = nil
   ) {
     self.name = name
+    self.id = id
     self.address = address
     self.port = port
     self.weight = weight

@@ -52,6 +52,10 @@ public struct Plan: Sendable, Hashable {
   public var commands: [RuntimeCommand] = []
   /// Servers being removed that still drain: another pass must come back to delete them.
   public var draining: [ServerRef] = []
+  /// The numeric id of each server the commands touch, where known: the id HAProxy reported for a
+  /// server it runs, and for a server to add, the next one above every id its backend uses. Commands
+  /// name servers by these ids, and an added server is given its own.
+  public var serverIDs: [ServerRef: Int] = [:]
 
   /// Whether HAProxy must reload.
   public var needsReload: Bool { !reloadReasons.isEmpty }
@@ -138,11 +142,21 @@ public enum Planner {
         uniquingKeysWith: { first, _ in first }
       )
       let wanted = Set(backend.servers.map(\.name))
+      var backendIDs: [ServerRef: Int] = [:]
+      // Ids are known only when HAProxy reported every server's: a new id must be free.
+      let knownIDs = running.values.allSatisfy { $0.id != nil }
+      var nextID = (running.values.compactMap(\.id).max() ?? 0) + 1
       for server in backend.servers {
         let ref = ServerRef(backend: backend.name, server: server.name)
         if let current = running[server.name] {
-          backendAdditions += changes(to: server, from: current, ref: ref)
+          let commands = changes(to: server, from: current, ref: ref)
+          if !commands.isEmpty, let id = current.id { backendIDs[ref] = id }
+          backendAdditions += commands
         } else if server.isDynamic {
+          if knownIDs, nextID <= Int(Int32.max) {
+            backendIDs[ref] = nextID
+            nextID += 1
+          }
           backendAdditions += addition(of: server, ref: ref, settings: settings)
         } else {
           // A host-name server is in the structure, so it is there after the reload the structure asks for.
@@ -157,6 +171,7 @@ public enum Planner {
           drainedFor: drainingFor[ref] ?? .zero,
           policy: policy
         )
+        if !commands.isEmpty, let id = current.id { backendIDs[ref] = id }
         backendRemovals += commands
         if stillDraining { backendDraining.append(ref) }
       }
@@ -168,6 +183,7 @@ public enum Planner {
       additions += backendAdditions
       removals += backendRemovals
       plan.draining += backendDraining
+      plan.serverIDs.merge(backendIDs) { first, _ in first }
     }
     plan.commands = additions + removals
     return plan

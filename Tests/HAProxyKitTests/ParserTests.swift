@@ -21,7 +21,8 @@ struct ParserTests {
     let rows = try ServerState.parse(Self.serversState)
     #expect(rows.count == 3)
     let s1 = rows[0]
-    #expect(s1.backend == "be" && s1.server == "s1")
+    #expect(s1.backend == "be" && s1.server == "s1" && s1.id == 1)
+    #expect(rows.map(\.id) == [1, 3, 2])
     #expect(s1.address == "127.0.0.1" && s1.port == 18081)
     #expect(s1.operationalState == .running)
     #expect(s1.adminFlags == .forcedDrain)
@@ -177,5 +178,27 @@ struct CommandValidationTests {
     #expect(throws: HAProxyError.self) { try CommandValidation.endpoint(address: "localhost", port: 80) }
     #expect(throws: HAProxyError.self) { try CommandValidation.endpoint(address: "10.0.0.1", port: 0) }
     #expect(throws: HAProxyError.self) { try CommandValidation.endpoint(address: "10.0.0.1", port: 65_536) }
+  }
+
+  @Test(
+    "a server named by id is written backend/#id, an added one gets `id n`, and ids HAProxy cannot hold are refused")
+  func serverIDs() throws {
+    #expect(
+      try RuntimeAPI.Change.setServerState(backend: "be", server: "s1", state: .drain, id: 42).command
+        == "set server be/#42 state drain")
+    #expect(try RuntimeAPI.Change.deleteServer(backend: "be", server: "s1", id: 42).command == "del server be/#42")
+    #expect(
+      try RuntimeAPI.Change.setServerState(backend: "be", server: "s1", state: .drain).command
+        == "set server be/s1 state drain")
+    #expect(
+      try RuntimeAPI.Change.addServer(
+        backend: "be", server: "s1", address: "10.0.0.1", port: 80, options: ["check"], id: 42
+      ).command == "add server be/s1 10.0.0.1:80 check id 42")
+    for bad in [0, -1, Int(Int32.max) + 1] {
+      #expect(throws: HAProxyError.self) { try RuntimeAPI.Change.enableHealth(backend: "be", server: "s1", id: bad) }
+      #expect(throws: HAProxyError.self) {
+        try RuntimeAPI.Change.addServer(backend: "be", server: "s1", address: "10.0.0.1", port: 80, id: bad)
+      }
+    }
   }
 }

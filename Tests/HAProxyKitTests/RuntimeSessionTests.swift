@@ -89,4 +89,33 @@ import Testing
       #expect(try await fixture.runtime.serversState(backend: "be").first { $0.server == "b1" }?.userWeight == 9)
     }
   }
+
+  @Test("a server added with an id is changed and deleted by that id, and an id in use is refused")
+  func serversNamedByID() async throws {
+    try await HAProxyFixture.with { fixture in
+      _ = try await fixture.start()
+      let before = try await fixture.runtime.serversState(backend: "be")
+      let id = (before.map(\.id).max() ?? 0) + 100
+      let results = try await fixture.runtime.run([
+        try .addServer(backend: "be", server: "byid", address: "127.0.0.1", port: 10_001, options: ["check"], id: id),
+        try .enableHealth(backend: "be", server: "byid", id: id),
+        try .setServerState(backend: "be", server: "byid", state: .ready, id: id),
+        try .setWeight(backend: "be", server: "byid", weight: 7, id: id),
+        try .setServerAddress(backend: "be", server: "byid", address: "127.0.0.2", port: 10_002, id: id),
+        try .addServer(backend: "be", server: "other", address: "127.0.0.1", port: 10_003, id: id),
+      ])
+      #expect(results.prefix(5).allSatisfy { $0 == nil }, "\(results)")
+      #expect(results.last??.reply?.contains("already used") == true, "\(results)")
+      let added = try #require(try await fixture.runtime.serversState(backend: "be").first { $0.server == "byid" })
+      #expect(added.id == id)
+      #expect(added.userWeight == 7 && added.address == "127.0.0.2" && added.port == 10_002)
+      #expect(added.isCheckEnabled && !added.isMaint)
+      let removed = try await fixture.runtime.run([
+        try .setServerState(backend: "be", server: "byid", state: .maint, id: id),
+        try .deleteServer(backend: "be", server: "byid", id: id),
+      ])
+      #expect(removed.allSatisfy { $0 == nil }, "\(removed)")
+      #expect(try await fixture.runtime.serversState(backend: "be").contains { $0.server == "byid" } == false)
+    }
+  }
 }

@@ -97,6 +97,8 @@ import Testing
     var result: [String: [String: String]] = [:]
     for state in try await api.serversState(backend: "svc_backend") {
       for column in Self.stateColumns { result[state.server, default: [:]]["state." + column] = state.fields[column] }
+      // Bit 0x1 of the check state says a check is running at this very moment: history, not a setting.
+      result[state.server, default: [:]]["state.srv_check_state"] = "\(state.checkState & ~0x1)"
     }
     for connections in try await api.serverConnections(backend: "svc_backend") {
       for (column, value) in connections.fields where Self.isConnectionSetting(column) {

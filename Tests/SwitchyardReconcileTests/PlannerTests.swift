@@ -46,6 +46,31 @@ import Testing
     )
   }
 
+  @Test("commands name servers by the ids HAProxy reported; added servers get the next free ids above them")
+  func serverIDs() {
+    let kept = Fixture.instance("kept")
+    let changed = Fixture.instance("changed", weight: 5)
+    let new1 = Fixture.instance("new1")
+    let new2 = Fixture.instance("new2")
+    let gone = Fixture.instance("gone", "127.0.0.1", 9009)
+    func seen(_ instance: ServiceInstance, id: Int?) -> ObservedServer {
+      var server = Fixture.observed(instance)
+      server.id = id
+      return server
+    }
+    let result = plan(
+      [kept, changed, new1, new2],
+      observed: [seen(kept, id: 3), seen(Fixture.instance("changed"), id: 9), seen(gone, id: 17)]
+    )
+    #expect(result.commands.contains(.setWeight(ref("changed"), 5)))
+    // Only servers that commands touch: `kept` is in step.
+    #expect(result.serverIDs == [ref("changed"): 9, ref("new1"): 18, ref("new2"): 19, ref("gone"): 17])
+    // A server without an id (a reply without `srv_id`) leaves new servers to HAProxy's own numbering.
+    let unknown = plan([kept, new1], observed: [seen(kept, id: nil)])
+    #expect(unknown.serverIDs.isEmpty)
+    #expect(unknown.commands.count == 3)
+  }
+
   @Test func serverRegisteredInMaintenanceStaysThere() {
     let a = Fixture.instance("a", state: .maint)
     #expect(plan([a], observed: []).commands.map(\.description).last == "enable health svc_backend/a")
