@@ -411,7 +411,9 @@ public final class Controller: Service, Sendable {
       // Backends the reload does not change take their changes now: a reload can be slow, and a
       // configuration HAProxy rejects must not hold them back. A refused command is put right by
       // the reload that follows.
-      if !plan.commands.isEmpty { _ = try await execute(plan.commands, ids: plan.serverIDs, drainingFor: drainingFor) }
+      if !plan.commands.isEmpty {
+        _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
+      }
       let reason = plan.reloadReasons.joined(separator: "; ")
       let rendered = render(desired)
       try await installAndReload(rendered, desired: desired, cause: .structure, reason: reason) {
@@ -423,7 +425,7 @@ public final class Controller: Service, Sendable {
       publish(desired: desired, observed: observed, scope: scope)
       return !plan.draining.isEmpty
     }
-    switch try await execute(plan.commands, ids: plan.serverIDs, drainingFor: drainingFor) {
+    switch try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor) {
     case .done: return nil
     case .deletesDeferred:
       // Everything else is applied; the next pass deletes what still holds connections.
@@ -452,12 +454,12 @@ public final class Controller: Service, Sendable {
 
   /// Sends commands in order, in batches of one write each (HAProxy answers them in order).
   private func execute(
-    _ commands: [RuntimeCommand], ids: [ServerRef: Int], drainingFor: [ServerRef: Duration]
+    _ commands: [RuntimeCommand], newServerIDs: [ServerRef: Int], drainingFor: [ServerRef: Duration]
   ) async throws -> Outcome {
     metrics.runtimeCommands.increment(by: Int64(commands.count))
     let results: [HAProxyError?]
     do {
-      results = try await dataPlane.execute(commands, ids: ids)
+      results = try await dataPlane.execute(commands, newServerIDs: newServerIDs)
     } catch {
       metrics.runtimeCommandFailures.increment()
       throw error
@@ -467,7 +469,7 @@ public final class Controller: Service, Sendable {
     for (command, error) in zip(commands, results) {
       guard let error else {
         var metadata: Logger.Metadata = ["command": "\(command)"]
-        if let id = ids[command.server] { metadata["server_id"] = "\(id)" }
+        if case .addServer = command, let id = newServerIDs[command.server] { metadata["server_id"] = "\(id)" }
         logger.info("Runtime API", metadata: metadata)
         continue
       }

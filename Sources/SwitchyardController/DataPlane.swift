@@ -132,43 +132,46 @@ final class DataPlane: Sendable {
         var server = server
         server.activeConnections = connections[server.name]?.used ?? 0
         server.idleConnections = connections[server.name]?.idle ?? 0
+        server.connectionsObserved = true
         return server
       }
     }
   }
 
   /// Sends planned commands in order, in batches within a session, and returns for each `nil` when
-  /// HAProxy confirmed it, else the error. Connection failures and timeouts throw. A server with an id in
-  /// `ids` is named by it (see ``change(for:id:)``).
-  func execute(_ commands: [RuntimeCommand], ids: [ServerRef: Int] = [:]) async throws -> [HAProxyError?] {
+  /// HAProxy confirmed it, else the error. Connection failures and timeouts throw. A server to add with an
+  /// id in `newServerIDs` gets that id.
+  func execute(_ commands: [RuntimeCommand], newServerIDs: [ServerRef: Int] = [:]) async throws -> [HAProxyError?] {
     let runtime = Self.session ?? self.runtime
-    return try await runtime.run(commands.map { try Self.change(for: $0, id: ids[$0.server]) })
+    return try await runtime.run(commands.map { try Self.change(for: $0, newServerID: newServerIDs[$0.server]) })
   }
 
-  /// The Runtime API change for a planned command, validated. With `id`, an added server gets it, and a
-  /// command on a server names it `backend/#id`: HAProxy 2.6 finds a server by name by comparing it with
-  /// every server of the backend, and picks a new server's id by walking every id in use, so on a large
-  /// backend each command would cost in proportion to the backend.
-  static func change(for command: RuntimeCommand, id: Int? = nil) throws -> RuntimeAPI.Change {
+  /// The Runtime API change for a planned command, validated; an added server gets `newServerID` when
+  /// there is one (see ``Plan/newServerIDs``).
+  ///
+  /// Other commands name servers by name, not `backend/#id`: HAProxy 2.6 finds a server either way by
+  /// walking every server of its backend (a profile showed the same cost), and a name cannot point at
+  /// another server than the one observed.
+  static func change(for command: RuntimeCommand, newServerID: Int? = nil) throws -> RuntimeAPI.Change {
     let ref = command.server
     switch command {
     case .addServer(_, let address, let port, let options):
       return try .addServer(
-        backend: ref.backend, server: ref.server, address: address.text, port: port, options: options, id: id)
+        backend: ref.backend, server: ref.server, address: address.text, port: port, options: options,
+        id: newServerID)
     case .enableHealth:
-      return try .enableHealth(backend: ref.backend, server: ref.server, id: id)
+      return try .enableHealth(backend: ref.backend, server: ref.server)
     case .setState(_, let state):
       let target = HAProxyKit.ServerAdminState(rawValue: state.rawValue) ?? .maint
-      return try .setServerState(backend: ref.backend, server: ref.server, state: target, id: id)
+      return try .setServerState(backend: ref.backend, server: ref.server, state: target)
     case .setAddress(_, let address, let port):
-      return try .setServerAddress(
-        backend: ref.backend, server: ref.server, address: address.text, port: port, id: id)
+      return try .setServerAddress(backend: ref.backend, server: ref.server, address: address.text, port: port)
     case .setWeight(_, let weight):
-      return try .setWeight(backend: ref.backend, server: ref.server, weight: weight, id: id)
+      return try .setWeight(backend: ref.backend, server: ref.server, weight: weight)
     case .shutdownSessions:
-      return try .shutdownSessions(backend: ref.backend, server: ref.server, id: id)
+      return try .shutdownSessions(backend: ref.backend, server: ref.server)
     case .deleteServer:
-      return try .deleteServer(backend: ref.backend, server: ref.server, id: id)
+      return try .deleteServer(backend: ref.backend, server: ref.server)
     }
   }
 

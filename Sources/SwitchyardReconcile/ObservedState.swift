@@ -48,6 +48,9 @@ public struct ObservedServer: Sendable, Hashable {
   public var activeConnections: Int
   /// Idle connections kept for reuse.
   public var idleConnections: Int
+  /// Whether the connection counts were observed (`show servers conn`); a pass asks for them only in
+  /// backends with servers leaving, and otherwise they read 0 without meaning it.
+  public var connectionsObserved: Bool
   /// Whether its health check passes (or it has none).
   public var isUp: Bool
   /// Whether its health check runs. False for a server added at runtime whose `enable health` never
@@ -65,8 +68,10 @@ public struct ObservedServer: Sendable, Hashable {
     idleConnections: Int = 0,
     isUp: Bool = true,
     isCheckEnabled: Bool = true,
-    id: Int? = nil
+    id: Int? = nil,
+    connectionsObserved: Bool = false
   ) {
+    self.connectionsObserved = connectionsObserved
     self.name = name
     self.id = id
     self.address = address

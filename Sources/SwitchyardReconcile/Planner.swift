@@ -52,10 +52,10 @@ public struct Plan: Sendable, Hashable {
   public var commands: [RuntimeCommand] = []
   /// Servers being removed that still drain: another pass must come back to delete them.
   public var draining: [ServerRef] = []
-  /// The numeric id of each server the commands touch, where known: the id HAProxy reported for a
-  /// server it runs, and for a server to add, the next one above every id its backend uses. Commands
-  /// name servers by these ids, and an added server is given its own.
-  public var serverIDs: [ServerRef: Int] = [:]
+  /// The numeric id each server to add gets (`add server … id n`): the next ones above every id its
+  /// backend uses. Without one, HAProxy 2.6 picks the lowest free id by walking every id in use, which
+  /// costs in proportion to the backend on every `add server`.
+  public var newServerIDs: [ServerRef: Int] = [:]
 
   /// Whether HAProxy must reload.
   public var needsReload: Bool { !reloadReasons.isEmpty }
@@ -149,9 +149,7 @@ public enum Planner {
       for server in backend.servers {
         let ref = ServerRef(backend: backend.name, server: server.name)
         if let current = running[server.name] {
-          let commands = changes(to: server, from: current, ref: ref)
-          if !commands.isEmpty, let id = current.id { backendIDs[ref] = id }
-          backendAdditions += commands
+          backendAdditions += changes(to: server, from: current, ref: ref)
         } else if server.isDynamic {
           if knownIDs, nextID <= Int(Int32.max) {
             backendIDs[ref] = nextID
@@ -171,7 +169,6 @@ public enum Planner {
           drainedFor: drainingFor[ref] ?? .zero,
           policy: policy
         )
-        if !commands.isEmpty, let id = current.id { backendIDs[ref] = id }
         backendRemovals += commands
         if stillDraining { backendDraining.append(ref) }
       }
@@ -183,7 +180,7 @@ public enum Planner {
       additions += backendAdditions
       removals += backendRemovals
       plan.draining += backendDraining
-      plan.serverIDs.merge(backendIDs) { first, _ in first }
+      plan.newServerIDs.merge(backendIDs) { first, _ in first }
     }
     plan.commands = additions + removals
     return plan
@@ -265,13 +262,18 @@ public enum Planner {
   }
 
   /// Drain first; once the server holds no connection (or its drain timeout passed), maintenance and delete.
+  /// A server seen holding no connection at all has nothing to drain: maintenance and delete at once, a
+  /// follow-up pass sooner. (Should a connection come in between, HAProxy refuses the delete and the
+  /// server waits in maintenance, its connections untouched, like a drained one.)
   private static func removal(
     of current: ObservedServer,
     ref: ServerRef,
     drainedFor: Duration,
     policy: RemovalPolicy
   ) -> (commands: [RuntimeCommand], stillDraining: Bool) {
-    if current.adminState == .ready { return ([.setState(ref, .drain)], true) }
+    if current.adminState == .ready, !(current.connectionsObserved && current.activeConnections == 0) {
+      return ([.setState(ref, .drain)], true)
+    }
     let idle = current.activeConnections == 0
     let timedOut = drainedFor >= policy.drainTimeout
     guard idle || timedOut else { return ([], true) }

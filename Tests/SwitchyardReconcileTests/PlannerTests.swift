@@ -46,7 +46,7 @@ import Testing
     )
   }
 
-  @Test("commands name servers by the ids HAProxy reported; added servers get the next free ids above them")
+  @Test("servers to add get the next ids above every id their backend uses, and none when an id is unknown")
   func serverIDs() {
     let kept = Fixture.instance("kept")
     let changed = Fixture.instance("changed", weight: 5)
@@ -63,11 +63,11 @@ import Testing
       observed: [seen(kept, id: 3), seen(Fixture.instance("changed"), id: 9), seen(gone, id: 17)]
     )
     #expect(result.commands.contains(.setWeight(ref("changed"), 5)))
-    // Only servers that commands touch: `kept` is in step.
-    #expect(result.serverIDs == [ref("changed"): 9, ref("new1"): 18, ref("new2"): 19, ref("gone"): 17])
+    // Above every id in use, the leaving server's included.
+    #expect(result.newServerIDs == [ref("new1"): 18, ref("new2"): 19])
     // A server without an id (a reply without `srv_id`) leaves new servers to HAProxy's own numbering.
     let unknown = plan([kept, new1], observed: [seen(kept, id: nil)])
-    #expect(unknown.serverIDs.isEmpty)
+    #expect(unknown.newServerIDs.isEmpty)
     #expect(unknown.commands.count == 3)
   }
 
@@ -119,6 +119,21 @@ import Testing
     let idle = plan([a], observed: [Fixture.observed(a), Fixture.observed(gone, state: .drain)])
     #expect(idle.commands == [.setState(ref("gone"), .maint), .deleteServer(ref("gone"))])
     #expect(idle.draining.isEmpty)
+  }
+
+  @Test("a removed server seen holding no connection goes to maintenance and is deleted at once")
+  func removedIdleServerSkipsTheDrain() {
+    let a = Fixture.instance("a")
+    let gone = Fixture.instance("gone", "127.0.0.1", 9009)
+    var idle = Fixture.observed(gone)
+    idle.connectionsObserved = true
+    let result = plan([a], observed: [Fixture.observed(a), idle])
+    #expect(result.commands == [.setState(ref("gone"), .maint), .deleteServer(ref("gone"))])
+    #expect(result.draining.isEmpty)
+    // One that holds a connection drains first.
+    var busy = idle
+    busy.activeConnections = 1
+    #expect(plan([a], observed: [Fixture.observed(a), busy]).commands == [.setState(ref("gone"), .drain)])
   }
 
   @Test func drainTimeoutShutsDownWhatIsLeft() {
