@@ -134,6 +134,14 @@ import Testing
     var busy = idle
     busy.activeConnections = 1
     #expect(plan([a], observed: [Fixture.observed(a), busy]).commands == [.setState(ref("gone"), .drain)])
+    // Several: every one leaves traffic before the first delete.
+    var other = Fixture.observed(Fixture.instance("other", "127.0.0.1", 9010))
+    other.connectionsObserved = true
+    #expect(
+      plan([a], observed: [Fixture.observed(a), idle, other]).commands == [
+        .setState(ref("gone"), .maint), .setState(ref("other"), .maint), .deleteServer(ref("gone")),
+        .deleteServer(ref("other")),
+      ])
   }
 
   @Test func drainTimeoutShutsDownWhatIsLeft() {
