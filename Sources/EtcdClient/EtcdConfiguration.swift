@@ -94,7 +94,7 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 /// | `requestTimeout` | 10 s | Total time for one unary call, retries included. |
 /// | `credentials` | none | User name and password; the token is fetched and refreshed on demand. |
 /// | `tls` | none | CA and optional client certificate; enables TLS for every endpoint. |
-/// | `backoff` | 50 ms doubling to 1 s | Delay between retries and stream reconnects. |
+/// | `backoff` | 50 ms doubling to 1 s | Delay between retries; least time between the starts of two stream attempts. |
 /// | `watchProgressInterval` | 5 s | After this much silence a watch stream gets a progress request and its member a probe. |
 /// | `keepAliveInterval` | 6 s | Silence on the watch stream after which an HTTP/2 PING goes out on its connection. |
 /// | `keepAliveTimeout` | 3 s | An HTTP/2 ping not acknowledged within this closes the connection. |
