@@ -172,8 +172,8 @@ public struct RuntimeAPI: Sendable {
 
   /// One change for ``run(_:)``: a checked command line and the reply that confirms it.
   ///
-  /// Changes to a server take an optional `id`: the server is then named `backend/#id`, which HAProxy looks
-  /// up in its id tree instead of comparing the name with every server of the backend.
+  /// Changes to a server take an optional `id`: the server is then named `backend/#id`. HAProxy 2.6 finds it
+  /// by walking the backend's servers, as it does for a name; only `add server … id n` saves HAProxy work.
   public struct Change: Sendable, CustomStringConvertible {
     /// The command line.
     public let command: String

@@ -46,8 +46,7 @@ public struct ServerState: Sendable, Hashable {
   public var backend: String
   /// The server's name.
   public var server: String
-  /// The server's numeric id in its backend (`srv_id`); commands can name the server `backend/#id`,
-  /// which HAProxy finds without comparing every server's name.
+  /// The server's numeric id in its backend (`srv_id`); commands can name the server `backend/#id`.
   public var id: Int
   /// The server's address; nil when HAProxy has none (`-`), such as for an unresolved host name.
   public var address: String?

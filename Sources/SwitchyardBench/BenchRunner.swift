@@ -24,7 +24,7 @@ public struct BenchRunner: Sendable {
     let date = ISO8601DateFormatter().string(from: Date())
     let directory = try TemporaryDirectory(prefix: "switchyard-bench")
     defer {
-      Self.keepLogs(of: directory)
+      directory.keepLogs(in: "SWITCHYARD_BENCH_LOGS")
       directory.remove()
     }
     var report = BenchReport(
@@ -73,16 +73,6 @@ public struct BenchRunner: Sendable {
     }
     report.durationSeconds = KeepAliveLoad.seconds(started.duration(to: .now))
     return report
-  }
-
-  /// Copies the controllers' logs to `SWITCHYARD_BENCH_LOGS` when it names a directory.
-  private static func keepLogs(of directory: TemporaryDirectory) {
-    guard let keep = ProcessInfo.processInfo.environment["SWITCHYARD_BENCH_LOGS"], !keep.isEmpty else { return }
-    try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
-    for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-    where name.hasSuffix(".log") {
-      try? FileManager.default.copyItem(atPath: directory.path(name), toPath: "\(keep)/\(name)")
-    }
   }
 
   private struct PlannedRun: Sendable {

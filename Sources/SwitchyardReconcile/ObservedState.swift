@@ -34,7 +34,7 @@ public enum ServerAdminState: String, Sendable, Hashable, CaseIterable {
 public struct ObservedServer: Sendable, Hashable {
   /// The server name.
   public var name: String
-  /// Its numeric id in the backend (`srv_id`), when known: commands can name the server by it.
+  /// Its numeric id in the backend (`srv_id`), when known: servers to add get ids above these.
   public var id: Int?
   /// Its address, as HAProxy prints it; `nil` when it has none (an unresolved host name).
   public var address: String?
@@ -71,7 +71,6 @@ public struct ObservedServer: Sendable, Hashable {
     id: Int? = nil,
     connectionsObserved: Bool = false
   ) {
-    self.connectionsObserved = connectionsObserved
     self.name = name
     self.id = id
     self.address = address
@@ -80,6 +79,7 @@ public struct ObservedServer: Sendable, Hashable {
     self.adminState = adminState
     self.activeConnections = activeConnections
     self.idleConnections = idleConnections
+    self.connectionsObserved = connectionsObserved
     self.isUp = isUp
     self.isCheckEnabled = isCheckEnabled
   }

@@ -26,6 +26,17 @@ public struct TemporaryDirectory: Sendable, Hashable {
     url.appendingPathComponent(name).path
   }
 
+  /// Copies the `.log` files of the directory to the directory that the environment variable `variable`
+  /// names, creating it; does nothing when the variable is unset or empty. For keeping the logs of a run
+  /// whose directory is about to be removed.
+  public func keepLogs(in variable: String) {
+    guard let keep = ProcessInfo.processInfo.environment[variable], !keep.isEmpty else { return }
+    try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] where name.hasSuffix(".log") {
+      try? FileManager.default.copyItem(atPath: path(name), toPath: "\(keep)/\(name)")
+    }
+  }
+
   /// Deletes the directory and everything in it; does nothing if it is already gone.
   public func remove() {
     try? FileManager.default.removeItem(at: url)

@@ -302,13 +302,7 @@ final class FaultCluster {
       process.kill()
     }
     await lab.shutdown()
-    if let keep = ProcessInfo.processInfo.environment["SWITCHYARD_FAULT_LOGS"], !keep.isEmpty {
-      try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
-      for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-      where name.hasSuffix(".log") {
-        try? FileManager.default.copyItem(atPath: directory.path(name), toPath: "\(keep)/\(name)")
-      }
-    }
+    directory.keepLogs(in: "SWITCHYARD_FAULT_LOGS")
     directory.remove()
   }
 
