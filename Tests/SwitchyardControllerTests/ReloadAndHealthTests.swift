@@ -214,7 +214,12 @@ import Testing
         guard try await node.showProc().reloads == 2 else { throw TestSupportError("no reload yet") }
       }
       try await node.waitServing(["ip", "named"])
-      let state = try await node.state()
+      // The reload counter goes up when the reload returns; /state follows with the pass's next round.
+      var state = try await node.state()
+      try? await retrying(timeout: .seconds(5)) {
+        state = try await node.state()
+        guard state.services[0].servers.count == 3 else { throw TestSupportError("/state not published yet") }
+      }
       #expect(state.lastError == nil)
       #expect(state.services[0].servers.map(\.name) == ["ghost", "ip", "named"])
       // Weight and state of a host-name server change through the Runtime API: no reload.
