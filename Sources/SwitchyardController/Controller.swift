@@ -662,7 +662,10 @@ public final class Controller: Service, Sendable {
     var failures = 0
     while !Task.isCancelled {
       do {
-        let watch = client.watch(.prefix(ControllerConfiguration.prefix), options: WatchOptions(startRevision: next))
+        // The created response is the watch's first word: without it, readiness waited for the first
+        // progress notification, up to a progress interval after the watch was in place.
+        let watch = client.watch(
+          .prefix(ControllerConfiguration.prefix), options: WatchOptions(startRevision: next, notifyCreated: true))
         for try await response in watch {
           failures = 0
           status.update {
