@@ -243,7 +243,9 @@ public enum Planner {
       ),
       .enableHealth(ref),
     ]
-    // A server added at runtime starts in maintenance.
+    // A server added at runtime starts in maintenance. Not `add server … enabled`, which would save HAProxy
+    // a walk of the backend per add: HAProxy 2.6.12 then shows the server as up but never sends it a request
+    // (it stays out of the load-balancing tree, even after `state ready`; tried here with one server).
     let target = adminState(for: server.state)
     if target != .maint { commands.append(.setState(ref, target)) }
     return commands
