@@ -84,6 +84,11 @@ final class BenchLab: Sendable {
     }
   }
 
+  /// etcd's current revision: after writes that have all been acknowledged, the revision of the last.
+  func revision() async throws -> Int64 {
+    try await etcd.get(.key("/services/"), options: GetOptions(countOnly: true)).header.revision
+  }
+
   /// Removes every registration, so that the next scenario starts from nothing.
   func clear() async throws {
     try await etcd.delete(.prefix("/services/"))
@@ -94,24 +99,32 @@ final class BenchLab: Sendable {
     for server in fleet { try await register(server.name, port: server.port) }
   }
 
-  /// Sends `parallel` GETs through the LB, each on a new connection, and returns the backends that answered
-  /// with when each request was sent.
-  static func pollRound(port: Int, parallel: Int) async -> [(name: String, sent: ContinuousClock.Instant)] {
-    await withTaskGroup(of: (String, ContinuousClock.Instant)?.self) { group in
+  /// One answer of a polling round: the backend that answered, when its request was sent, and when its
+  /// answer was in.
+  struct PollAnswer: Sendable {
+    var name: String
+    var sent: ContinuousClock.Instant
+    var answered: ContinuousClock.Instant
+  }
+
+  /// Sends `parallel` GETs through the LB, each on a new connection, and returns the answers.
+  static func pollRound(port: Int, parallel: Int) async -> [PollAnswer] {
+    await withTaskGroup(of: PollAnswer?.self) { group in
       for _ in 0..<parallel {
         group.addTask {
           let sent = ContinuousClock.now
           guard let response = try? await HTTPLoadClient.get("http://127.0.0.1:\(port)/", timeout: .seconds(2)),
             response.status == 200
           else { return nil }
+          let answered = ContinuousClock.now
           let name = response.body.trimmingCharacters(in: .whitespacesAndNewlines)
             .replacingOccurrences(of: "Hello from ", with: "")
-          return (name, sent)
+          return PollAnswer(name: name, sent: sent, answered: answered)
         }
       }
-      var answers: [(name: String, sent: ContinuousClock.Instant)] = []
+      var answers: [PollAnswer] = []
       for await answer in group {
-        if let answer { answers.append((answer.0, answer.1)) }
+        if let answer { answers.append(answer) }
       }
       return answers
     }

@@ -46,7 +46,9 @@ struct Scenarios {
         let addDeadline = acknowledged.advanced(by: .seconds(10))
         while served == nil && ContinuousClock.now < addDeadline {
           let answers = await BenchLab.pollRound(port: node.listenPort, parallel: options.pollParallel)
-          if answers.contains(where: { $0.name == lab.probe.name }) { served = .now } else { try await pollPause() }
+          // Served when the new instance's answer was in, not when the round's slowest answer was.
+          served = answers.filter { $0.name == lab.probe.name }.map(\.answered).min()
+          if served == nil { try await pollPause() }
         }
         if let served {
           adds.append(milliseconds(acknowledged.duration(to: served)))
@@ -209,7 +211,10 @@ struct Scenarios {
       try await lab.putAll(
         names.enumerated().map { (key: BenchLab.key($1), port: lab.fleet[$0 % lab.fleet.count].port) })
       let written = ContinuousClock.now
-      let allIn = try await node.waitUntil(interval: interval) { _, active in wanted.isSubset(of: active) }
+      let addRevision = try await lab.revision()
+      let allIn = try await node.waitUntil(applied: addRevision, interval: interval) { _, active in
+        wanted.isSubset(of: active)
+      }
       result.add("burst", Double(options.burstSize))
       result.add("add_write_ms", milliseconds(writeStart.duration(to: written)))
       result.add("add_all_in_ms", milliseconds(written.duration(to: allIn)))
@@ -217,7 +222,10 @@ struct Scenarios {
       let deleteStart = ContinuousClock.now
       try await lab.deleteAll(names.map { BenchLab.key($0) })
       let deleted = ContinuousClock.now
-      let allOut = try await node.waitUntil(interval: interval) { _, active in active.isDisjoint(with: wanted) }
+      let deleteRevision = try await lab.revision()
+      let allOut = try await node.waitUntil(applied: deleteRevision, interval: interval) { _, active in
+        active.isDisjoint(with: wanted)
+      }
       let allGone = try await node.waitUntil(interval: interval) { all, _ in all.isDisjoint(with: wanted) }
       result.add("remove_write_ms", milliseconds(deleteStart.duration(to: deleted)))
       result.add("remove_all_out_ms", milliseconds(deleted.duration(to: allOut)))
