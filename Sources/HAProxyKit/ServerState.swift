@@ -92,39 +92,51 @@ public struct ServerState: Sendable, Hashable {
     }
     let names = header.dropFirst(2).asciiFields().map(String.init)
     let columns = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    // Looked up once, not once per row: a reply can hold tens of thousands of rows.
+    let backendColumn = columns["be_name"]
+    let serverColumn = columns["srv_name"]
+    let idColumn = columns["srv_id"]
+    let addressColumn = columns["srv_addr"]
+    let portColumn = columns["srv_port"]
+    let fqdnColumn = columns["srv_fqdn"]
+    let operationalColumn = columns["srv_op_state"]
+    let adminColumn = columns["srv_admin_state"]
+    let weightColumn = columns["srv_uweight"]
+    let healthColumn = columns["srv_check_health"]
+    let checkStateColumn = columns["srv_check_state"]
     return try lines.dropFirst().map { line in
       let values = line.asciiFields()
       guard values.count >= names.count else {
         throw HAProxyError(
           .unexpectedReply, "show servers state: row has \(values.count) columns, header \(names.count): \(line)")
       }
-      func required(_ name: String) throws -> Substring {
-        guard let index = columns[name] else {
+      func required(_ column: Int?, _ name: String) throws -> Substring {
+        guard let column else {
           throw HAProxyError(.unexpectedReply, "show servers state: no column \(name)")
         }
-        return values[index]
+        return values[column]
       }
-      func optional(_ name: String) -> String? {
-        columns[name].map { values[$0] }.flatMap { $0 == "-" ? nil : String($0) }
+      func optional(_ column: Int?) -> String? {
+        column.map { values[$0] }.flatMap { $0 == "-" ? nil : String($0) }
       }
-      func number(_ name: String) throws -> Int {
-        guard let value = Int(try required(name)) else {
+      func number(_ column: Int?, _ name: String) throws -> Int {
+        guard let value = Int(try required(column, name)) else {
           throw HAProxyError(.unexpectedReply, "show servers state: \(name) is not a number in \(line)")
         }
         return value
       }
       return ServerState(
-        backend: String(try required("be_name")),
-        server: String(try required("srv_name")),
-        id: try number("srv_id"),
-        address: optional("srv_addr"),
-        port: try number("srv_port"),
-        operationalState: OperationalState(rawValue: try number("srv_op_state")),
-        adminFlags: AdminFlags(rawValue: try number("srv_admin_state")),
-        userWeight: try number("srv_uweight"),
-        checkHealth: try number("srv_check_health"),
-        checkState: try number("srv_check_state"),
-        fqdn: optional("srv_fqdn"),
+        backend: String(try required(backendColumn, "be_name")),
+        server: String(try required(serverColumn, "srv_name")),
+        id: try number(idColumn, "srv_id"),
+        address: optional(addressColumn),
+        port: try number(portColumn, "srv_port"),
+        operationalState: OperationalState(rawValue: try number(operationalColumn, "srv_op_state")),
+        adminFlags: AdminFlags(rawValue: try number(adminColumn, "srv_admin_state")),
+        userWeight: try number(weightColumn, "srv_uweight"),
+        checkHealth: try number(healthColumn, "srv_check_health"),
+        checkState: try number(checkStateColumn, "srv_check_state"),
+        fqdn: optional(fqdnColumn),
         row: TableRow(names: names, line: String(line))
       )
     }
