@@ -52,6 +52,10 @@ public final class Controller: Service, Sendable {
     var fileStale = false
     /// The next pass, if nothing else is to be done, writes the config file.
     var flushFile = false
+    /// The flush writing the config file, while it runs. It runs beside the reconcile loop (rendering and
+    /// syncing a large fleet's file takes tens of milliseconds that a change coming in should not wait
+    /// for); every other install waits for it first, so that the newest text is the one that stays.
+    var flush: Task<Void, Never>?
   }
 
   /// What one turn of the reconcile loop does.
@@ -119,7 +123,10 @@ public final class Controller: Service, Sendable {
     }
     // The file may be up to a second behind what HAProxy runs; the next start reads it.
     do {
-      try await Task { try await self.flushConfigFile() }.value
+      try await Task {
+        await self.finishFlush()
+        try await self.flushConfigFile()
+      }.value
     } catch {
       logger.warning("Could not bring the config file up to date on shutdown", metadata: ["error": "\(error)"])
     }
@@ -155,7 +162,7 @@ public final class Controller: Service, Sendable {
         case .incremental(let services): passed = try await incrementalPass(services: services)
         case .followUp: passed = try await followUpPass()
         case .flush:
-          try await flushConfigFile()
+          startFlush()
           passed = false
         }
         let followUp = passed || memory.withLock { !$0.removals.leavingBackends.isEmpty }
@@ -328,7 +335,7 @@ public final class Controller: Service, Sendable {
   private func flushConfigFile() async throws {
     guard let desired = memory.withLock({ $0.fileStale ? $0.lastDesired : nil }) else { return }
     let rendered = render(desired)
-    try await install(rendered, revision: desired.revision, serversApplied: true)
+    try await performInstall(rendered, revision: desired.revision, serversApplied: true)
     memory.withLock { memory in
       if memory.lastDesired?.revision == desired.revision { memory.fileStale = false }
     }
@@ -339,9 +346,37 @@ public final class Controller: Service, Sendable {
     ConfigRenderer.render(desired, settings: configuration.node)
   }
 
-  /// Validates and installs `rendered` as the config file, unless it is installed already. An invalid
-  /// render is never installed: the last good file stays, and the failure is counted and thrown.
+  /// Starts a flush of the config file beside the reconcile loop, unless one runs; the timer asks again
+  /// while the file is behind.
+  private func startFlush() {
+    memory.withLock { memory in
+      guard memory.flush == nil else { return }
+      memory.flush = Task {
+        do {
+          try await self.flushConfigFile()
+        } catch {
+          self.logger.warning(
+            "Could not bring the config file up to date; trying again in a second", metadata: ["error": "\(error)"])
+        }
+        self.memory.withLock { $0.flush = nil }
+      }
+    }
+  }
+
+  /// Waits for the flush that runs, if any.
+  private func finishFlush() async {
+    await memory.withLock { $0.flush }?.value
+  }
+
+  /// Validates and installs `rendered` as the config file, unless it is installed already, once a flush
+  /// that runs has finished. An invalid render is never installed: the last good file stays, and the
+  /// failure is counted and thrown.
   private func install(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool = false) async throws {
+    await finishFlush()
+    try await performInstall(rendered, revision: revision, serversApplied: serversApplied)
+  }
+
+  private func performInstall(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool) async throws {
     let (installedText, installedStructure) = memory.withLock { ($0.installedText, $0.installedStructure) }
     guard rendered.text != installedText else { return }
     // `haproxy -c` (tens of ms of CPU, more with a large file) runs when the structure changed. A text
@@ -750,23 +785,26 @@ public final class Controller: Service, Sendable {
         // A server whose health check does not run is repaired by a pass (it plans `enable health`), and
         // so is a server HAProxy lost or gained behind the controller's back (a reload by hand from a
         // file older than the runtime changes, a `del server` or `add server` typed by an operator).
-        let wanted = Set(desired.backends.flatMap { backend in backend.servers.map { "\(backend.name)/\($0.name)" } })
-        let running = Set(observed.backends.flatMap { backend, servers in servers.map { "\(backend)/\($0.name)" } })
-        // Servers on their way out (draining, in maintenance) are the removal's business, not drift.
-        let serving = Set(
-          observed.backends.flatMap { backend, servers in
-            servers.filter { $0.adminState == .ready }.map { "\(backend)/\($0.name)" }
-          })
-        let unchecked = observed.backends.contains { backend, servers in
-          servers.contains { !$0.isCheckEnabled && wanted.contains("\(backend)/\($0.name)") }
+        // Compared backend by backend, by name: no string per server of the fleet on every refresh.
+        var missing: [String] = []
+        var unwanted = false
+        var unchecked = false
+        for backend in desired.backends {
+          let servers = observed.backends[backend.name] ?? []
+          let wanted = Set(backend.servers.map(\.name))
+          let running = Set(servers.map(\.name))
+          missing += wanted.subtracting(running).map { "\(backend.name)/\($0)" }
+          // Servers on their way out (draining, in maintenance) are the removal's business, not drift.
+          unwanted = unwanted || servers.contains { $0.adminState == .ready && !wanted.contains($0.name) }
+          unchecked = unchecked || servers.contains { !$0.isCheckEnabled && wanted.contains($0.name) }
         }
-        let differs = !wanted.isSubset(of: running) || !serving.isSubset(of: wanted)
+        let differs = !missing.isEmpty || unwanted
         defer { differedBefore = differs }
         if unchecked || (differs && differedBefore) {
-          if !wanted.isSubset(of: running) {
+          if !missing.isEmpty {
             logger.warning(
               "HAProxy lacks servers the controller applied; repairing",
-              metadata: ["servers": "\(wanted.subtracting(running).sorted().joined(separator: ","))"]
+              metadata: ["servers": "\(missing.sorted().joined(separator: ","))"]
             )
           }
           memory.withLock { $0.needsResync = true }
