@@ -63,6 +63,6 @@ public struct BenchOptions: Sendable, Hashable {
     scaleInstances = quick ? 500 : 10_000
     scaleServices = quick ? 10 : 100
     idleCPUDuration = quick ? .seconds(2) : .seconds(10)
-    scaleChanges = quick ? 3 : 20
+    scaleChanges = quick ? 3 : 100
   }
 }
