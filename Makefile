@@ -25,7 +25,7 @@ generate:
 ## Client benchmark against a local etcd it starts itself.
 benchmark:
 	./scripts/install-deps.sh
-	swift run -c release etcd-benchmark
+	swift run -c release etcd-benchmark --go-client
 
 ## Controller benchmark: write-to-HAProxy latency, bursts, churn under load (starts its own etcd and HAProxy).
 benchmark-controller:

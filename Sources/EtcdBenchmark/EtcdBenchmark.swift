@@ -31,6 +31,13 @@ struct EtcdBenchmark: AsyncParsableCommand {
   @Option(help: "What to measure, comma-separated: put, range, watch.")
   var operations: String = "put,range,watch"
 
+  @Flag(
+    help: """
+      Also measure etcd's Go client on the same etcd: `etcdctl check perf --load l` (500 clients, puts \
+      limited to 8,000/s, 60 s), with its CPU per put.
+      """)
+  var goClient = false
+
   func run() async throws {
     if let endpoints {
       try await measure(endpoints: endpoints)
@@ -76,7 +83,53 @@ struct EtcdBenchmark: AsyncParsableCommand {
         try await measureWatch(client: client, duration: duration)
       }
       try await client.delete(.prefix("/bench/"))
+      if goClient { try await measureGoClient(client: client, endpoints: endpoints) }
     }
+  }
+
+  /// Runs etcdctl's own load test and prints its puts/s and CPU per put, measured as for this client:
+  /// etcdctl's user + system time (sampled from `/proc` while it runs) over the puts it made (etcd's
+  /// revision went up by one per put; the delete of its prefix at the end is one more).
+  private func measureGoClient(client: EtcdClient, endpoints: String) async throws {
+    let prefix = "/bench/etcdctl/"
+    let before = try await client.get(.key(prefix), options: GetOptions(countOnly: true)).header.revision
+    let clock = ContinuousClock()
+    let start = clock.now
+    let process = try ManagedProcess(
+      EtcdCluster.defaultExecutable("etcdctl"),
+      arguments: ["--endpoints", endpoints, "check", "perf", "--load", "l", "--prefix", prefix],
+      environment: ["ETCDCTL_API": "3", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+    )
+    var cpu = Duration.zero
+    while process.isRunning {
+      cpu = Self.cpuTime(of: process.pid) ?? cpu
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    let elapsed = start.duration(to: clock.now)
+    let after = try await client.get(.key(prefix), options: GetOptions(countOnly: true)).header.revision
+    let puts = Int(after - before) - 1
+    guard puts > 0, cpu > .zero else {
+      print("etcdctl check perf: no puts or no CPU time seen (\(process.logTail()))")
+      return
+    }
+    let rate = Double(puts) / elapsed.seconds
+    let cpuPerPut = cpu.seconds / Double(puts) * 1_000_000
+    print(
+      "etcdctl check perf --load l (Go clientv3, 500 clients): \(puts) puts in \(String(format: "%.1f", elapsed.seconds)) s, "
+        + "\(Int(rate)) puts/s, \(String(format: "%.1f", cpuPerPut)) µs CPU/put"
+    )
+  }
+
+  /// The user + system CPU time of process `pid` so far, from `/proc/<pid>/stat`.
+  static func cpuTime(of pid: Int32) -> Duration? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return nil }
+    // After the command name: state is field 3; utime and stime are fields 14 and 15, in clock ticks.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Int64(fields[11]), let system = Int64(fields[12]) else { return nil }
+    let ticks = Int64(sysconf(Int32(_SC_CLK_TCK)))
+    return .milliseconds((user + system) * 1000 / ticks)
   }
 
   private func measureWatch(client: EtcdClient, duration: Duration) async throws {
