@@ -102,7 +102,7 @@ struct EtcdBenchmark: AsyncParsableCommand {
     )
     var cpu = Duration.zero
     while process.isRunning {
-      cpu = Self.cpuTime(of: process.pid) ?? cpu
+      cpu = process.cpuTime ?? cpu
       try await Task.sleep(for: .milliseconds(50))
     }
     let elapsed = start.duration(to: clock.now)
@@ -118,18 +118,6 @@ struct EtcdBenchmark: AsyncParsableCommand {
       "etcdctl check perf --load l (Go clientv3, 500 clients): \(puts) puts in \(String(format: "%.1f", elapsed.seconds)) s, "
         + "\(Int(rate)) puts/s, \(String(format: "%.1f", cpuPerPut)) µs CPU/put"
     )
-  }
-
-  /// The user + system CPU time of process `pid` so far, from `/proc/<pid>/stat`.
-  static func cpuTime(of pid: Int32) -> Duration? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-      let close = stat.lastIndex(of: ")")
-    else { return nil }
-    // After the command name: state is field 3; utime and stime are fields 14 and 15, in clock ticks.
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    guard fields.count > 12, let user = Int64(fields[11]), let system = Int64(fields[12]) else { return nil }
-    let ticks = Int64(sysconf(Int32(_SC_CLK_TCK)))
-    return .milliseconds((user + system) * 1000 / ticks)
   }
 
   private func measureWatch(client: EtcdClient, duration: Duration) async throws {

@@ -212,12 +212,6 @@ final class LBNode: Sendable {
 
   /// The controller's CPU time so far (user and system), in seconds.
   func cpuSeconds() -> Double {
-    guard let stat = try? String(contentsOfFile: "/proc/\(controller.pid)/stat", encoding: .utf8),
-      let close = stat.lastIndex(of: ")")
-    else { return 0 }
-    // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    controller.cpuTime.map(KeepAliveLoad.seconds) ?? 0
   }
 }

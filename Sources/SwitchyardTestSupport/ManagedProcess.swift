@@ -230,6 +230,22 @@ public final class ManagedProcess: Sendable {
 }
 
 extension ManagedProcess {
+  /// The user and system CPU time the process has used so far (`/proc/<pid>/stat`), or `nil` once it is
+  /// gone.
+  public var cpuTime: Duration? { Self.cpuTime(of: pid) }
+
+  /// The user and system CPU time process `pid` has used so far (`/proc/<pid>/stat`), or `nil` if there is
+  /// no such process.
+  public static func cpuTime(of pid: Int32) -> Duration? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return nil }
+    // Fields after the command name: state is field 3; utime and stime are fields 14 and 15, in clock ticks.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Int64(fields[11]), let system = Int64(fields[12]) else { return nil }
+    return .nanoseconds((user + system) * 1_000_000_000 / Int64(sysconf(Int32(_SC_CLK_TCK))))
+  }
+
   /// Runs a command to completion and returns its standard output; throws
   /// ``TestSupportError/Code/commandFailed`` with its standard error if it exits unsuccessfully, and kills it
   /// and throws ``TestSupportError/Code/timedOut`` if it runs longer than `timeout`.
