@@ -97,7 +97,7 @@ let package = Package(
         "HAProxyKit",
         "SwitchyardPKI",
         "SwitchyardAgent",
-        "SwitchyardController",
+        "SwitchyardModel",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

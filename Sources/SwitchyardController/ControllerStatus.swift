@@ -1,78 +1,18 @@
 import Foundation
+import SwitchyardModel
 import Synchronization
 
 /// What a controller knows about itself, for `/readyz` and `/state`. Updated by the controller, read by the
 /// admin server.
 public final class ControllerStatus: Sendable {
   /// One server as HAProxy runs it.
-  public struct Server: Sendable, Hashable, Codable {
-    /// Server name (instance id).
-    public var name: String
-    /// Address and port, as HAProxy has them.
-    public var address: String
-    /// Weight.
-    public var weight: Int
-    /// `ready`, `drain` or `maint`.
-    public var adminState: String
-    /// Whether its health check passes (`up`) or not (`down`).
-    public var health: String
-    /// Whether the server is still registered; `false` while a removed server drains.
-    public var registered: Bool
-  }
-
+  public typealias Server = NodeSnapshot.Server
   /// One service and its servers.
-  public struct Service: Sendable, Hashable, Codable {
-    /// The service name.
-    public var name: String
-    /// The HAProxy backend.
-    public var backend: String
-    /// The health-check path of the backend.
-    public var checkPath: String
-    /// Servers, by name.
-    public var servers: [Server]
-  }
-
+  public typealias Service = NodeSnapshot.Service
   /// An entry skipped as invalid.
-  public struct InvalidEntry: Sendable, Hashable, Codable {
-    /// The key (escaped).
-    public var key: String
-    /// Why it was skipped.
-    public var reason: String
-  }
-
-  /// Everything `/state` shows.
-  public struct Snapshot: Sendable, Codable {
-    /// The node id.
-    public var node: String
-    /// Whether the node is ready, and if not, why.
-    public var ready: Bool
-    /// Why the node is not ready; empty when it is.
-    public var notReadyReasons: [String]
-    /// The etcd revision HAProxy was last brought in step with (0 before the first pass).
-    public var appliedRevision: Int64
-    /// HAProxy's master process.
-    public var haproxyPID: Int32?
-    /// Whether HAProxy runs.
-    public var haproxyRunning: Bool
-    /// Whether the controller adopted an HAProxy it found running.
-    public var haproxyAdopted: Bool
-    /// Whether the last etcd request succeeded.
-    public var etcdConnected: Bool
-    /// Seconds since the watch last gave word.
-    public var watchSilentSeconds: Double?
-    /// The etcd member the watch stream is open on (`host:port`), when one is open.
-    public var etcdWatchEndpoint: String?
-    /// Reloads since the controller started.
-    public var reloads: Int
-    /// HAProxy restarts since the controller started.
-    public var haproxyRestarts: Int
-    /// The last error, if the last pass failed.
-    public var lastError: String?
-    /// Services and their servers.
-    public var services: [Service]
-    /// Entries skipped in the last read.
-    public var invalidEntries: [InvalidEntry]
-  }
+  public typealias InvalidEntry = NodeSnapshot.InvalidEntry
+  /// Everything `/state` shows; shared with `switchyard status`, which decodes it.
+  public typealias Snapshot = NodeSnapshot
 
   struct State {
     var appliedRevision: Int64 = 0

@@ -3,7 +3,7 @@ import Foundation
 import HAProxyKit
 import Logging
 import SwitchyardAgent
-import SwitchyardController
+import SwitchyardModel
 
 #if canImport(Glibc)
   import Glibc
@@ -289,10 +289,10 @@ public struct LocalCluster: Sendable {
   }
 
   /// An LB node's `/state`, when its controller answers.
-  private func controllerSnapshot(_ spec: PartSpec) async -> ControllerStatus.Snapshot? {
+  private func controllerSnapshot(_ spec: PartSpec) async -> NodeSnapshot? {
     guard let admin = spec.adminURL, let (status, body) = try? await PlainHTTP.get("\(admin)/state"), status == 200
     else { return nil }
-    return try? JSONDecoder().decode(ControllerStatus.Snapshot.self, from: Data(body.utf8))
+    return try? JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
   }
 
   /// Stops everything in order (backends, then LB nodes with their HAProxy, then etcd) and checks that every
@@ -703,7 +703,7 @@ public struct ClusterReport: Sendable, Codable {
     /// `lb1`.
     public var name: String
     /// The controller's `/state`.
-    public var state: ControllerStatus.Snapshot
+    public var state: NodeSnapshot
   }
 
   /// One registration in etcd.
