@@ -43,7 +43,7 @@ public struct ConfigInstaller: Sendable {
       unlink(configPath)
       unlink(outputPath)
     }
-    try writeSynced(text, to: configPath, sync: false)
+    try DurableFile.create(text, at: configPath, sync: false)
     let pid = try Spawn.start(
       executable, arguments: ["-c", "-f", configPath], outputPath: outputPath, newSession: false)
     let started = ContinuousClock.now
@@ -78,51 +78,12 @@ public struct ConfigInstaller: Sendable {
     async throws
   {
     if validate { try await self.validate(text, timeout: timeout) }
-    let directory = (path as NSString).deletingLastPathComponent
-    let temporary = (directory as NSString).appendingPathComponent(
-      ".\((path as NSString).lastPathComponent).\(UUID().uuidString.prefix(8)).tmp")
-    do {
-      try writeSynced(text, to: temporary, sync: true)
-      guard rename(temporary, path) == 0 else {
-        throw HAProxyError(.fileSystem, "cannot rename \(temporary) to \(path): \(errnoDescription())")
-      }
-    } catch {
-      unlink(temporary)
-      throw error
-    }
-    let directoryFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard directoryFD >= 0 else {
-      throw HAProxyError(.fileSystem, "cannot open \(directory) to sync it: \(errnoDescription())")
-    }
-    defer { close(directoryFD) }
-    guard fsync(directoryFD) == 0 else {
-      throw HAProxyError(.fileSystem, "cannot sync directory \(directory): \(errnoDescription())")
-    }
+    try DurableFile.replace(text, at: path)
     logger.info("Installed HAProxy configuration", metadata: ["haproxy.config": "\(path)"])
   }
 
   /// The `[ALERT]` lines of HAProxy's output, which say what is wrong.
   static func alertLines(in output: String) -> [String] {
     output.split(separator: "\n").map(String.init).filter { $0.contains("[ALERT]") }
-  }
-
-  /// Writes a new file with mode 0600; with `sync`, flushes it to disk before closing.
-  private func writeSynced(_ text: String, to path: String, sync: Bool) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw HAProxyError(.fileSystem, "cannot create \(path): \(errnoDescription())") }
-    defer { close(fd) }
-    let bytes = Array(text.utf8)
-    var written = 0
-    while written < bytes.count {
-      let result = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-      if result < 0 {
-        if errno == EINTR { continue }
-        throw HAProxyError(.fileSystem, "cannot write \(path): \(errnoDescription())")
-      }
-      written += result
-    }
-    if sync && fsync(fd) != 0 {
-      throw HAProxyError(.fileSystem, "cannot sync \(path): \(errnoDescription())")
-    }
   }
 }

@@ -26,16 +26,26 @@ public struct ControllerConfiguration: Sendable {
   /// How long a graceful HAProxy stop may take before it is forced.
   public var haproxyStopTimeout: Duration
   /// How often the controller asks etcd to prove the watch is current.
-  public var watchProgressInterval: Duration
+  public var watchProgressInterval: Duration {
+    get { timings.watchProgressInterval }
+    set { timings.watchProgressInterval = newValue }
+  }
   /// How long without word from the watch before the node reports not ready.
   public var watchStaleAfter: Duration
   /// How server changes reach HAProxy.
   public var updateStrategy: UpdateStrategy
   /// How often a pass reads all of etcd and compares every backend, as a safety net: in between, a
   /// change costs work only for the services it touches.
-  public var resyncInterval: Duration
+  public var resyncInterval: Duration {
+    get { timings.resyncInterval }
+    set { timings.resyncInterval = newValue }
+  }
+  /// Every timing of the reconcile loop: follow-ups, retries, flushes, resyncs, refreshes, supervision,
+  /// the watch's retries and progress requests.
+  public var timings: LoopTimings
 
-  /// Creates a configuration.
+  /// Creates a configuration. `watchProgressInterval` and `resyncInterval`, when given, override the
+  /// ones in `timings`.
   public init(
     node: NodeSettings,
     stateDirectory: String,
@@ -44,11 +54,13 @@ public struct ControllerConfiguration: Sendable {
     leaveHAProxyRunning: Bool = false,
     haproxyExecutable: String = "haproxy",
     haproxyStopTimeout: Duration = .seconds(10),
-    watchProgressInterval: Duration = .seconds(2),
+    watchProgressInterval: Duration? = nil,
     watchStaleAfter: Duration = .seconds(6),
     updateStrategy: UpdateStrategy = .runtime,
-    resyncInterval: Duration = .seconds(300)
+    resyncInterval: Duration? = nil,
+    timings: LoopTimings = LoopTimings()
   ) {
+    self.timings = timings
     self.node = node
     self.stateDirectory = stateDirectory
     self.coalescing = coalescing
@@ -56,10 +68,10 @@ public struct ControllerConfiguration: Sendable {
     self.leaveHAProxyRunning = leaveHAProxyRunning
     self.haproxyExecutable = haproxyExecutable
     self.haproxyStopTimeout = haproxyStopTimeout
-    self.watchProgressInterval = watchProgressInterval
     self.watchStaleAfter = watchStaleAfter
     self.updateStrategy = updateStrategy
-    self.resyncInterval = resyncInterval
+    if let watchProgressInterval { self.timings.watchProgressInterval = watchProgressInterval }
+    if let resyncInterval { self.timings.resyncInterval = resyncInterval }
   }
 
   /// The etcd prefix the controller reads and watches: all registrations.

@@ -68,6 +68,11 @@ public final class ControllerStatus: Sendable {
   /// Whether the node is ready.
   public var isReady: Bool { notReadyReasons().isEmpty }
 
+  /// Whether the etcd watch has given word within `watchStaleAfter` (one of the readiness conditions).
+  public func isWatchCurrent(now: ContinuousClock.Instant = .now) -> Bool {
+    state.withLock { state in state.lastWatchWord.map { $0.duration(to: now) <= watchStaleAfter } ?? false }
+  }
+
   /// The etcd revision HAProxy was last brought in step with.
   public var appliedRevision: Int64 { state.withLock { $0.appliedRevision } }
 

@@ -39,27 +39,48 @@ public struct Coalescer<Instant: InstantProtocol>: Sendable where Instant.Durati
     self.policy = policy
   }
 
+  /// When a pass was asked for, whatever changes are pending: the earliest requeue not yet served.
+  public private(set) var requeueAt: Instant?
+
   /// Records a change seen at `now`.
   public mutating func record(at now: Instant) {
     if firstPending == nil { firstPending = now }
     lastPending = now
   }
 
-  /// When the next pass is due, or `nil` when nothing is pending.
-  public var dueTime: Instant? {
+  /// Asks for a pass at `instant` (a retry, a follow-up), not coalesced with changes: the earliest of
+  /// several requeues stands, and a pass that starts before it leaves it pending.
+  public mutating func requeue(at instant: Instant) {
+    requeueAt = min(requeueAt ?? instant, instant)
+  }
+
+  /// When the pending changes are due, or `nil` when none are pending.
+  public var changesDueTime: Instant? {
     guard let first = firstPending, let last = lastPending else { return nil }
     let idle = lastPass.map { $0.advanced(by: policy.quietWindow) <= first } ?? true
     if idle { return first }
     return min(last.advanced(by: policy.quietWindow), first.advanced(by: policy.maxWait))
   }
 
-  /// Starts a pass at `now` if one is due: clears what is pending and returns when the oldest of it came.
+  /// When the next pass is due, for changes or a requeue, or `nil` when nothing is pending.
+  public var dueTime: Instant? {
+    switch (changesDueTime, requeueAt) {
+    case (let changes?, let requeue?): min(changes, requeue)
+    case (let changes?, nil): changes
+    case (nil, let requeue): requeue
+    }
+  }
+
+  /// Starts a pass at `now` if one is due: clears what is pending, and a requeue that is due, and returns
+  /// when the oldest change it serves came (the requeue's time when it serves no change).
   public mutating func startPass(at now: Instant) -> Instant? {
-    guard let due = dueTime, due <= now, let first = firstPending else { return nil }
+    guard let due = dueTime, due <= now else { return nil }
+    let served = firstPending ?? requeueAt ?? due
     firstPending = nil
     lastPending = nil
+    if let requeue = requeueAt, requeue <= now { requeueAt = nil }
     lastPass = now
-    return first
+    return served
   }
 }
 
@@ -96,6 +117,17 @@ public final class ReconcileTrigger<C: Clock>: Sendable where C.Duration == Dura
     waiter?.resume()
   }
 
+  /// Asks for a pass after `delay` (a retry, a follow-up), whether or not anything changes meanwhile.
+  public func requeue(after delay: Duration) {
+    let deadline = clock.now.advanced(by: delay)
+    let waiter = state.withLock { state in
+      state.coalescer.requeue(at: deadline)
+      defer { state.waiter = nil }
+      return state.waiter
+    }
+    waiter?.resume()
+  }
+
   /// Waits until a pass is due and starts it. Returns when the oldest change it serves came, or `nil`
   /// when the task is cancelled.
   public func nextPass() async -> C.Instant? {
@@ -106,11 +138,20 @@ public final class ReconcileTrigger<C: Clock>: Sendable where C.Duration == Dura
         return nil
       }
       if let due { return due }
-      if let deadline = state.withLock({ $0.coalescer.dueTime }) {
+      let (deadline, changesPending) = state.withLock { ($0.coalescer.dueTime, $0.coalescer.firstPending != nil) }
+      if let deadline, changesPending {
         do {
           try await clock.sleep(until: deadline, tolerance: nil)
         } catch {
           return nil
+        }
+      } else if let deadline {
+        // Only a requeue is pending: a change that comes first must not wait for it.
+        await withTaskGroup(of: Void.self) { group in
+          group.addTask { [clock] in try? await clock.sleep(until: deadline, tolerance: nil) }
+          group.addTask { await self.waitForChange() }
+          await group.next()
+          group.cancelAll()
         }
       } else {
         await waitForChange()

@@ -19,14 +19,14 @@ import Testing
   }()
 
   @Test func aReloadWithinThreeSecondsIsNotReported() {
-    #expect(Controller.slowReloadReport(took: .milliseconds(40), reason: "x", desired: desired) == nil)
-    #expect(Controller.slowReloadReport(took: .seconds(3), reason: "x", desired: desired) == nil)
+    #expect(Applier.slowReloadReport(took: .milliseconds(40), reason: "x", desired: desired) == nil)
+    #expect(Applier.slowReloadReport(took: .seconds(3), reason: "x", desired: desired) == nil)
   }
 
   @Test func aSlowReloadNamesItsReasonAndTheHostNamesResolvedAtLoad() throws {
     let reason = "the configuration's structure changed at line 40"
     let metadata = try #require(
-      Controller.slowReloadReport(took: .milliseconds(3_200), reason: reason, desired: desired)
+      Applier.slowReloadReport(took: .milliseconds(3_200), reason: reason, desired: desired)
     )
     #expect(metadata["duration"] == "3.2 seconds")
     #expect(metadata["reason"] == "\(reason)")
@@ -35,7 +35,7 @@ import Testing
 
   @Test func aSlowReloadWithoutHostNamesSaysSo() throws {
     let onlyAddresses = DesiredState(revision: 3, backends: [])
-    let metadata = try #require(Controller.slowReloadReport(took: .seconds(5), reason: "r", desired: onlyAddresses))
+    let metadata = try #require(Applier.slowReloadReport(took: .seconds(5), reason: "r", desired: onlyAddresses))
     #expect(metadata["host_names_resolved_at_load"] == "none")
   }
 }

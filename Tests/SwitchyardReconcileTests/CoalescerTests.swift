@@ -12,26 +12,52 @@ final class ManualClock: Clock, Sendable {
   }
 
   private struct Sleeper {
+    var id: Int
     var deadline: Instant
     var continuation: CheckedContinuation<Void, any Error>
   }
 
-  private let state = Mutex<(now: Instant, sleepers: [Sleeper])>((Instant(offset: .zero), []))
+  private struct State {
+    var now = Instant(offset: .zero)
+    var sleepers: [Sleeper] = []
+    var nextID = 0
+  }
+
+  private let state = Mutex(State())
 
   var now: Instant { state.withLock { $0.now } }
   var minimumResolution: Duration { .nanoseconds(1) }
   /// How many tasks sleep on this clock.
   var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
+  /// Sleeps until the test advances the clock to `deadline`; a cancelled sleep ends at once with
+  /// `CancellationError`, as on a real clock.
   func sleep(until deadline: Instant, tolerance: Duration?) async throws {
-    try await withCheckedThrowingContinuation { continuation in
-      let wake = state.withLock { state in
-        if deadline <= state.now { return true }
-        state.sleepers.append(Sleeper(deadline: deadline, continuation: continuation))
-        return false
-      }
-      if wake { continuation.resume() }
+    let id = state.withLock { state in
+      defer { state.nextID += 1 }
+      return state.nextID
     }
+    try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { continuation in
+        let wake = state.withLock { state in
+          if deadline <= state.now { return true }
+          state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
+          return false
+        }
+        if wake { continuation.resume() }
+        if Task.isCancelled { cancel(id) }
+      }
+    } onCancel: {
+      cancel(id)
+    }
+  }
+
+  private func cancel(_ id: Int) {
+    let sleeper = state.withLock { state in
+      defer { state.sleepers.removeAll { $0.id == id } }
+      return state.sleepers.first { $0.id == id }
+    }
+    sleeper?.continuation.resume(throwing: CancellationError())
   }
 
   func advance(by duration: Duration) {

@@ -1,79 +1,15 @@
-import Foundation
 import HAProxyKit
 import Logging
 import SwitchyardReconcile
 import Synchronization
 
-/// The controller's HAProxy: its state directory, config file, process, Runtime API and master CLI.
-final class DataPlane: Sendable {
-  let directory: StateDirectory
-  private let installer: ConfigInstaller
+/// The controller's Runtime API: observing HAProxy's servers and sending planned changes, with every
+/// command validated before it goes out.
+final class RuntimeClient: Sendable {
   private let runtime: RuntimeAPI
-  private let executable: String
-  private let logger: Logger
-  private let process = Mutex<HAProxyProcess?>(nil)
 
-  /// Where the structure of the installed config is kept (next to it), for a start without etcd.
-  private var installedStructurePath: String { directory.path("haproxy.cfg.structure") }
-  /// Where the structure of the config HAProxy runs is kept, for a controller that adopts it.
-  private var runningStructurePath: String { directory.path("running.structure") }
-
-  init(configuration: ControllerConfiguration, logger: Logger) throws {
-    directory = try StateDirectory(path: configuration.stateDirectory)
-    installer = ConfigInstaller(stateDirectory: directory, executable: configuration.haproxyExecutable, logger: logger)
-    runtime = RuntimeAPI(stateDirectory: directory, logger: logger)
-    executable = configuration.haproxyExecutable
-    self.logger = logger
-  }
-
-  var pid: Int32? { process.withLock { $0?.pid } }
-  var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
-  var exitDescription: String? { process.withLock { $0?.exitStatus?.description } }
-  func logTail() -> String { directory.logTail(bytes: 1_000) }
-
-  /// Adopts an HAProxy a previous controller left running. Returns its PID, or `nil` when there is none.
-  func adopt() async throws -> Int32? {
-    guard let adopted = try await HAProxyProcess.adopt(stateDirectory: directory, logger: logger) else { return nil }
-    process.withLock { $0 = adopted }
-    return adopted.pid
-  }
-
-  /// Starts HAProxy from the installed config. Returns its PID.
-  func start() async throws -> Int32 {
-    let started = try await HAProxyProcess.start(stateDirectory: directory, executable: executable, logger: logger)
-    process.withLock { $0 = started }
-    return started.pid
-  }
-
-  /// Validates `text` (unless told not to) and installs it as the config file.
-  func install(_ text: String, validate: Bool = true) async throws {
-    try await installer.install(text, at: directory.configPath, validate: validate)
-  }
-
-  func recordInstalledStructure(_ structure: String) {
-    write(structure, to: installedStructurePath)
-  }
-
-  /// The structure of the installed config, when the config file and its structure are both there.
-  func lastGoodStructure() -> String? {
-    guard FileManager.default.fileExists(atPath: directory.configPath) else { return nil }
-    return try? String(contentsOfFile: installedStructurePath, encoding: .utf8)
-  }
-
-  func readRunningStructure() -> String? {
-    try? String(contentsOfFile: runningStructurePath, encoding: .utf8)
-  }
-
-  func writeRunningStructure(_ structure: String) {
-    write(structure, to: runningStructurePath)
-  }
-
-  /// A seamless reload through the master: the new worker takes over the listening sockets.
-  func reload() async throws {
-    guard let cli = process.withLock({ $0?.masterCLI() }) else {
-      throw HAProxyError(.invalidState, "HAProxy is not running")
-    }
-    _ = try await cli.reload()
+  init(stateDirectory: StateDirectory, logger: Logger) {
+    runtime = RuntimeAPI(stateDirectory: stateDirectory, logger: logger)
   }
 
   /// The Runtime API session of the task, when it runs inside ``withRuntimeSession(_:)``.
@@ -172,25 +108,6 @@ final class DataPlane: Sendable {
       return try .shutdownSessions(backend: ref.backend, server: ref.server)
     case .deleteServer:
       return try .deleteServer(backend: ref.backend, server: ref.server)
-    }
-  }
-
-  /// Stops HAProxy gracefully (its workers finish their connections), forcing it after `timeout`.
-  func stop(timeout: Duration) async {
-    guard let running = process.withLock({ $0 }) else { return }
-    do {
-      try await running.stop(timeout: timeout)
-    } catch {
-      logger.error("Stopping HAProxy failed", metadata: ["error": "\(error)"])
-    }
-  }
-
-  private func write(_ text: String, to path: String) {
-    do {
-      try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-      _ = chmod(path, 0o600)
-    } catch {
-      logger.warning("Could not write \(path)", metadata: ["error": "\(error)"])
     }
   }
 }

@@ -1,0 +1,192 @@
+import HAProxyKit
+import Logging
+import SwitchyardReconcile
+import Synchronization
+
+/// Brings HAProxy to a desired state: observes, plans, and changes servers through the Runtime API in
+/// rounds; reloads for structural changes, for the `reload` update strategy, and as the fallback when
+/// HAProxy refuses a command. Tracks the servers that are leaving.
+final class Applier: Sendable {
+  private let runtime: RuntimeClient
+  private let writer: ConfigWriter
+  private let supervisor: HAProxySupervisor
+  private let publisher: StatusPublisher
+  private let queue: PassQueue
+  private let settings: NodeSettings
+  private let removalPolicy: Planner.RemovalPolicy
+  private let updateStrategy: UpdateStrategy
+  private let status: ControllerStatus
+  private let metrics: ControllerMetrics
+  private let logger: Logger
+  private let removals = Mutex(RemovalTracker())
+
+  init(
+    configuration: ControllerConfiguration, runtime: RuntimeClient, writer: ConfigWriter,
+    supervisor: HAProxySupervisor, publisher: StatusPublisher, queue: PassQueue, status: ControllerStatus,
+    metrics: ControllerMetrics, logger: Logger
+  ) {
+    self.runtime = runtime
+    self.writer = writer
+    self.supervisor = supervisor
+    self.publisher = publisher
+    self.queue = queue
+    settings = configuration.node
+    removalPolicy = configuration.removal
+    updateStrategy = configuration.updateStrategy
+    self.status = status
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// The backends with servers leaving (draining, or deletes deferred).
+  var leavingBackends: Set<String> { removals.withLock { $0.leavingBackends } }
+
+  /// Brings HAProxy to `desired` (for the backends in `scope`, or all): Runtime API commands, or a
+  /// reload when they cannot. Returns whether removed servers still drain.
+  func apply(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool {
+    for _ in 0..<4 {
+      // One Runtime API connection per round; a reload ends the round, since the connection belongs
+      // to the worker that the reload retires.
+      let finished = try await runtime.withRuntimeSession {
+        try await applyRound(desired: desired, structure: structure, scope: scope)
+      }
+      if let followUp = finished { return followUp }
+    }
+    throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
+  }
+
+  /// One round of ``apply(desired:structure:scope:)``: observe, plan, and change. Returns whether a
+  /// follow-up pass is needed once HAProxy has what `desired` says, or `nil` when another round must
+  /// look again.
+  private func applyRound(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool? {
+    let backends = desired.backends.map(\.name).filter { scope?.contains($0) ?? true }
+    var observed = try await runtime.observe(backends: backends, each: scope != nil)
+    let now = ContinuousClock.now
+    let (drainingFor, leaving) = removals.withLock { removals in
+      removals.update(desired: desired, observed: observed, now: now, scope: scope)
+      return (removals.elapsed(now: now), removals.leavingBackends)
+    }
+    // Connections matter only to servers that leave: ask for them where there are any.
+    try await runtime.addConnections(to: &observed, backends: backends.filter(leaving.contains))
+    let plan = Planner.plan(
+      desired: desired,
+      structure: structure,
+      runningStructure: supervisor.runningStructure,
+      observed: observed,
+      drainingFor: drainingFor,
+      settings: settings,
+      policy: removalPolicy,
+      scope: scope
+    )
+    if updateStrategy == .reload && !plan.isEmpty {
+      let rendered = writer.render(desired)
+      if await rendered.text != writer.loadedText {
+        // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
+        try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
+        return nil
+      }
+    }
+    if plan.needsReload {
+      // Backends the reload does not change take their changes now: a reload can be slow, and a
+      // configuration HAProxy rejects must not hold them back. A refused command is put right by
+      // the reload that follows.
+      if !plan.commands.isEmpty {
+        _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
+      }
+      let reason = plan.reloadReasons.joined(separator: "; ")
+      try await installAndReload(writer.render(desired), desired: desired, cause: .structure, reason: reason) {
+        logger.notice("Reloading HAProxy", metadata: ["reason": "\(reason)", "revision": "\(desired.revision)"])
+      }
+      return nil
+    }
+    if plan.commands.isEmpty {
+      publisher.publish(desired: desired, observed: observed, scope: scope)
+      return !plan.draining.isEmpty
+    }
+    switch try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor) {
+    case .done: return nil
+    case .deletesDeferred:
+      // Everything else is applied; the next pass deletes what still holds connections.
+      publisher.publish(
+        desired: desired,
+        observed: try await runtime.observe(backends: backends, each: scope != nil),
+        scope: scope)
+      return true
+    case .failed:
+      try await installAndReload(
+        writer.render(desired), desired: desired, cause: .fallback,
+        reason: "a Runtime API command was refused")
+    }
+    return nil
+  }
+
+  /// Sends commands in order, in batches of one write each (HAProxy answers them in order), and logs
+  /// and counts each reply.
+  private func execute(
+    _ commands: [RuntimeCommand], newServerIDs: [ServerRef: Int], drainingFor: [ServerRef: Duration]
+  ) async throws -> CommandOutcome {
+    metrics.runtimeCommands.increment(by: Int64(commands.count))
+    let results: [HAProxyError?]
+    do {
+      results = try await runtime.execute(commands, newServerIDs: newServerIDs)
+    } catch {
+      metrics.runtimeCommandFailures.increment()
+      throw error
+    }
+    for (command, error) in zip(commands, results) {
+      guard let error else {
+        var metadata: Logger.Metadata = ["command": "\(command)"]
+        if case .addServer = command, let id = newServerIDs[command.server] { metadata["server_id"] = "\(id)" }
+        logger.info("Runtime API", metadata: metadata)
+        continue
+      }
+      if case .deleteServer(let ref) = command {
+        metrics.deletesDeferred.increment()
+        // Connections not yet released: the next pass tries again (with its sessions shut down once
+        // the drain timeout passed). A reload would cost every keep-alive client; a retry costs nothing.
+        let late = drainingFor[ref, default: .zero] >= removalPolicy.drainTimeout
+        logger.log(
+          level: late ? .warning : .debug,
+          "Server not deletable yet; trying again on the next pass",
+          metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"]
+        )
+        continue
+      }
+      metrics.runtimeCommandFailures.increment()
+      logger.warning(
+        "HAProxy refused a Runtime API command; falling back to a reload",
+        metadata: ["command": "\(command)", "error": "\(error)"]
+      )
+    }
+    return CommandOutcome(commands: commands, results: results)
+  }
+
+  /// Installs `rendered` (HAProxy reads the file on reload), then reloads; `beforeReload` runs once the
+  /// file is in place. The next pass reads everything: the new worker read the file, and the runtime
+  /// states of backends a scoped pass did not look at (drains in progress) are checked by a full pass.
+  private func installAndReload(
+    _ rendered: RenderedConfig,
+    desired: DesiredState,
+    cause: ReloadCause,
+    reason: String,
+    beforeReload: () -> Void = {}
+  ) async throws {
+    try await writer.install(rendered, revision: desired.revision)
+    beforeReload()
+    let clock = ContinuousClock()
+    let started = clock.now
+    try await supervisor.reload(structure: rendered.structure)
+    let took = started.duration(to: clock.now)
+    if let metadata = Self.slowReloadReport(took: took, reason: reason, desired: desired) {
+      logger.warning("HAProxy took long to reload", metadata: metadata)
+    }
+    await writer.markLoaded()
+    queue.requestFullPass(now: false)
+    switch cause {
+    case .structure: metrics.reloadsStructural.increment()
+    case .fallback: metrics.reloadsFallback.increment()
+    case .strategy: metrics.reloadsStrategy.increment()
+    }
+    status.update { $0.reloads += 1 }
+  }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import HAProxyKit
+import Logging
+import SwitchyardReconcile
+
+/// The node's config file: what is installed, whether it is behind the desired state, and the flush that
+/// brings it up to date beside the reconcile loop.
+///
+/// A change the Runtime API can make reaches HAProxy first and the file right after; anything that makes
+/// HAProxy read the file (a start, a reload) installs it first. Passes for a few services leave the file
+/// behind (rendering and syncing a large fleet's file takes tens of milliseconds that a change coming in
+/// should not wait for); a flush catches up, and every other install waits for a running flush first, so
+/// that the newest text is the one that stays.
+actor ConfigWriter {
+  private let installer: ConfigInstaller
+  private let directory: StateDirectory
+  private let settings: NodeSettings
+  private let metrics: ControllerMetrics
+  private let logger: Logger
+  private var installedText: String?
+  /// The structure of `installedText`, checked with `haproxy -c` when it was first installed.
+  private var installedStructure: String?
+  /// The file HAProxy last read (start or reload), for the `reload` update strategy.
+  private(set) var loadedText: String?
+  /// The desired state the file is behind, if it is.
+  private var behind: DesiredState?
+  private var flush: Task<Void, Never>?
+
+  /// Where the structure of the installed config is kept (next to it), for a start without etcd.
+  private nonisolated var installedStructurePath: String { directory.path("haproxy.cfg.structure") }
+
+  init(
+    directory: StateDirectory, executable: String, settings: NodeSettings, metrics: ControllerMetrics, logger: Logger
+  ) {
+    self.directory = directory
+    installer = ConfigInstaller(stateDirectory: directory, executable: executable, logger: logger)
+    self.settings = settings
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// The node's configuration for `desired`.
+  nonisolated func render(_ desired: DesiredState) -> RenderedConfig {
+    ConfigRenderer.render(desired, settings: settings)
+  }
+
+  /// Whether a text needs `haproxy -c` before it is installed. It does when its structure changed; a text
+  /// whose structure was checked before and whose only new lines are servers HAProxy has just taken
+  /// through the Runtime API needs no second opinion. A start or a reload always reads a checked structure.
+  static func needsValidation(structure: String, installedStructure: String?, serversApplied: Bool) -> Bool {
+    !(serversApplied && structure == installedStructure)
+  }
+
+  /// Validates and installs `rendered` as the config file, unless it is installed already, once a flush
+  /// that runs has finished. An invalid render is never installed: the last good file stays, and the
+  /// failure is counted and thrown.
+  func install(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool = false) async throws {
+    await finishFlush()
+    try await performInstall(rendered, revision: revision, serversApplied: serversApplied)
+  }
+
+  /// The file is behind `desired`: a flush is to bring it up.
+  func fileIsBehind(_ desired: DesiredState) {
+    behind = desired
+  }
+
+  /// The file was installed for the newest desired state.
+  func caughtUp() {
+    behind = nil
+  }
+
+  /// Whether the file is behind the desired state.
+  var isBehind: Bool { behind != nil }
+
+  /// HAProxy read the installed file (a start or a reload).
+  func markLoaded() {
+    loadedText = installedText
+  }
+
+  /// Starts a flush beside the reconcile loop, unless one runs; the periodic check asks again while the
+  /// file is behind.
+  func startFlush() {
+    guard flush == nil else { return }
+    flush = Task {
+      do {
+        try await self.flushNow()
+      } catch {
+        self.logger.warning(
+          "Could not bring the config file up to date; trying again in a second", metadata: ["error": "\(error)"])
+      }
+      self.flushEnded()
+    }
+  }
+
+  /// Waits for the flush that runs, if any.
+  func finishFlush() async {
+    await flush?.value
+  }
+
+  /// Writes the file for the desired state it is behind. The servers are in HAProxy already, so an
+  /// unchanged structure needs no `haproxy -c`.
+  func flushNow() async throws {
+    guard let desired = behind else { return }
+    try await performInstall(render(desired), revision: desired.revision, serversApplied: true)
+    if behind?.revision == desired.revision { behind = nil }
+  }
+
+  /// The structure of the installed config, when the config file and its structure are both there.
+  nonisolated func lastGoodStructure() -> String? {
+    guard FileManager.default.fileExists(atPath: directory.configPath) else { return nil }
+    return try? String(contentsOfFile: installedStructurePath, encoding: .utf8)
+  }
+
+  private func flushEnded() {
+    flush = nil
+  }
+
+  private func performInstall(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool) async throws {
+    guard rendered.text != installedText else { return }
+    let validate = Self.needsValidation(
+      structure: rendered.structure, installedStructure: installedStructure, serversApplied: serversApplied)
+    do {
+      try await installer.install(rendered.text, at: directory.configPath, validate: validate)
+    } catch {
+      metrics.configRejected.increment()
+      throw ControllerError("the rendered configuration was not installed; the last good one stays: \(error)")
+    }
+    do {
+      try DurableFile.replace(rendered.structure, at: installedStructurePath)
+    } catch {
+      logger.warning("Could not write \(installedStructurePath)", metadata: ["error": "\(error)"])
+    }
+    installedText = rendered.text
+    installedStructure = rendered.structure
+    logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
+  }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import HAProxyKit
+import Logging
+import Synchronization
+
+/// The one owner of the node's HAProxy process: adopts the one a previous controller left running, starts
+/// it, reloads it through the master, notices when it dies, and stops it. Nothing else decides about the
+/// process.
+///
+/// Restart policy: when HAProxy dies, the supervisor reports it and asks for a full pass, which installs
+/// the current configuration and starts HAProxy again at once. While etcd cannot say what is current, the
+/// reconcile loop has the supervisor start HAProxy from the last good file instead of serving nothing.
+final class HAProxySupervisor: Sendable {
+  /// The private state directory: config, sockets, pid file, HAProxy's log.
+  let directory: StateDirectory
+  private let executable: String
+  private let superviseInterval: Duration
+  private let status: ControllerStatus
+  private let metrics: ControllerMetrics
+  private let logger: Logger
+  private let process = Mutex<HAProxyProcess?>(nil)
+  /// The structure of the configuration HAProxy runs.
+  private let running = Mutex<String?>(nil)
+
+  /// Where the structure of the config HAProxy runs is kept, for a controller that adopts it.
+  private var runningStructurePath: String { directory.path("running.structure") }
+
+  init(
+    directory: StateDirectory, executable: String, superviseInterval: Duration, status: ControllerStatus,
+    metrics: ControllerMetrics, logger: Logger
+  ) {
+    self.directory = directory
+    self.executable = executable
+    self.superviseInterval = superviseInterval
+    self.status = status
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  /// Whether HAProxy runs.
+  var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+  /// The master's PID, once HAProxy was started or adopted.
+  var pid: Int32? { process.withLock { $0?.pid } }
+  /// The structure of the configuration HAProxy runs, once it was started, adopted or reloaded.
+  var runningStructure: String? { running.withLock { $0 } }
+
+  /// Adopts an HAProxy a previous controller left running, if there is one.
+  func adopt() async throws {
+    guard let adopted = try await HAProxyProcess.adopt(stateDirectory: directory, logger: logger) else { return }
+    process.withLock { $0 = adopted }
+    let structure = try? String(contentsOfFile: runningStructurePath, encoding: .utf8)
+    running.withLock { $0 = structure }
+    logger.notice("Adopted the HAProxy that is already running", metadata: ["haproxy.pid": "\(adopted.pid)"])
+    status.update {
+      $0.haproxyAdopted = true
+      $0.haproxyPID = adopted.pid
+      $0.haproxyRunning = true
+    }
+    metrics.haproxyRunning.set(to: 1)
+  }
+
+  /// Starts HAProxy from the installed config file, whose structure is `structure`.
+  func start(structure: String) async throws {
+    let started = try await HAProxyProcess.start(stateDirectory: directory, executable: executable, logger: logger)
+    process.withLock { $0 = started }
+    recordRunning(structure)
+    status.update {
+      $0.haproxyPID = started.pid
+      $0.haproxyRunning = true
+    }
+    metrics.haproxyRunning.set(to: 1)
+    logger.notice("HAProxy started", metadata: ["haproxy.pid": "\(started.pid)"])
+  }
+
+  /// With etcd unreachable and no HAProxy running, serves the last good config rather than nothing.
+  /// Returns whether HAProxy was started.
+  func startFromLastGoodIfStopped(structure lastGood: String?) async -> Bool {
+    guard !Task.isCancelled, !isRunning, let structure = lastGood else { return false }
+    do {
+      try await start(structure: structure)
+      logger.notice("Started HAProxy from the last good configuration while etcd is unreachable")
+      return true
+    } catch {
+      logger.error("Could not start HAProxy from the last good configuration", metadata: ["error": "\(error)"])
+      return false
+    }
+  }
+
+  /// A seamless reload through the master: the new worker reads the installed file, whose structure is
+  /// `structure`, and takes over the listening sockets.
+  func reload(structure: String) async throws {
+    guard let cli = process.withLock({ $0?.masterCLI() }) else {
+      throw HAProxyError(.invalidState, "HAProxy is not running")
+    }
+    _ = try await cli.reload()
+    recordRunning(structure)
+  }
+
+  /// Stops HAProxy gracefully (its workers finish their connections), forcing it after `timeout`.
+  func stop(timeout: Duration) async {
+    guard let running = process.withLock({ $0 }) else { return }
+    do {
+      try await running.stop(timeout: timeout)
+    } catch {
+      logger.error("Stopping HAProxy failed", metadata: ["error": "\(error)"])
+    }
+    status.update { $0.haproxyRunning = false }
+    metrics.haproxyRunning.set(to: 0)
+    logger.notice("HAProxy stopped")
+  }
+
+  /// Notices when HAProxy dies, reports it, and calls `restart` (which asks for the full pass that starts
+  /// it again).
+  func superviseLoop(restart: @Sendable () -> Void) async {
+    while !Task.isCancelled {
+      try? await Task.sleep(for: superviseInterval)
+      guard !Task.isCancelled, status.state.withLock({ $0.haproxyRunning }), !isRunning else { continue }
+      metrics.haproxyRunning.set(to: 0)
+      metrics.haproxyRestarts.increment()
+      status.update {
+        $0.haproxyRunning = false
+        $0.restarts += 1
+      }
+      let exit = process.withLock { $0?.exitStatus?.description }
+      logger.error(
+        "HAProxy died; starting it again from the last good configuration",
+        metadata: ["exit": "\(exit ?? "unknown")", "log": "\(directory.logTail(bytes: 1_000))"]
+      )
+      restart()
+    }
+  }
+
+  private func recordRunning(_ structure: String) {
+    running.withLock { $0 = structure }
+    do {
+      try DurableFile.replace(structure, at: runningStructurePath)
+    } catch {
+      logger.warning("Could not write \(runningStructurePath)", metadata: ["error": "\(error)"])
+    }
+  }
+}

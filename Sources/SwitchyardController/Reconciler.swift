@@ -1,0 +1,126 @@
+import Logging
+import SwitchyardModel
+import SwitchyardReconcile
+import Synchronization
+
+/// The passes of the reconcile loop: each builds the desired state from the registrations, has HAProxy
+/// brought to it, and says whether a follow-up pass must come (servers still leaving).
+///
+/// A full pass reads everything at one revision, renders, installs, starts HAProxy if it does not run,
+/// and compares every backend. An incremental pass rebuilds, observes and plans only the backends of the
+/// services that changed, at the mirror's revision, so that a change costs the same on any fleet; the
+/// config file follows in a flush. A follow-up pass asks HAProxy alone about the backends with servers
+/// leaving.
+final class Reconciler: Sendable {
+  private let services: [ServiceName]
+  private let settings: NodeSettings
+  private let source: RegistrationSource
+  private let writer: ConfigWriter
+  private let supervisor: HAProxySupervisor
+  private let applier: Applier
+  private let publisher: StatusPublisher
+  private let metrics: ControllerMetrics
+  /// The desired state of the last pass.
+  private let last = Mutex<DesiredState?>(nil)
+
+  init(
+    configuration: ControllerConfiguration, source: RegistrationSource, writer: ConfigWriter,
+    supervisor: HAProxySupervisor, applier: Applier, publisher: StatusPublisher, metrics: ControllerMetrics
+  ) {
+    services = configuration.node.services
+    settings = configuration.node
+    self.source = source
+    self.writer = writer
+    self.supervisor = supervisor
+    self.applier = applier
+    self.publisher = publisher
+    self.metrics = metrics
+  }
+
+  /// The desired state of the last pass, once there was one.
+  var lastDesired: DesiredState? { last.withLock { $0 } }
+
+  /// Whether an incremental or follow-up pass has what it builds on: a mirror of etcd, a last desired
+  /// state, and a running HAProxy.
+  var baselineReady: Bool { source.hasMirror && lastDesired != nil && supervisor.isRunning }
+
+  /// Runs one pass of `kind`. Returns whether another pass must follow (servers drain).
+  func run(_ kind: PassKind) async throws -> Bool {
+    switch kind {
+    case .full: return try await fullPass()
+    case .incremental: return try await incrementalPass(services: source.takeChanged())
+    case .followUp: return try await followUpPass()
+    case .flush:
+      await writer.startFlush()
+      return false
+    }
+  }
+
+  /// With etcd unreachable and no HAProxy running, serves the last good config rather than nothing.
+  func startFromLastGoodIfStopped() async {
+    if await supervisor.startFromLastGoodIfStopped(structure: writer.lastGoodStructure()) {
+      await writer.markLoaded()
+    }
+  }
+
+  /// A full pass: read everything at one revision, render, install, plan and apply every backend.
+  private func fullPass() async throws -> Bool {
+    let (view, readRevision) = try await source.readAll()
+    publisher.report(invalid: view.invalid)
+    let desired = DesiredState(
+      revision: view.revision, services: services, instances: view.instances, previous: lastDesired)
+    publisher.report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: nil)
+    let rendered = writer.render(desired)
+    // A change the Runtime API can make is applied first and written to the file right after, so that
+    // HAProxy gets it without waiting for `haproxy -c`, also in a pass that reloads for another
+    // backend; anything that makes HAProxy read the file (a start, a reload) installs it first.
+    if !supervisor.isRunning { try await writer.install(rendered, revision: desired.revision) }
+    last.withLock { $0 = desired }
+    if !supervisor.isRunning {
+      try await supervisor.start(structure: rendered.structure)
+      await writer.markLoaded()
+    }
+    let followUp = try await applier.apply(desired: desired, structure: rendered.structure, scope: nil)
+    try await writer.install(rendered, revision: desired.revision, serversApplied: true)
+    await writer.caughtUp()
+    source.startWatching(after: readRevision)
+    publisher.applied(revision: desired.revision, initialPass: true)
+    return followUp
+  }
+
+  /// A pass for the services whose instances changed since the last pass: their backends are built
+  /// again from the mirror, observed and planned; the others are left alone. Its cost follows the
+  /// services touched, not the fleet; the config file follows in a flush.
+  private func incrementalPass(services dirty: Set<ServiceName>) async throws -> Bool {
+    let changed = Set(services).intersection(dirty)
+    guard let view = source.view(of: changed), let previous = lastDesired else { return try await fullPass() }
+    metrics.incrementalPasses.increment()
+    publisher.report(invalid: view.invalid)
+    let desired = previous.updating(services: changed, instances: view.instances, revision: view.revision)
+    let scope = Set(desired.backends.filter { changed.contains($0.service) }.map(\.name))
+    publisher.report(
+      conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: scope)
+    last.withLock { $0 = desired }
+    await writer.fileIsBehind(desired)
+    let leaving = applier.leavingBackends
+    var followUp = false
+    if !scope.isEmpty || !leaving.isEmpty {
+      let structure = ConfigRenderer.structure(desired, settings: settings)
+      followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))
+    }
+    publisher.applied(revision: view.revision)
+    return followUp
+  }
+
+  /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so
+  /// it works from that pass's desired state and asks HAProxy alone about the backends with servers
+  /// leaving. Falls back to a full pass when there is no last pass to work from.
+  private func followUpPass() async throws -> Bool {
+    guard let desired = lastDesired, supervisor.isRunning else { return try await fullPass() }
+    let leaving = applier.leavingBackends
+    guard !leaving.isEmpty else { return false }
+    metrics.followUpPasses.increment()
+    let structure = ConfigRenderer.structure(desired, settings: settings)
+    return try await applier.apply(desired: desired, structure: structure, scope: leaving)
+  }
+}

@@ -1,0 +1,175 @@
+import EtcdClient
+import Logging
+import SwitchyardModel
+import SwitchyardReconcile
+import Synchronization
+
+/// The registrations as etcd has them: a full read at one revision, then a watch from that revision + 1
+/// that keeps a mirror of the prefix (``RegistrationMirror``) and says which services changed. It does
+/// not reconcile: it tells the ``PassQueue`` that something changed, and a pass asks it for what.
+///
+/// Readiness: the watch's created response and every response after it count as word from etcd; progress
+/// requests make a silent watch speak, so that it is told apart from a dead one.
+final class RegistrationSource: Sendable {
+  /// One consistent view of the registrations.
+  struct View: Sendable {
+    var instances: [ServiceInstance]
+    var invalid: [RegistrationError]
+    var revision: Int64
+  }
+
+  private struct State {
+    /// The prefix as of the last full read and the watch events since.
+    var mirror: RegistrationMirror?
+    /// Watch events that arrive while a full read is in flight.
+    var changeLog = ChangeLog()
+    /// Services whose instances changed since a pass last took them.
+    var changed: Set<ServiceName> = []
+    /// The watch starts after this revision, once the first full pass is applied.
+    var watchAfter: Int64?
+  }
+
+  private let client: EtcdClient
+  private let queue: PassQueue
+  private let publisher: StatusPublisher
+  private let status: ControllerStatus
+  private let metrics: ControllerMetrics
+  private let timings: LoopTimings
+  private let logger: Logger
+  private let state = Mutex(State())
+
+  init(
+    client: EtcdClient, queue: PassQueue, publisher: StatusPublisher, status: ControllerStatus,
+    metrics: ControllerMetrics, timings: LoopTimings, logger: Logger
+  ) {
+    self.client = client
+    self.queue = queue
+    self.publisher = publisher
+    self.status = status
+    self.metrics = metrics
+    self.timings = timings
+    self.logger = logger
+  }
+
+  /// Whether there is a mirror to build incremental passes on.
+  var hasMirror: Bool { state.withLock { $0.mirror != nil } }
+
+  /// Reads the whole prefix at one revision and makes it the mirror; watch events that arrived during the
+  /// read go on top. Returns the read's view and the revision etcd answered at.
+  func readAll() async throws -> (view: View, readRevision: Int64) {
+    state.withLock {
+      $0.changed = []
+      $0.changeLog.start()
+    }
+    let read: RangeResult
+    do {
+      read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
+      publisher.etcdRead(failed: nil)
+    } catch {
+      publisher.etcdRead(failed: error)
+      _ = state.withLock { $0.changeLog.finish() }
+      throw error
+    }
+    // Parsed outside the lock, which the watch needs; the events that came in meanwhile go on top.
+    var mirror = RegistrationMirror(
+      revision: read.header.revision, entries: read.kvs.map { ($0.key, $0.value, $0.modRevision) })
+    return state.withLock { state in
+      mirror.apply(state.changeLog.finish())
+      state.mirror = mirror
+      return (
+        View(instances: mirror.instances, invalid: mirror.invalid, revision: mirror.revision), read.header.revision
+      )
+    }
+  }
+
+  /// Takes the services that changed since the last call (or the last full read).
+  func takeChanged() -> Set<ServiceName> {
+    state.withLock { state in
+      defer { state.changed = [] }
+      return state.changed
+    }
+  }
+
+  /// The mirror's instances of `services`, its invalid entries and its revision; `nil` without a mirror.
+  func view(of services: Set<ServiceName>) -> View? {
+    state.withLock { state in
+      guard let mirror = state.mirror else { return nil }
+      return View(
+        instances: services.flatMap { mirror.instances(of: $0) }, invalid: mirror.invalid, revision: mirror.revision)
+    }
+  }
+
+  /// The first full pass is applied: the watch may start after `revision`.
+  func startWatching(after revision: Int64) {
+    state.withLock { if $0.watchAfter == nil { $0.watchAfter = revision } }
+  }
+
+  /// Watches the prefix from after the first full read until cancelled; retries failures, and asks for a
+  /// full pass when the history it needs was compacted.
+  func watchLoop() async {
+    guard var next = await watchStart() else { return }
+    var failures = 0
+    while !Task.isCancelled {
+      do {
+        // The created response is the watch's first word: without it, readiness waited for the first
+        // progress notification, up to a progress interval after the watch was in place.
+        let watch = client.watch(
+          .prefix(ControllerConfiguration.prefix), options: WatchOptions(startRevision: next, notifyCreated: true))
+        for try await response in watch {
+          failures = 0
+          status.update {
+            $0.lastWatchWord = .now
+            $0.etcdConnected = true
+          }
+          guard let last = response.events.last else { continue }
+          next = max(next, last.kv.modRevision + 1)
+          let changes = response.events.map { event in
+            RegistrationMirror.Change(
+              key: event.kv.key, value: event.kind == .put ? event.kv.value : nil, modRevision: event.kv.modRevision)
+          }
+          state.withLock { state in
+            state.changeLog.record(changes)
+            if let touched = state.mirror?.apply(changes) { state.changed.formUnion(touched) }
+          }
+          queue.changesArrived()
+        }
+        return
+      } catch let error as EtcdError where error.code == .compacted {
+        let compactRevision = error.compactRevision ?? 0
+        logger.warning(
+          "The watch's history was compacted; reading the full state again",
+          metadata: ["resume_revision": "\(next)", "compact_revision": "\(compactRevision)"]
+        )
+        queue.requestFullPass()
+        next = max(next, compactRevision)
+      } catch is CancellationError {
+        return
+      } catch {
+        failures += 1
+        let delay = timings.watchRetryDelay(failures: failures)
+        logger.warning("The etcd watch failed; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+        try? await Task.sleep(for: delay)
+      }
+    }
+  }
+
+  /// Asks etcd for progress notifications, so that a silent watch is told apart from a dead one.
+  func progressLoop() async {
+    while !Task.isCancelled {
+      client.requestWatchProgress()
+      let endpoint = client.watchStream.endpoint?.description
+      status.update { $0.watchEndpoint = endpoint }
+      metrics.watchCurrent.set(to: status.isWatchCurrent() ? 1 : 0)
+      try? await Task.sleep(for: timings.watchProgressInterval)
+    }
+  }
+
+  /// Waits until the first full pass is applied; returns the revision to watch from.
+  private func watchStart() async -> Int64? {
+    while !Task.isCancelled {
+      if let revision = state.withLock({ $0.watchAfter }) { return revision + 1 }
+      try? await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
+  }
+}
