@@ -26,6 +26,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    // Already resolved for grpc-swift-nio-transport and swift-nio-extras; named for the PKI.
+    .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
   ],
   targets: [
     // The etcd v3 client: a library of its own, usable without the rest of Switchyard.
@@ -87,8 +91,15 @@ let package = Package(
         .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ]
     ),
-    // A small certificate authority on top of the openssl command: secure local clusters and TLS tests.
-    .target(name: "SwitchyardPKI"),
+    // A small certificate authority on swift-certificates and swift-crypto: secure local clusters and TLS tests.
+    .target(
+      name: "SwitchyardPKI",
+      dependencies: [
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+      ]
+    ),
     // The whole system on one machine: etcd members, LB nodes and backends as real processes.
     .target(
       name: "SwitchyardLocal",

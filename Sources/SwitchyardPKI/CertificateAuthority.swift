@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import X509
 
 #if canImport(Glibc)
   import Glibc
@@ -18,11 +20,12 @@ public struct KeyPair: Sendable, Hashable, Codable {
   }
 }
 
-/// A small certificate authority kept as PEM files in one directory, driven through the `openssl` command
-/// (OpenSSL 1.1 or 3), with our own configuration files so that the system's `openssl.cnf` does not matter.
+/// A small certificate authority kept as PEM files in one directory, made and signed in-process with
+/// swift-certificates and swift-crypto: no `openssl` command and no configuration files.
 ///
-/// Keys are P-256: every TLS stack involved (Go's in etcd, BoringSSL in swift-nio-ssl, HAProxy's OpenSSL)
-/// accepts them, and they take milliseconds to generate where RSA takes up to a second.
+/// Keys are P-256, written as PKCS#8 (`PRIVATE KEY`): every TLS stack involved (Go's in etcd, BoringSSL in
+/// swift-nio-ssl, HAProxy's OpenSSL) accepts them, and they take microseconds to generate where RSA takes up
+/// to a second. A CA whose key is SEC1 (`EC PRIVATE KEY`) or was made by `openssl` is read as well.
 public struct CertificateAuthority: Sendable {
   /// What a leaf certificate may be used for.
   public enum Usage: Sendable, Hashable {
@@ -52,28 +55,31 @@ public struct CertificateAuthority: Sendable {
   private init(directory: String) { self.directory = directory }
 
   /// Creates a new CA in `directory` (created with mode 0700 if missing), replacing any CA there.
+  ///
+  /// The CA certificate is self-signed, with basic constraints `CA:TRUE` and key usage
+  /// `keyCertSign, cRLSign` (both critical) and a subject key identifier.
   public static func create(in directory: String, commonName: String, days: Int) throws -> CertificateAuthority {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     chmod(directory, 0o700)
     let authority = CertificateAuthority(directory: directory)
-    let configuration = "\(directory)/ca.cnf"
-    try Self.configuration(
-      commonName: commonName,
-      extensions: [
-        "basicConstraints = critical, CA:TRUE",
-        "keyUsage = critical, keyCertSign, cRLSign",
-        "subjectKeyIdentifier = hash",
-      ]
-    ).write(toFile: configuration, atomically: true, encoding: .utf8)
-    try Self.openssl(
-      ["req", "-x509", "-config", configuration, "-days", String(days)]
-        + Self.newKey(authority.key) + ["-out", authority.certificate]
-    )
-    chmod(authority.key, 0o600)
+    try Self.install(
+      KeyPair(certificate: authority.certificate, key: authority.key), commonName: commonName, days: days,
+      issuer: nil
+    ) { publicKey in
+      try Certificate.Extensions {
+        Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+        Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+        SubjectKeyIdentifier(hash: publicKey)
+      }
+    }
     return authority
   }
 
   /// Issues a certificate `name.pem` with key `name-key.pem` in the CA's directory, valid for `days`.
+  ///
+  /// The certificate has basic constraints `CA:FALSE` and key usage `digitalSignature, keyEncipherment`
+  /// (both critical), subject and authority key identifiers, and the extended key usage and subject
+  /// alternative names of `usage`.
   ///
   /// The new files replace old ones by rename, the key first: a process that reads them for each TLS
   /// handshake (etcd does) sees either the old pair or the new one, except for the instant between the two
@@ -81,101 +87,63 @@ public struct CertificateAuthority: Sendable {
   @discardableResult
   public func issue(name: String, commonName: String, usage: Usage, days: Int) throws -> KeyPair {
     let pair = KeyPair(certificate: "\(directory)/\(name).pem", key: "\(directory)/\(name)-key.pem")
-    let staging = "\(directory)/.\(name).\(UUID().uuidString.prefix(8))"
-    defer {
-      for suffix in [".cnf", ".csr", ".pem", "-key.pem"] {
-        try? FileManager.default.removeItem(atPath: staging + suffix)
-      }
-    }
-    var extensions = [
-      "basicConstraints = critical, CA:FALSE",
-      "keyUsage = critical, digitalSignature, keyEncipherment",
-      "subjectKeyIdentifier = hash",
-      "authorityKeyIdentifier = keyid",
-    ]
-    switch usage {
-    case .server(let ipAddresses, let dnsNames):
-      extensions.append("extendedKeyUsage = serverAuth, clientAuth")
-      let names = ipAddresses.map { "IP:\($0)" } + dnsNames.map { "DNS:\($0)" }
-      if !names.isEmpty { extensions.append("subjectAltName = " + names.joined(separator: ", ")) }
-    case .client:
-      extensions.append("extendedKeyUsage = clientAuth")
-    }
-    try Self.configuration(commonName: commonName, extensions: extensions)
-      .write(toFile: staging + ".cnf", atomically: true, encoding: .utf8)
-    try Self.openssl(
-      ["req", "-new", "-config", staging + ".cnf"] + Self.newKey(staging + "-key.pem") + ["-out", staging + ".csr"])
-    try Self.openssl([
-      "x509", "-req", "-in", staging + ".csr", "-CA", certificate, "-CAkey", key,
-      "-CAcreateserial", "-CAserial", "\(directory)/ca.srl", "-days", String(days),
-      "-extfile", staging + ".cnf", "-extensions", "extensions", "-out", staging + ".pem",
-    ])
-    chmod(staging + "-key.pem", 0o600)
-    for (from, to) in [(staging + "-key.pem", pair.key), (staging + ".pem", pair.certificate)] {
-      guard rename(from, to) == 0 else {
-        throw CertificateError(
-          "cannot move the new certificate into place at \(to): \(String(cString: strerror(errno)))")
-      }
+    let authorityCertificate = try PEMFiles.readCertificate(certificate)
+    let authorityKey = try PEMFiles.readPrivateKey(key)
+    guard let authorityKeyIdentifier = try authorityCertificate.extensions.subjectKeyIdentifier?.keyIdentifier
+    else { throw CertificateError("the CA certificate \(certificate) has no subject key identifier") }
+    let issuer = (name: authorityCertificate.subject, key: authorityKey)
+    try Self.install(pair, commonName: commonName, days: days, issuer: issuer) { publicKey in
+      try Self.leafExtensions(usage: usage, publicKey: publicKey, authorityKeyIdentifier: authorityKeyIdentifier)
     }
     return pair
   }
 
-  /// Whether the certificate at `path` expires within `interval` (or already has).
+  /// Whether the certificate at `path` expires within `interval` (or already has): its `notAfter` is no
+  /// later than now plus `interval`, as `openssl x509 -checkend` decides.
   public static func expires(_ path: String, within interval: Duration) throws -> Bool {
     let seconds = max(0, interval.components.seconds)
-    let status = try run(["x509", "-checkend", String(seconds), "-noout", "-in", path])
-    switch status.code {
-    case 0: return false
-    case 1 where !status.output.contains("unable to load") && !status.output.contains("Could not"): return true
-    default: throw CertificateError("cannot read the certificate \(path): \(status.output)")
-    }
+    let notAfter = try PEMFiles.readCertificate(path).notValidAfter
+    return notAfter <= Date(timeIntervalSinceNow: TimeInterval(seconds))
   }
 
-  /// The end of the certificate's validity (`notAfter`), as openssl prints it.
+  /// The end of the certificate's validity (`notAfter`), as openssl prints it: `Dec  3 20:33:13 2026 GMT`.
   public static func expiry(of path: String) throws -> String {
-    let status = try run(["x509", "-enddate", "-noout", "-in", path])
-    guard status.code == 0, let line = status.output.split(separator: "\n").first(where: { $0.hasPrefix("notAfter=") })
-    else { throw CertificateError("cannot read the certificate \(path): \(status.output)") }
-    return String(line.dropFirst("notAfter=".count))
+    OpenSSLTime.format(try PEMFiles.readCertificate(path).notValidAfter)
   }
 
-  private static func newKey(_ path: String) -> [String] {
-    ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path]
-  }
-
-  private static func configuration(commonName: String, extensions: [String]) -> String {
-    let lines =
-      ["[req]", "distinguished_name = subject", "prompt = no", "x509_extensions = extensions", "[subject]"]
-      + ["CN = \(commonName)", "[extensions]"] + extensions
-    return lines.joined(separator: "\n") + "\n"
-  }
-
-  private static func openssl(_ arguments: [String]) throws {
-    let status = try run(arguments)
-    guard status.code == 0 else {
-      throw CertificateError("openssl \(arguments.first ?? "") failed (exit \(status.code)): \(status.output)")
-    }
-  }
-
-  /// Runs openssl with standard output and error captured together.
-  private static func run(_ arguments: [String]) throws -> (code: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["openssl"] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    process.standardInput = FileHandle.nullDevice
+  /// Makes a new P-256 key and a certificate for it, signed by `issuer` (self-signed without one), valid from
+  /// now truncated to the second (never from a moment ahead) for `days`, and installs both as `pair`.
+  private static func install(
+    _ pair: KeyPair,
+    commonName: String,
+    days: Int,
+    issuer: (name: DistinguishedName, key: P256.Signing.PrivateKey)?,
+    extensions: (Certificate.PublicKey) throws -> Certificate.Extensions
+  ) throws {
+    let privateKey = P256.Signing.PrivateKey()
+    let publicKey = Certificate.PublicKey(privateKey.publicKey)
+    let chosenExtensions = try extensions(publicKey)
+    let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+    let certificate: Certificate
     do {
-      try process.run()
+      let subject = try DistinguishedName { CommonName(commonName) }
+      certificate = try Certificate(
+        version: .v3,
+        serialNumber: Certificate.SerialNumber(),
+        publicKey: publicKey,
+        notValidBefore: now,
+        notValidAfter: now.addingTimeInterval(TimeInterval(days) * 86_400),
+        issuer: issuer?.name ?? subject,
+        subject: subject,
+        signatureAlgorithm: .ecdsaWithSHA256,
+        extensions: chosenExtensions,
+        issuerPrivateKey: Certificate.PrivateKey(issuer?.key ?? privateKey)
+      )
     } catch {
-      throw CertificateError("cannot run openssl (apt-get install openssl): \(error)")
+      throw CertificateError("cannot sign the certificate for \(commonName): \(error)")
     }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let output = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    if process.terminationStatus == 127 { throw CertificateError("openssl is not installed (apt-get install openssl)") }
-    return (process.terminationStatus, output)
+    try PEMFiles.install(
+      key: privateKey.pemRepresentation, certificate: try certificate.serializeAsPEM().pemString, as: pair)
   }
 }
 

@@ -4,7 +4,7 @@ import SwitchyardPKI
 /// PEM files for serving etcd over TLS with client certificates: a CA, a server certificate and key, and a
 /// client certificate and key signed by that CA.
 ///
-/// ``generate(in:clientCommonName:)`` makes a fresh set with `openssl` for each test, so that no key is
+/// ``generate(in:clientCommonName:)`` makes a fresh set for each test, so that no key is
 /// checked in and none expires between runs.
 public struct TLSFiles: Sendable, Hashable {
   /// The CA certificate that both sides trust (`--trusted-ca-file`, etcdctl `--cacert`).
@@ -33,7 +33,7 @@ public struct TLSFiles: Sendable, Hashable {
     self.clientKey = clientKey
   }
 
-  /// Generates a CA and certificates in `directory` (created if missing) with `openssl` (OpenSSL 3 or 1.1).
+  /// Generates a CA and certificates in `directory` (created if missing) with ``CertificateAuthority``.
   ///
   /// The server certificate is for `IP:127.0.0.1` and `DNS:localhost`, for server and client authentication:
   /// etcd 3.4 connects to its own client port for its JSON gateway with the server certificate, and with
