@@ -179,82 +179,78 @@ final class KeepAliveManager: Sendable {
   }
 
   private func streamLoop(client: EtcdClient) async {
-    var attempt = 0
-    var waiter = wakeups.makeAsyncIterator()
-    while !isShutdown {
-      if state.withLock({ $0.entries.isEmpty }) {
-        guard await waiter.next() != nil else { return }
-        continue
+    // Whatever ends the stream (a stall, a broken connection, a member without a leader), the
+    // member is suspect: the next stream opens on another one.
+    await StreamReconnector(backoff: client.configuration.backoff, clock: clock).run(
+      members: ClientMembers(client: client),
+      wakeups: wakeups,
+      isShutdown: { isShutdown },
+      hasWork: { state.withLock { !$0.entries.isEmpty } },
+      attempt: { await self.openStream(client: client, member: $0) }
+    )
+  }
+
+  /// Runs one LeaseKeepAlive stream on `member` until it breaks or stalls.
+  private func openStream(client: EtcdClient, member: MemberConnection) async -> StreamAttemptEnd {
+    let (requests, continuation) = AsyncStream<Int64>.makeStream()
+    let answered = Flag()
+    do {
+      let metadata = try await client.streamMetadata(member: member)
+      state.withLock { state in
+        state.requests = continuation
+        state.endpoint = member.endpoint
+        state.opens += 1
+        state.oldestUnanswered = nil
+        let now = clock.now
+        for token in state.entries.keys { state.entries[token]?.nextSend = now }
       }
-      let member = client.pool.preferred()
-      let attemptStart = clock.now
-      let (requests, continuation) = AsyncStream<Int64>.makeStream()
-      let answered = Flag()
-      do {
-        let metadata = try await client.streamMetadata(member: member)
-        state.withLock { state in
-          state.requests = continuation
-          state.endpoint = member.endpoint
-          state.opens += 1
-          state.oldestUnanswered = nil
-          let now = clock.now
-          for token in state.entries.keys { state.entries[token]?.nextSend = now }
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-          group.addTask {
-            try await member.lease.leaseKeepAlive(
-              metadata: metadata,
-              options: client.callOptions(timeout: nil),
-              requestProducer: { writer in
-                for await id in requests {
-                  var request = Etcdserverpb_LeaseKeepAliveRequest()
-                  request.id = id
-                  try await writer.write(request)
-                }
-              },
-              onResponse: { response in
-                for try await reply in response.messages {
-                  answered.set()
-                  self.handle(reply)
-                }
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+          try await member.lease.leaseKeepAlive(
+            metadata: metadata,
+            options: client.callOptions(timeout: nil),
+            requestProducer: { writer in
+              for await id in requests {
+                var request = Etcdserverpb_LeaseKeepAliveRequest()
+                request.id = id
+                try await writer.write(request)
               }
-            )
-          }
-          group.addTask {
-            // A stream that takes renewals but never answers is as good as dead: its member hangs.
-            while true {
-              try await Task.sleep(for: .milliseconds(100))
-              let stallTimeout = self.stallTimeout(dialTimeout: client.configuration.dialTimeout)
-              let since = self.state.withLock { $0.oldestUnanswered }
-              if let since, since.duration(to: self.clock.now) > stallTimeout { throw Stalled(after: stallTimeout) }
+            },
+            onResponse: { response in
+              for try await reply in response.messages {
+                answered.set()
+                self.handle(reply)
+              }
             }
-          }
-          _ = try await group.next()
-          group.cancelAll()
-        }
-      } catch {
-        if let rpc = error as? RPCError, rpc.code == .unauthenticated {
-          if let token = try? await client.tokens.token(client: client, member: member) {
-            client.tokens.invalidate(token)
-          }
-        }
-        if !isShutdown {
-          logger.info(
-            "lease keepalive stream broke; moving to another member",
-            metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
           )
         }
+        group.addTask {
+          // A stream that takes renewals but never answers is as good as dead: its member hangs.
+          while true {
+            try await Task.sleep(for: .milliseconds(100))
+            let stallTimeout = self.stallTimeout(dialTimeout: client.configuration.dialTimeout)
+            let since = self.state.withLock { $0.oldestUnanswered }
+            if let since, since.duration(to: self.clock.now) > stallTimeout { throw Stalled(after: stallTimeout) }
+          }
+        }
+        _ = try await group.next()
+        group.cancelAll()
       }
-      state.withLock { $0.requests = nil }
-      continuation.finish()
-      if isShutdown { return }
-      // Whatever ended the stream (a stall, a broken connection, a member without a leader), the
-      // member is suspect: the next stream opens on another one.
-      client.pool.markFailed(member)
-      if answered.isSet { attempt = 0 }
-      try? await Task.sleep(
-        for: client.configuration.backoff.remainingDelay(attempt: attempt, after: attemptStart.duration(to: clock.now)))
-      attempt += 1
+    } catch {
+      // The token is dropped here, but the stream still counts as broken: the next one opens on
+      // another member after a backoff.
+      if let rpc = error as? RPCError, rpc.code == .unauthenticated {
+        await ClientMembers(client: client).dropToken(of: member)
+      }
+      if !isShutdown {
+        logger.info(
+          "lease keepalive stream broke; moving to another member",
+          metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
+        )
+      }
     }
+    state.withLock { $0.requests = nil }
+    continuation.finish()
+    return .broke(healthy: answered.isSet)
   }
 }

@@ -41,7 +41,7 @@ final class WatchManager: Sendable {
     case refreshToken
   }
 
-  private struct State {
+  struct State {
     var watchers: [Int64: Watcher] = [:]
     var nextID: Int64 = 1
     /// Watch ids whose create was sent on the current stream and not yet answered, in sending order.
@@ -56,12 +56,13 @@ final class WatchManager: Sendable {
     var isShutdown = false
   }
 
-  private let state = Mutex(State())
-  private let logger: Logger
+  // Internal, not private: the stream loop in WatchManager+Stream.swift uses them.
+  let state = Mutex(State())
+  let logger: Logger
   private let hasCredentials: Bool
-  private let wakeups: AsyncStream<Void>
+  let wakeups: AsyncStream<Void>
   private let wake: AsyncStream<Void>.Continuation
-  private let clock = ContinuousClock()
+  let clock = ContinuousClock()
 
   init(logger: Logger, hasCredentials: Bool = false) {
     self.logger = logger
@@ -136,7 +137,7 @@ final class WatchManager: Sendable {
     wake.finish()
   }
 
-  private var isShutdown: Bool { state.withLock { $0.isShutdown } }
+  var isShutdown: Bool { state.withLock { $0.isShutdown } }
 
   static func createRequest(id: Int64, watcher: Watcher) -> Etcdserverpb_WatchRequest {
     var create = Etcdserverpb_WatchCreateRequest()
@@ -283,171 +284,4 @@ final class WatchManager: Sendable {
   private static let authReasons = [
     "permission denied", "invalid auth token", "auth store is old", "user name is empty",
   ]
-
-  // MARK: - Stream
-
-  /// Makes `requests` the current stream's and queues every watcher's create on it, in id order.
-  func beginStream(on endpoint: EtcdEndpoint, requests: AsyncStream<Etcdserverpb_WatchRequest>.Continuation) {
-    let now = clock.now
-    state.withLock { state in
-      state.requests = requests
-      state.endpoint = endpoint
-      state.opens += 1
-      state.lastMessage = now
-      state.pendingCreates = []
-      for id in state.watchers.keys.sorted() {
-        guard let watcher = state.watchers[id] else { continue }
-        state.watchers[id]?.fragments = []
-        state.pendingCreates.append(id)
-        requests.yield(Self.createRequest(id: id, watcher: watcher))
-      }
-    }
-  }
-
-  private struct MemberHung: Error, CustomStringConvertible {
-    var cause: String
-    var description: String { "the member stopped answering: \(cause)" }
-  }
-
-  private struct RefreshToken: Error, CustomStringConvertible {
-    var description: String { "a watch create was refused with the stream's token" }
-  }
-
-  func run(client: EtcdClient) async {
-    var attempt = 0
-    var waiter = wakeups.makeAsyncIterator()
-    while !isShutdown {
-      if state.withLock({ $0.watchers.isEmpty }) {
-        guard await waiter.next() != nil else { return }
-        continue
-      }
-      let member = client.pool.preferred()
-      let attemptStart = clock.now
-      logger.debug("opening watch stream", metadata: ["etcd.endpoint": "\(member.endpoint)"])
-      let (requests, continuation) = AsyncStream<Etcdserverpb_WatchRequest>.makeStream()
-      let healthy = Flag()
-      var refreshToken = false
-      do {
-        let metadata = try await client.streamMetadata(member: member)
-        beginStream(on: member.endpoint, requests: continuation)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-          group.addTask {
-            try await member.watch.watch(
-              metadata: metadata,
-              options: client.callOptions(timeout: nil),
-              requestProducer: { writer in
-                for await request in requests {
-                  try await writer.write(request)
-                }
-              },
-              onResponse: { response in
-                for try await message in response.messages {
-                  self.logger.trace(
-                    "watch response",
-                    metadata: [
-                      "etcd.watch_id": "\(message.watchID)", "etcd.revision": "\(message.header.revision)",
-                      "etcd.events": "\(message.events.count)", "etcd.created": "\(message.created)",
-                      "etcd.canceled": "\(message.canceled)",
-                    ]
-                  )
-                  switch self.handle(message) {
-                  case .proceed: healthy.set()
-                  case .refreshToken: throw RefreshToken()
-                  }
-                }
-              }
-            )
-          }
-          group.addTask { try await self.watchdog(client: client, member: member) }
-          _ = try await group.next()
-          group.cancelAll()
-        }
-      } catch is RefreshToken {
-        refreshToken = true
-      } catch {
-        if let rpc = error as? RPCError, rpc.code == .unauthenticated {
-          refreshToken = true
-        }
-        if !isShutdown {
-          logger.info(
-            "watch stream broke; resuming on a healthy member",
-            metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
-          )
-        }
-      }
-      state.withLock { $0.requests = nil }
-      continuation.finish()
-      if isShutdown { return }
-      if refreshToken {
-        if let token = try? await client.tokens.token(client: client, member: member) {
-          client.tokens.invalidate(token)
-        }
-        if !healthy.isSet { attempt += 1 }
-        if attempt > 0 { try? await Task.sleep(for: client.configuration.backoff.delay(attempt: attempt - 1)) }
-        continue
-      }
-      // Whatever broke, the member is suspect: resume on the next one.
-      client.pool.markFailed(member)
-      if healthy.isSet { attempt = 0 }
-      try? await Task.sleep(
-        for: client.configuration.backoff.remainingDelay(attempt: attempt, after: attemptStart.duration(to: clock.now)))
-      attempt += 1
-    }
-  }
-
-  /// Watches the stream's member while the stream is quiet, and throws when it stops answering, so
-  /// that the stream moves to another member:
-  /// - after `keepAliveInterval` of silence, an HTTP/2 PING must be acknowledged within
-  ///   `keepAliveTimeout` (a dead connection, a frozen process, a network that drops everything);
-  /// - after `watchProgressInterval` of silence, a progress request goes out (it only reports how
-  ///   current the watches are: newer etcd releases may not answer it) and the member must answer a
-  ///   status call within `min(dialTimeout, watchProgressInterval)`.
-  private func watchdog(client: EtcdClient, member: MemberConnection) async throws {
-    let configuration = client.configuration
-    let interval = configuration.watchProgressInterval
-    let tick = min(interval / 4, configuration.keepAliveInterval / 4, .seconds(1))
-    var lastProbe: ContinuousClock.Instant?
-    var lastPing: ContinuousClock.Instant?
-    while true {
-      try await Task.sleep(for: tick)
-      let now = clock.now
-      let silence = state.withLock { state -> Duration in
-        guard let last = state.lastMessage, !state.watchers.isEmpty else { return .zero }
-        return last.duration(to: now)
-      }
-      if silence > configuration.keepAliveInterval,
-        lastPing.map({ $0.duration(to: now) > configuration.keepAliveInterval }) ?? true
-      {
-        lastPing = now
-        guard await client.pool.ping(member, timeout: configuration.keepAliveTimeout) else {
-          throw MemberHung(cause: "no HTTP/2 PING acknowledgement within \(configuration.keepAliveTimeout)")
-        }
-      }
-      guard silence > interval, lastProbe.map({ $0.duration(to: now) > interval }) ?? true else { continue }
-      lastProbe = now
-      state.withLock { state in
-        var request = Etcdserverpb_WatchRequest()
-        request.progressRequest = Etcdserverpb_WatchProgressRequest()
-        state.requests?.yield(request)
-      }
-      if let failure = await probe(client: client, member: member, timeout: min(configuration.dialTimeout, interval)) {
-        throw MemberHung(cause: failure)
-      }
-    }
-  }
-
-  /// Asks `member` for its status; returns why it is considered hung, or nil when it answered
-  /// (any reply from etcd, even an error, shows the process is alive).
-  private func probe(client: EtcdClient, member: MemberConnection, timeout: Duration) async -> String? {
-    do {
-      _ = try await member.maintenance.status(
-        Etcdserverpb_StatusRequest(), options: client.callOptions(timeout: timeout))
-      return nil
-    } catch let error as RPCError where error.code == .deadlineExceeded || error.code == .unavailable {
-      return "\(error.code): \(error.message)"
-    } catch {
-      // Any other answer (an error from etcd, or our own cancellation) is no sign of a hung member.
-      return nil
-    }
-  }
 }
