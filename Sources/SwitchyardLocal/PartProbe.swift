@@ -1,0 +1,53 @@
+import EtcdClient
+import Foundation
+import Logging
+import SwitchyardAgent
+import SwitchyardModel
+
+/// Asks the parts of a local cluster how they are: whether one is healthy, what an LB node's controller
+/// reports, and which backends answer through an LB node.
+struct PartProbe: Sendable {
+  /// The state directory of the cluster (for the certificates of a secure one).
+  let home: String
+
+  /// Whether the part answers its health URL with 200 (a TLS-only etcd member: its status, see below).
+  func isHealthy(_ spec: PartSpec) async -> Bool {
+    if spec.kind == .etcd, spec.healthURL.hasPrefix("https:") { return await isSecureMemberHealthy(spec) }
+    guard let (status, _) = try? await PlainHTTP.get(spec.healthURL) else { return false }
+    return status == 200
+  }
+
+  /// A member that serves TLS only is asked for its status (which etcd answers without authentication),
+  /// over TLS with the status user's certificate: healthy when it knows a leader and reports no error.
+  private func isSecureMemberHealthy(_ spec: PartSpec) async -> Bool {
+    let security = LocalSecurity(home: home)
+    guard
+      var configuration = try? security.configuration(
+        for: AccessPolicy.statusUser, endpoints: "https://\(spec.address)", withPassword: false)
+    else { return false }
+    configuration.dialTimeout = .seconds(1)
+    configuration.requestTimeout = .seconds(2)
+    var logger = Logger(label: "switchyard.health")
+    logger.logLevel = .critical
+    let status = try? await withEtcdClient(configuration: configuration, logger: logger) { try await $0.status() }
+    return status.map { $0.leader != 0 && $0.errors.isEmpty } ?? false
+  }
+
+  /// An LB node's `/state`, when its controller answers.
+  func controllerSnapshot(_ spec: PartSpec) async -> NodeSnapshot? {
+    guard let admin = spec.adminURL, let (status, body) = try? await PlainHTTP.get("\(admin)/state"), status == 200
+    else { return nil }
+    return try? JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
+  }
+
+  /// Which backends answer through an LB node (`Hello from <name>`); `503` answers count as none.
+  func backendsSeen(through node: PartSpec, tries: Int) async -> Set<String> {
+    var seen: Set<String> = []
+    for _ in 0..<tries {
+      guard let (status, body) = try? await PlainHTTP.get(node.address + "/"), status == 200 else { continue }
+      seen.insert(
+        body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+    return seen
+  }
+}
