@@ -32,10 +32,14 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
   ],
   targets: [
+    // IP address literals and `host:port` text: the one parser and formatter, shared by the model, the etcd
+    // client and the HAProxy adapter without making them depend on each other. No dependencies.
+    .target(name: "AddressText"),
     // The etcd v3 client: a library of its own, usable without the rest of Switchyard.
     .target(
       name: "EtcdClient",
       dependencies: [
+        "AddressText",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -47,7 +51,7 @@ let package = Package(
       ]
     ),
     // The registration model: keys, values, validation. Pure logic, no I/O.
-    .target(name: "SwitchyardModel"),
+    .target(name: "SwitchyardModel", dependencies: ["AddressText"]),
     // Registration agents: keeping an instance registered, health checks, the sample backend.
     .target(
       name: "SwitchyardAgent",
@@ -63,11 +67,12 @@ let package = Package(
     ),
     // The reconcile logic of a load-balancer node: desired state, HAProxy config rendering, planning,
     // coalescing. Pure logic, no I/O.
-    .target(name: "SwitchyardReconcile", dependencies: ["SwitchyardModel"]),
+    .target(name: "SwitchyardReconcile", dependencies: ["AddressText", "SwitchyardModel"]),
     // HAProxy at the edge: the Runtime API and master CLI, the master-worker process, config installation.
     .target(
       name: "HAProxyKit",
       dependencies: [
+        "AddressText",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -183,6 +188,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]
     ),
+    .testTarget(name: "AddressTextTests", dependencies: ["AddressText"]),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
     .testTarget(
       name: "SwitchyardReconcileTests",

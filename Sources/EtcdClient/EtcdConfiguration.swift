@@ -1,3 +1,4 @@
+import AddressText
 import Foundation
 
 /// One etcd member's client address.
@@ -81,7 +82,7 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
 
   /// `host:port`, with brackets around IPv6 literals.
   public var description: String {
-    host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    HostPortText.format(host: host, port: port)
   }
 }
 

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
+import AddressText
 
 /// Checks for everything that goes into a CLI command, so that no value can end one command and start
 /// another (`;`, a newline) or smuggle in a comment (`#`).
@@ -69,7 +65,7 @@ enum CommandValidation {
 
   /// Accepts IPv4 and IPv6 literals only: HAProxy never resolves a host name given to a dynamic server.
   static func checkAddress(_ address: String) throws {
-    guard isIPv4(address) || isIPv6(address) else {
+    guard IPLiteral.isIPv4(address) || IPLiteral.isIPv6(address) else {
       throw HAProxyError(
         .invalidCommand,
         "invalid address '\(escaped(address))': dynamic servers need an IPv4 or IPv6 address, not a host name")
@@ -84,17 +80,7 @@ enum CommandValidation {
   static func endpoint(address: String, port: Int) throws -> String {
     try checkAddress(address)
     try checkPort(port)
-    return isIPv6(address) ? "[\(address)]:\(port)" : "\(address):\(port)"
-  }
-
-  static func isIPv4(_ text: String) -> Bool {
-    var address = in_addr()
-    return inet_pton(AF_INET, text, &address) == 1
-  }
-
-  static func isIPv6(_ text: String) -> Bool {
-    var address = in6_addr()
-    return inet_pton(AF_INET6, text, &address) == 1
+    return HostPortText.format(host: address, port: port)
   }
 
   /// The text with control characters made visible, for error messages that may end up in logs.

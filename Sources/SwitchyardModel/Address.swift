@@ -1,3 +1,5 @@
+import AddressText
+
 /// A validated network address: an IPv4 dotted quad, an IPv6 address or an RFC 1123 host name.
 ///
 /// A struct rather than an enum with string payloads, so that an `Address` can only come from
@@ -42,7 +44,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
       throw failure("\(quoted(text)) is in brackets; write IPv6 addresses without them, as in \"::1\"")
     }
     if text.contains(":") {
-      guard let groups = Self.ipv6Groups(Substring(text)) else {
+      guard let groups = IPLiteral.ipv6Groups(text) else {
         throw failure("\(quoted(text)) is not a valid IPv6 address")
       }
       kind = .ipv6
@@ -52,7 +54,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
       let isMapped = groups[0..<5].allSatisfy { $0 == 0 } && groups[5] == 0xffff
       isLoopback = (groups[0..<7].allSatisfy { $0 == 0 } && groups[7] == 1) || (isMapped && groups[6] >> 8 == 127)
     } else if text.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || Self.isDigit($0) }) {
-      guard let octets = Self.ipv4Octets(Substring(text)) else {
+      guard let octets = IPLiteral.ipv4Octets(text) else {
         throw failure("\(quoted(text)) is not a valid IPv4 address (four numbers 0–255 without leading zeros)")
       }
       kind = .ipv4
@@ -72,7 +74,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
 
   /// `host:port` as HAProxy and URLs want it, with brackets around IPv6: `[::1]:8080`.
   public func hostPort(_ port: Int) -> String {
-    kind == .ipv6 ? "[\(text)]:\(port)" : "\(text):\(port)"
+    HostPortText.format(host: text, port: port)
   }
 
   /// The address without brackets; safe to print anywhere.
@@ -81,57 +83,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
   /// Orders by text.
   public static func < (lhs: Address, rhs: Address) -> Bool { lhs.text < rhs.text }
 
-  // MARK: - Parsers
-
-  /// The four octets of a dotted quad; `nil` unless it is exactly four decimal numbers 0–255
-  /// without leading zeros (`010` means 8 to some parsers and 10 to others).
-  static func ipv4Octets(_ text: Substring) -> [UInt8]? {
-    let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 4 else { return nil }
-    var octets: [UInt8] = []
-    for part in parts {
-      guard (1...3).contains(part.utf8.count), part.utf8.allSatisfy(isDigit),
-        part == "0" || !part.hasPrefix("0"), let octet = UInt8(part)
-      else { return nil }
-      octets.append(octet)
-    }
-    return octets
-  }
-
-  /// The eight 16-bit groups of an IPv6 address in RFC 4291 text form (`::` at most once, an
-  /// optional dotted-quad tail); `nil` when it is not one. Zones (`%eth0`) are not accepted.
-  static func ipv6Groups(_ text: Substring) -> [UInt16]? {
-    // The longest form: ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255
-    guard text.utf8.count <= 45 else { return nil }
-    let halves = text.split(separator: "::", maxSplits: 1, omittingEmptySubsequences: false)
-    if halves.count == 2 {
-      guard !halves[1].contains("::"), let head = groups(halves[0], allowIPv4Tail: false),
-        let tail = groups(halves[1], allowIPv4Tail: true), head.count + tail.count <= 7
-      else { return nil }
-      return head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
-    }
-    guard let all = groups(text, allowIPv4Tail: true), all.count == 8 else { return nil }
-    return all
-  }
-
-  private static func groups(_ text: Substring, allowIPv4Tail: Bool) -> [UInt16]? {
-    if text.isEmpty { return [] }
-    let fields = text.split(separator: ":", omittingEmptySubsequences: false)
-    var result: [UInt16] = []
-    for (index, field) in fields.enumerated() {
-      if allowIPv4Tail, index == fields.count - 1, field.contains(".") {
-        guard let octets = ipv4Octets(field) else { return nil }
-        result.append(UInt16(octets[0]) << 8 | UInt16(octets[1]))
-        result.append(UInt16(octets[2]) << 8 | UInt16(octets[3]))
-      } else {
-        guard (1...4).contains(field.utf8.count), field.allSatisfy({ $0.isASCII && $0.isHexDigit }),
-          let group = UInt16(field, radix: 16)
-        else { return nil }
-        result.append(group)
-      }
-    }
-    return result
-  }
+  // MARK: - Host names
 
   /// Why `text` is not an RFC 1123 host name, or `nil` when it is.
   static func hostnameProblem(_ text: String) -> String? {

@@ -1,3 +1,4 @@
+import AddressText
 import SwitchyardModel
 
 /// One Runtime API change. The controller sends them in order and checks every reply.
@@ -293,33 +294,8 @@ public enum Planner {
   static func sameAddress(_ printed: String?, _ address: Address) -> Bool {
     guard let printed else { return false }
     if printed.lowercased() == address.text { return true }
-    guard address.kind == .ipv6, let lhs = ipv6Groups(printed), let rhs = ipv6Groups(address.text) else { return false }
+    guard address.kind == .ipv6, let lhs = IPLiteral.ipv6Groups(printed), let rhs = IPLiteral.ipv6Groups(address.text)
+    else { return false }
     return lhs == rhs
-  }
-
-  /// The eight groups of an IPv6 address (with `::` and a dotted IPv4 tail), or `nil`.
-  static func ipv6Groups(_ text: String) -> [UInt16]? {
-    let halves = text.lowercased().split(separator: "::", omittingEmptySubsequences: false).map(String.init)
-    guard halves.count <= 2 else { return nil }
-    func groups(_ part: String) -> [UInt16]? {
-      if part.isEmpty { return [] }
-      var result: [UInt16] = []
-      let pieces = part.split(separator: ":", omittingEmptySubsequences: false)
-      for (index, piece) in pieces.enumerated() {
-        if index == pieces.count - 1, piece.contains(".") {
-          let octets = piece.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
-          guard octets.count == 4 else { return nil }
-          result += [UInt16(octets[0]) << 8 | UInt16(octets[1]), UInt16(octets[2]) << 8 | UInt16(octets[3])]
-        } else {
-          guard (1...4).contains(piece.count), let value = UInt16(piece, radix: 16) else { return nil }
-          result.append(value)
-        }
-      }
-      return result
-    }
-    guard let head = groups(halves[0]) else { return nil }
-    if halves.count == 1 { return head.count == 8 ? head : nil }
-    guard let tail = groups(halves[1]), head.count + tail.count < 8 else { return nil }
-    return head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
   }
 }

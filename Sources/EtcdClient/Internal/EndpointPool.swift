@@ -1,3 +1,4 @@
+import AddressText
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -242,17 +243,12 @@ final class EndpointPool: Sendable {
 
   private static func target(for endpoint: EtcdEndpoint) -> any ResolvableTarget {
     let host = endpoint.host
-    if isIPv4Literal(host) {
+    if IPLiteral.isIPv4(host) {
       return .ipv4(address: host, port: endpoint.port)
     } else if host.contains(":") {
       return .ipv6(address: host, port: endpoint.port)
     }
     return .dns(host: host, port: endpoint.port)
-  }
-
-  private static func isIPv4Literal(_ host: String) -> Bool {
-    let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-    return parts.count == 4 && parts.allSatisfy { UInt8($0) != nil }
   }
 
   private static func security(
