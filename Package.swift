@@ -100,6 +100,7 @@ let package = Package(
     .target(
       name: "SwitchyardPKI",
       dependencies: [
+        "AddressText",
         .product(name: "X509", package: "swift-certificates"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "SwiftASN1", package: "swift-asn1"),

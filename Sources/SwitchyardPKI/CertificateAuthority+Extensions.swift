@@ -1,10 +1,6 @@
-import Foundation
+import AddressText
 import SwiftASN1
 import X509
-
-#if canImport(Glibc)
-  import Glibc
-#endif
 
 extension CertificateAuthority {
   /// A leaf's extensions, in the order the former `openssl` configuration listed them: basic constraints
@@ -37,16 +33,10 @@ extension CertificateAuthority {
     }
   }
 
-  /// The 4 or 16 bytes of an IPv4 or IPv6 address in text form.
+  /// The 4 or 16 bytes of an IPv4 or IPv6 address in text form, as a subject alternative name holds them.
   static func addressBytes(_ address: String) throws -> [UInt8] {
-    var ipv4 = in_addr()
-    if inet_pton(AF_INET, address, &ipv4) == 1 {
-      return withUnsafeBytes(of: &ipv4) { Array($0) }
-    }
-    var ipv6 = in6_addr()
-    if inet_pton(AF_INET6, address, &ipv6) == 1 {
-      return withUnsafeBytes(of: &ipv6) { Array($0) }
-    }
+    if let octets = IPLiteral.ipv4Octets(address) { return octets }
+    if let groups = IPLiteral.ipv6Groups(address) { return groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xff)] } }
     throw CertificateError("\(address) is not an IP address")
   }
 }
