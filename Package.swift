@@ -26,6 +26,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    // Already resolved for hummingbird's tests; the one HTTP client of health checks and probes.
+    .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     // Already resolved for grpc-swift-nio-transport and swift-nio-extras; named for the PKI.
     .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
@@ -52,10 +54,21 @@ let package = Package(
     ),
     // The registration model: keys, values, validation. Pure logic, no I/O.
     .target(name: "SwitchyardModel", dependencies: ["AddressText"]),
+    // One HTTP GET on a connection of its own, for health checks, readiness probes and status pages.
+    .target(
+      name: "SwitchyardHTTP",
+      dependencies: [
+        "AddressText",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]
+    ),
     // Registration agents: keeping an instance registered, health checks, the sample backend.
     .target(
       name: "SwitchyardAgent",
       dependencies: [
+        "SwitchyardHTTP",
         "EtcdClient",
         "SwitchyardModel",
         .product(name: "Logging", package: "swift-log"),
@@ -114,6 +127,7 @@ let package = Package(
         "HAProxyKit",
         "SwitchyardPKI",
         "SwitchyardAgent",
+        "SwitchyardHTTP",
         "SwitchyardModel",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -128,6 +142,7 @@ let package = Package(
         "SwitchyardAgent",
         "SwitchyardBench",
         "SwitchyardController",
+        "SwitchyardHTTP",
         "SwitchyardLocal",
         "SwitchyardModel",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -190,6 +205,14 @@ let package = Package(
       ]
     ),
     .testTarget(name: "AddressTextTests", dependencies: ["AddressText"]),
+    .testTarget(
+      name: "SwitchyardHTTPTests",
+      dependencies: [
+        "SwitchyardHTTP",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ]
+    ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
     .testTarget(
       name: "SwitchyardReconcileTests",

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import SwitchyardHTTP
 
 /// How to probe a service.
 public enum HealthProbe: Sendable, Hashable {
@@ -109,9 +110,9 @@ public final class HealthChecker: Service, Sendable {
     }
   }
 
-  /// A plain HTTP/1.1 GET; anything but a 2xx status within the timeout is a failure.
+  /// One HTTP GET on a connection of its own; anything but a 2xx status within the timeout is a failure.
   static func httpProbe(host: String, port: Int, path: String, timeout: Duration) async -> Bool {
-    guard let (status, _) = try? await PlainHTTP.get(host: host, port: port, path: path, timeout: timeout) else {
+    guard let (status, _) = try? await HTTPCheck.get(host: host, port: port, path: path, timeout: timeout) else {
       return false
     }
     return (200..<300).contains(status)

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import SwitchyardAgent
+import SwitchyardHTTP
 
 /// `switchyard healthcheck URL`: one HTTP GET for container health checks, so that the image needs no
 /// curl or shell.
@@ -30,13 +30,13 @@ struct HealthcheckCommand: AsyncParsableCommand {
 
   func run() async throws {
     do {
-      let (status, body) = try await PlainHTTP.get(url, timeout: .milliseconds(Int64(timeout * 1000)))
+      let (status, body) = try await HTTPCheck.get(url, timeout: .milliseconds(Int64(timeout * 1000)))
       guard (200..<300).contains(status) else {
         let excerpt = body.prefix(200).split(whereSeparator: \.isNewline).joined(separator: " ")
         printError("unhealthy: \(url) answered \(status)\(excerpt.isEmpty ? "" : ": \(excerpt)")")
         throw ExitCode(1)
       }
-    } catch let failure as PlainHTTP.Failure {
+    } catch let failure as HTTPCheck.Failure {
       printError("unhealthy: \(url): \(failure)")
       throw ExitCode(1)
     } catch let exit as ExitCode {

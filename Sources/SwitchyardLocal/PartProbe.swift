@@ -2,6 +2,7 @@ import EtcdClient
 import Foundation
 import Logging
 import SwitchyardAgent
+import SwitchyardHTTP
 import SwitchyardModel
 
 /// Asks the parts of a local cluster how they are: whether one is healthy, what an LB node's controller
@@ -13,7 +14,7 @@ struct PartProbe: Sendable {
   /// Whether the part answers its health URL with 200 (a TLS-only etcd member: its status, see below).
   func isHealthy(_ spec: PartSpec) async -> Bool {
     if spec.kind == .etcd, spec.healthURL.hasPrefix("https:") { return await isSecureMemberHealthy(spec) }
-    guard let (status, _) = try? await PlainHTTP.get(spec.healthURL) else { return false }
+    guard let (status, _) = try? await HTTPCheck.get(spec.healthURL) else { return false }
     return status == 200
   }
 
@@ -35,7 +36,7 @@ struct PartProbe: Sendable {
 
   /// An LB node's `/state`, when its controller answers.
   func controllerSnapshot(_ spec: PartSpec) async -> NodeSnapshot? {
-    guard let admin = spec.adminURL, let (status, body) = try? await PlainHTTP.get("\(admin)/state"), status == 200
+    guard let admin = spec.adminURL, let (status, body) = try? await HTTPCheck.get("\(admin)/state"), status == 200
     else { return nil }
     return try? JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
   }
@@ -44,7 +45,7 @@ struct PartProbe: Sendable {
   func backendsSeen(through node: PartSpec, tries: Int) async -> Set<String> {
     var seen: Set<String> = []
     for _ in 0..<tries {
-      guard let (status, body) = try? await PlainHTTP.get(node.address + "/"), status == 200 else { continue }
+      guard let (status, body) = try? await HTTPCheck.get(node.address + "/"), status == 200 else { continue }
       seen.insert(
         body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .whitespacesAndNewlines))
     }
