@@ -81,6 +81,9 @@ let package = Package(
     // The reconcile logic of a load-balancer node: desired state, HAProxy config rendering, planning,
     // coalescing. Pure logic, no I/O.
     .target(name: "SwitchyardReconcile", dependencies: ["AddressText", "SwitchyardModel"]),
+    // Child processes: starting (posix_spawn), watching and stopping them, running a command to completion,
+    // PATH lookup, /proc, free loopback ports. For HAProxy, etcd, backends, the bench and the tests.
+    .target(name: "SwitchyardProcess"),
     // HAProxy at the edge: the Runtime API and master CLI, the master-worker process, config installation.
     .target(
       name: "HAProxyKit",
@@ -258,6 +261,7 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
+    .testTarget(name: "SwitchyardProcessTests", dependencies: ["SwitchyardProcess"]),
     .testTarget(
       name: "SwitchyardBenchTests",
       dependencies: ["SwitchyardBench", .product(name: "Histogram", package: "hdrhistogram-swift")]
