@@ -261,6 +261,16 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),
+    .testTarget(
+      name: "SwitchyardPKITests",
+      dependencies: [
+        "SwitchyardPKI",
+        "SwitchyardProcess",
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+      ]
+    ),
     .testTarget(name: "SwitchyardProcessTests", dependencies: ["SwitchyardProcess"]),
     .testTarget(
       name: "SwitchyardBenchTests",
