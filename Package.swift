@@ -89,6 +89,7 @@ let package = Package(
       name: "HAProxyKit",
       dependencies: [
         "AddressText",
+        "SwitchyardProcess",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -128,6 +129,7 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardProcess",
         "SwitchyardPKI",
         "SwitchyardAgent",
         "SwitchyardHTTP",
@@ -160,12 +162,25 @@ let package = Package(
       name: "switchyard",
       dependencies: ["SwitchyardCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
     ),
-    // Starts and stops real etcd members for tests and benchmarks.
+    // Real etcd members, HTTP backends and an HTTP load client on loopback: what `switchyard bench` and the
+    // benchmarks start at run time, and the tests too.
+    .target(
+      name: "SwitchyardLab",
+      dependencies: [
+        "SwitchyardProcess",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ]
+    ),
+    // Test support on top of the lab: network labs for fault tests and generated TLS files.
     .target(
       name: "SwitchyardTestSupport",
       dependencies: [
         "EtcdClient",
+        "SwitchyardLab",
         "SwitchyardPKI",
+        "SwitchyardProcess",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -180,7 +195,8 @@ let package = Package(
         "EtcdClient",
         "HAProxyKit",
         "SwitchyardModel",
-        "SwitchyardTestSupport",
+        "SwitchyardLab",
+        "SwitchyardProcess",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -192,7 +208,8 @@ let package = Package(
       name: "EtcdBenchmark",
       dependencies: [
         "EtcdClient",
-        "SwitchyardTestSupport",
+        "SwitchyardLab",
+        "SwitchyardProcess",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -202,7 +219,8 @@ let package = Package(
         "EtcdClient",
         "HAProxyKit",
         "SwitchyardModel",
-        "SwitchyardTestSupport",
+        "SwitchyardLab",
+        "SwitchyardProcess",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]

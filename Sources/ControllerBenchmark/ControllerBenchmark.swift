@@ -3,8 +3,9 @@ import EtcdClient
 import Foundation
 import HAProxyKit
 import Logging
+import SwitchyardLab
 import SwitchyardModel
-import SwitchyardTestSupport
+import SwitchyardProcess
 
 /// Prints how fast a `switchyard controller` brings its HAProxy in step with etcd: the time from a write to
 /// HAProxy having the server, one change at a time and in bursts, and what churn under load costs. Starts its
@@ -39,7 +40,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
       let ready = await eventually(timeout: .seconds(30)) {
         try await HTTPLoadClient.get("\(admin)/readyz").status == 200
       }
-      guard ready else { throw TestSupportError("the controller did not get ready:\n\(controller.logTail())") }
+      guard ready else { throw ProcessError("the controller did not get ready:\n\(controller.logTail())") }
       let master = try String(contentsOfFile: directory.path("state/haproxy.pid"), encoding: .utf8)
       StrayProcessGuard.guardProcess(Int32(master.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
 
@@ -155,7 +156,7 @@ struct ControllerBenchmark: AsyncParsableCommand {
       if condition(names) { return }
       try await Task.sleep(for: .milliseconds(1))
     }
-    throw TestSupportError("HAProxy did not get there within 30 s")
+    throw ProcessError("HAProxy did not get there within 30 s")
   }
 
   private func metric(_ admin: String, _ prefix: String) async throws -> Double {

@@ -1,7 +1,8 @@
 import ArgumentParser
 import EtcdClient
 import Foundation
-import SwitchyardTestSupport
+import SwitchyardLab
+import SwitchyardProcess
 
 /// Prints throughput numbers for the etcd client against a local etcd: puts/s and ranges/s at
 /// several concurrency levels with the CPU time this process spent per call, and watch events/s
@@ -98,7 +99,7 @@ struct EtcdBenchmark: AsyncParsableCommand {
     let process = try ManagedProcess(
       EtcdCluster.defaultExecutable("etcdctl"),
       arguments: ["--endpoints", endpoints, "check", "perf", "--load", "l", "--prefix", prefix],
-      environment: ["ETCDCTL_API": "3", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+      environment: ["ETCDCTL_API": "3", "PATH": ExecutablePath.searchPath]
     )
     var cpu = Duration.zero
     while process.isRunning {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SwitchyardProcess
 
 #if canImport(Glibc)
   import Glibc
@@ -44,10 +45,11 @@ public struct ConfigInstaller: Sendable {
       unlink(outputPath)
     }
     try DurableFile.create(text, at: configPath, sync: false)
-    let pid = try Spawn.start(
+    let check = try ChildProcess.haproxy(
       executable, arguments: ["-c", "-f", configPath], outputPath: outputPath, newSession: false)
     let started = ContinuousClock.now
-    let status = await Spawn.wait(pid, timeout: timeout)
+    let status = await check.waitForExit(timeout: timeout)
+    if status == nil { check.kill() }
     if status == nil, started.duration(to: .now) >= timeout {
       throw HAProxyError(.timedOut, "haproxy -c did not finish within \(timeout); the configuration was not installed")
     }

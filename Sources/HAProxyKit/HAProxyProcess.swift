@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SwitchyardProcess
 import Synchronization
 
 #if canImport(Glibc)
@@ -25,21 +26,17 @@ public final class HAProxyProcess: Sendable {
   /// The directory it serves from.
   public let stateDirectory: StateDirectory
   /// Whether this process started HAProxy (true) or adopted a running one (false).
-  public let wasStartedHere: Bool
-  private let exit: ExitRecord
+  public var wasStartedHere: Bool { child != nil }
+  /// The master as our child, when it was started here.
+  private let child: ChildProcess?
+  /// Whether an adopted master is known to have ended.
+  private let adoptedHasEnded = Atomic(false)
   private let logger: Logger
 
-  private init(
-    pid: Int32,
-    stateDirectory: StateDirectory,
-    wasStartedHere: Bool,
-    exit: ExitRecord,
-    logger: Logger
-  ) {
+  private init(pid: Int32, stateDirectory: StateDirectory, child: ChildProcess?, logger: Logger) {
     self.pid = pid
     self.stateDirectory = stateDirectory
-    self.wasStartedHere = wasStartedHere
-    self.exit = exit
+    self.child = child
     self.logger = logger
   }
 
@@ -51,15 +48,15 @@ public final class HAProxyProcess: Sendable {
   /// Whether HAProxy still runs: for a child, until it has been reaped; for an adopted process, while its
   /// PID is alive, not a zombie, and still HAProxy serving this state directory.
   public var isRunning: Bool {
-    if wasStartedHere { return exit.status == nil }
-    if exit.hasEnded { return false }
+    if let child { return child.isRunning }
+    if adoptedHasEnded.load(ordering: .acquiring) { return false }
     if ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath) { return true }
-    exit.markEnded(nil)
+    adoptedHasEnded.store(true, ordering: .releasing)
     return false
   }
 
   /// How the master ended, once it has; always nil for an adopted process, whose exit we cannot observe.
-  public var exitStatus: ExitStatus? { exit.status }
+  public var exitStatus: ExitStatus? { child?.exitStatus }
 
   /// Waits until HAProxy has exited and returns how it ended (nil for an adopted process). Polls every
   /// 50 ms; throws `CancellationError` if the task is cancelled first.
@@ -109,11 +106,10 @@ public final class HAProxyProcess: Sendable {
       "-W", "-S", "\(stateDirectory.masterSocketPath),mode,600",
       "-f", configPath, "-p", stateDirectory.pidFilePath,
     ]
-    let pid = try Spawn.start(executable, arguments: arguments, outputPath: stateDirectory.logPath, newSession: true)
-    let exit = ExitRecord()
-    exit.reap(pid)
-    let process = HAProxyProcess(
-      pid: pid, stateDirectory: stateDirectory, wasStartedHere: true, exit: exit, logger: logger)
+    let child = try ChildProcess.haproxy(
+      executable, arguments: arguments, outputPath: stateDirectory.logPath, newSession: true)
+    let pid = child.pid
+    let process = HAProxyProcess(pid: pid, stateDirectory: stateDirectory, child: child, logger: logger)
     logger.info(
       "Started HAProxy",
       metadata: ["haproxy.pid": "\(pid)", "haproxy.config": "\(configPath)", "haproxy.dir": "\(stateDirectory.path)"])
@@ -182,9 +178,7 @@ public final class HAProxyProcess: Sendable {
       logger.info(
         "Adopted running HAProxy",
         metadata: ["haproxy.pid": "\(master.masterPID)", "haproxy.workers": "\(master.workers.map(\.pid))"])
-      return HAProxyProcess(
-        pid: master.masterPID, stateDirectory: stateDirectory, wasStartedHere: false, exit: ExitRecord(), logger: logger
-      )
+      return HAProxyProcess(pid: master.masterPID, stateDirectory: stateDirectory, child: nil, logger: logger)
     }
     guard FileManager.default.fileExists(atPath: pidFile) else { return nil }
     if let pid = recorded {
@@ -208,7 +202,7 @@ public final class HAProxyProcess: Sendable {
     guard FileManager.default.fileExists(atPath: stateDirectory.masterSocketPath) else { return nil }
     guard
       let list = try? await MasterCLI(stateDirectory: stateDirectory, timeout: .seconds(2), logger: logger).showProc(),
-      DetachedProcess.isRunning(list.masterPID)
+      ProcFS.isRunning(list.masterPID)
     else { return nil }
     return list
   }
@@ -261,8 +255,8 @@ public final class HAProxyProcess: Sendable {
 
   /// Sends `signal` to the master, only while it is still this HAProxy.
   private func signalIfOurs(_ signal: Int32) {
-    if wasStartedHere {
-      exit.signalIfRunning(pid, signal)
+    if let child {
+      child.signal(signal)
     } else if ProcessInspection.isHAProxy(pid: pid, masterSocket: stateDirectory.masterSocketPath) {
       kill(pid, signal)
     }
@@ -284,44 +278,24 @@ public final class HAProxyProcess: Sendable {
   }
 }
 
-/// How and whether the master ended, shared with the thread that reaps it.
-private final class ExitRecord: Sendable {
-  private struct State {
-    var hasEnded = false
-    var status: ExitStatus?
-  }
-
-  private let state = Mutex(State())
-
-  var status: ExitStatus? { state.withLock { $0.status } }
-  var hasEnded: Bool { state.withLock { $0.hasEnded } }
-
-  func markEnded(_ status: ExitStatus?) {
-    state.withLock {
-      $0.hasEnded = true
-      $0.status = status
-    }
-  }
-
-  /// Starts a thread that waits for the child `pid` and records how it ended. Only after that is the PID
-  /// free for reuse, and signals are sent under the same lock, so a signal never reaches another process.
-  func reap(_ pid: pid_t) {
-    let thread = Thread { [self] in
-      let status = Spawn.waitBlocking(pid) ?? .exited(-1)
-      markEnded(status)
-    }
-    thread.name = "haproxy-reaper-\(pid)"
-    thread.start()
-  }
-
-  func signalIfRunning(_ pid: pid_t, _ signal: Int32) {
-    state.withLock { state in
-      if !state.hasEnded { kill(pid, signal) }
+extension ChildProcess {
+  /// Starts `executable` (HAProxy) with its output appended to `outputPath`; a failure to start is an
+  /// ``HAProxyError/Code/processFailed``.
+  static func haproxy(
+    _ executable: String,
+    arguments: [String],
+    outputPath: String,
+    newSession: Bool
+  ) throws -> ChildProcess {
+    do {
+      return try ChildProcess(executable, arguments: arguments, outputPath: outputPath, newSession: newSession)
+    } catch let error as ProcessError {
+      throw HAProxyError(.processFailed, error.message)
     }
   }
 }
 
-/// What `/proc` tells about a process that is not necessarily our child.
+/// Whether a process is this state directory's HAProxy, from its PID file and what ``ProcFS`` reads.
 enum ProcessInspection {
   /// The PID in a PID file; nil if there is none or it is not a positive number.
   static func pidFromFile(_ path: String) -> Int32? {
@@ -348,9 +322,9 @@ enum ProcessInspection {
   /// Tells whether `pid` is the HAProxy master of `masterSocket` from `/proc/<pid>/exe` and its command
   /// line; a read that fails gives ``Identity/unknown``, never "not HAProxy".
   static func identity(pid: Int32, masterSocket: String) -> Identity {
-    guard DetachedProcess.isRunning(pid) else { return .gone }
-    let arguments = commandLine(pid)
-    let executable = executablePath(pid)
+    guard ProcFS.isRunning(pid) else { return .gone }
+    let arguments = ProcFS.commandLine(of: pid)
+    let executable = ProcFS.executablePath(of: pid)
     guard !arguments.isEmpty || executable != nil else { return .unknown }
     let names = [arguments.first, executable].compactMap { $0 }.map { ($0 as NSString).lastPathComponent }
     guard names.contains(where: { $0.hasPrefix("haproxy") }) else { return .notHAProxy }
@@ -358,32 +332,12 @@ enum ProcessInspection {
     return arguments.contains { $0 == masterSocket || $0.hasPrefix(masterSocket + ",") } ? .haproxy : .notHAProxy
   }
 
-  /// The target of `/proc/<pid>/exe`; nil when it cannot be read.
-  static func executablePath(_ pid: Int32) -> String? {
-    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
-  }
-
   static func isHAProxy(pid: Int32, masterSocket: String) -> Bool {
-    guard DetachedProcess.isRunning(pid) else { return false }
-    let arguments = commandLine(pid)
+    guard ProcFS.isRunning(pid) else { return false }
+    let arguments = ProcFS.commandLine(of: pid)
     guard let executable = arguments.first, (executable as NSString).lastPathComponent.hasPrefix("haproxy") else {
       return false
     }
     return arguments.contains { $0 == masterSocket || $0.hasPrefix(masterSocket + ",") }
-  }
-
-  /// The arguments from `/proc/<pid>/cmdline`; empty if the process is gone.
-  static func commandLine(_ pid: Int32) -> [String] {
-    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
-    return data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
-  }
-
-  /// Whether `/proc/<pid>/stat` shows an exited process that its parent has not reaped yet.
-  static func isZombie(_ pid: Int32) -> Bool {
-    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else { return false }
-    let text = String(decoding: data, as: UTF8.self)
-    // "1234 (haproxy) Z ...": the state follows the last ')' (the command name may contain one).
-    guard let close = text.lastIndex(of: ")") else { return false }
-    return text[text.index(after: close)...].trimmedWhitespace.first == "Z"
   }
 }

@@ -1,8 +1,9 @@
 import EtcdClient
 import Foundation
 import Logging
+import SwitchyardLab
 import SwitchyardModel
-import SwitchyardTestSupport
+import SwitchyardProcess
 import Synchronization
 
 /// What the scenarios share: one etcd member, a client for it, a working directory, the `switchyard`
@@ -137,7 +138,7 @@ final class BenchLab: Sendable {
     let deadline = ContinuousClock.now.advanced(by: .seconds(60))
     while !wanted.isSubset(of: seen) {
       guard ContinuousClock.now < deadline else {
-        throw TestSupportError("the fleet did not serve through HAProxy (saw \(seen.sorted()))")
+        throw ProcessError("the fleet did not serve through HAProxy (saw \(seen.sorted()))")
       }
       seen.formUnion(await Self.pollRound(port: node.listenPort, parallel: fleet.count + 1).map(\.name))
       try await Task.sleep(for: .milliseconds(20))

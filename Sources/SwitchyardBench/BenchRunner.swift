@@ -2,7 +2,8 @@ import EtcdClient
 import Foundation
 import HAProxyKit
 import Logging
-import SwitchyardTestSupport
+import SwitchyardLab
+import SwitchyardProcess
 
 /// Runs `switchyard bench`: starts one etcd member and six backends, then each scenario with its own
 /// controller and HAProxy, for each update strategy where both make sense. Everything it starts is stopped
@@ -173,15 +174,9 @@ public struct BenchRunner: Sendable {
 
   /// The first line `executable arguments` prints, or `unknown`.
   static func firstLine(of executable: String, _ arguments: [String]) -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [executable] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return "unknown" }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "unknown"
+    guard let output = try? ManagedProcess.runBlocking(executable, arguments: arguments, timeout: .seconds(30)) else {
+      return "unknown"
+    }
+    return output.split(separator: "\n").first.map(String.init) ?? "unknown"
   }
 }

@@ -1,7 +1,8 @@
 import Foundation
 import HAProxyKit
 import Logging
-import SwitchyardTestSupport
+import SwitchyardLab
+import SwitchyardProcess
 
 #if canImport(Glibc)
   import Glibc
@@ -101,7 +102,7 @@ final class LBNode: Sendable {
     )
     guard ready, masterPID > 0 else {
       await node.stop()
-      throw TestSupportError("the controller did not get ready:\n\(controller.logTail())")
+      throw ProcessError("the controller did not get ready:\n\(controller.logTail())")
     }
     return node
   }
@@ -158,7 +159,7 @@ final class LBNode: Sendable {
       if condition(all, active) { return .now }
       try await Task.sleep(for: interval)
     }
-    throw TestSupportError("HAProxy did not get there within \(timeout):\n\(controller.logTail())")
+    throw ProcessError("HAProxy did not get there within \(timeout):\n\(controller.logTail())")
   }
 
   /// Waits until the controller says it applied `revision` (its `switchyard_applied_revision` gauge, read
@@ -179,7 +180,7 @@ final class LBNode: Sendable {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while try await metric("switchyard_applied_revision") < Double(revision) {
       guard ContinuousClock.now < deadline else {
-        throw TestSupportError(
+        throw ProcessError(
           "The controller did not apply revision \(revision) within \(timeout):\n\(controller.logTail())")
       }
       try await Task.sleep(for: gateInterval)
@@ -192,22 +193,18 @@ final class LBNode: Sendable {
   /// master has counted the reload and the new worker has the servers.
   func reloadHAProxy() async throws {
     let before = try await masterCLI.showProc().master.reloads
-    guard kill(masterPID, SIGUSR2) == 0 else { throw TestSupportError("SIGUSR2 to HAProxy \(masterPID) failed") }
+    guard kill(masterPID, SIGUSR2) == 0 else { throw ProcessError("SIGUSR2 to HAProxy \(masterPID) failed") }
     let reloaded = await eventually(timeout: .seconds(10)) {
       try await masterCLI.showProc().master.reloads > before
     }
-    guard reloaded else { throw TestSupportError("HAProxy did not reload") }
+    guard reloaded else { throw ProcessError("HAProxy did not reload") }
     // The old worker hands over its listeners; give it a moment to go.
     try await Task.sleep(for: .milliseconds(500))
   }
 
   /// The controller's peak resident memory (VmHWM) in MB.
   func peakRSSMegabytes() -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/\(controller.pid)/status", encoding: .utf8),
-      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-    else { return 0 }
-    let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-    return kilobytes / 1024
+    ProcFS.peakResidentBytes(of: controller.pid).map { Double($0) / 1_048_576 } ?? 0
   }
 
   /// The controller's CPU time so far (user and system), in seconds.

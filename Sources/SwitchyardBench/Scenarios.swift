@@ -1,6 +1,7 @@
 import EtcdClient
 import Foundation
-import SwitchyardTestSupport
+import SwitchyardLab
+import SwitchyardProcess
 
 /// The scenarios. Each starts its own controller (and so HAProxy) on an empty `/services/`, and leaves it
 /// empty behind.

@@ -1,5 +1,6 @@
 import Foundation
 import HAProxyKit
+import SwitchyardProcess
 
 #if canImport(Glibc)
   import Glibc
@@ -108,7 +109,7 @@ final class ClusterLock {
   }
 }
 
-/// Loopback ports: whether one is taken, by whom, and a free one.
+/// Loopback ports: whether one is taken, and by whom (free ones come from ``FreePort``).
 enum LoopbackPorts {
   /// Whether something listens on 127.0.0.1:`port` (or on all addresses): a bind attempt fails. With
   /// `SO_REUSEADDR`, as the servers themselves bind, so connections in TIME_WAIT do not count.
@@ -128,25 +129,6 @@ enum LoopbackPorts {
     return result != 0
   }
 
-  /// A free port on 127.0.0.1, chosen by the kernel.
-  static func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw LocalClusterError("cannot create a socket: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-        bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-      }
-    }
-    guard bound else { throw LocalClusterError("cannot find a free port: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
-  }
-
   /// `pid 1234 (haproxy)` for a process listening on `port`, when /proc tells.
   static func owner(of port: Int) -> String? {
     owners(of: port).first.map(describe)
@@ -154,9 +136,7 @@ enum LoopbackPorts {
 
   /// `pid 1234 (haproxy)`.
   static func describe(_ pid: Int32) -> String {
-    let command =
-      (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
-      .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+    let command = ProcFS.command(of: pid) ?? "?"
     return "pid \(pid) (\(command))"
   }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardProcess
 
 #if canImport(Glibc)
   import Glibc
@@ -110,7 +111,7 @@ public struct LocalCluster: Sendable {
 
     let layout = ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: secure)
     var state = ClusterState(ports: ports, switchyard: switchyard, etcd: etcd, parts: [], secure: secure)
-    let backendSpecs = try (0..<backends).map { try layout.backend($0 + 1, port: LoopbackPorts.freePort()) }
+    let backendSpecs = try (0..<backends).map { try layout.backend($0 + 1, port: FreePort.allocate()) }
     let users = (layout.lbNodes() + backendSpecs).compactMap(ClusterLayout.etcdUser(of:))
     if secure {
       var security = layout.security
@@ -164,7 +165,7 @@ public struct LocalCluster: Sendable {
       let used = Set(running.map(\.spec.index))
       let indices = (1...).lazy.filter { !used.contains($0) }.prefix(count - running.count)
       say("Starting \(count - running.count) backend(s)…")
-      let specs = try indices.map { try layout.backend($0, port: LoopbackPorts.freePort()) }
+      let specs = try indices.map { try layout.backend($0, port: FreePort.allocate()) }
       if layout.secure { try await layout.addUsers(for: specs) }
       for spec in specs { try launcher.launch(spec, into: &state) }
       try await readiness.waitHealthy(state.parts(.backend))

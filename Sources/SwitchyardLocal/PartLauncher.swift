@@ -1,5 +1,5 @@
 import Foundation
-import HAProxyKit
+import SwitchyardProcess
 
 #if canImport(Glibc)
   import Glibc
@@ -14,9 +14,7 @@ struct PartLauncher: Sendable {
 
   /// Throws, naming the Debian package, when `name` is neither an executable path nor found in `PATH`.
   static func checkExecutable(_ name: String, package: String) throws {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    let candidates = name.contains("/") ? [name] : path.split(separator: ":").map { "\($0)/\(name)" }
-    guard candidates.contains(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+    guard ExecutablePath.find(name) != nil else {
       throw LocalClusterError("\(name) is not installed; `make up` installs it (apt-get install \(package))")
     }
   }

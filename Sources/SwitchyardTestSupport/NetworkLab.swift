@@ -1,4 +1,6 @@
 import Foundation
+import SwitchyardLab
+import SwitchyardProcess
 import Synchronization
 
 /// A test network of separate hosts, made of Linux network namespaces, for fault tests that cut hosts off
@@ -45,16 +47,10 @@ public final class NetworkLab: Sendable {
   private let clientInterface: String
   private let isShutDown = Mutex(false)
 
-  /// The subnets (`10.213.X`) of the labs alive in this process.
-  private static let liveSubnets = Mutex<Set<String>>([])
-
   /// Whether `address` is a host or the client of a lab alive in this process: the only addresses besides
   /// loopback that test traffic may go to.
   public static func isLabAddress(_ address: String) -> Bool {
-    let parts = address.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 4, let last = Int(parts[3]), (1...254).contains(last) else { return false }
-    let subnet = parts[0..<3].joined(separator: ".")
-    return liveSubnets.withLock { $0.contains(subnet) }
+    LabAddresses.contains(address)
   }
 
   /// Whether this process can build a lab: it runs as root and `ip netns` works.
@@ -83,7 +79,7 @@ public final class NetworkLab: Sendable {
 
   deinit {
     if !isShutDown.withLock({ $0 }) { Self.removeSynchronously(prefix: prefix) }
-    _ = Self.liveSubnets.withLock { $0.remove(subnet) }
+    LabAddresses.remove(subnet: subnet)
   }
 
   /// Builds a lab with one host per name (names: letters, digits and `-`, at most 8 characters).
@@ -102,7 +98,7 @@ public final class NetworkLab: Sendable {
     let lab = NetworkLab(prefix: prefix, subnet: subnet, names: names)
     do {
       try await lab.build()
-      _ = liveSubnets.withLock { $0.insert(subnet) }
+      LabAddresses.add(subnet: subnet)
       return lab
     } catch {
       await lab.shutdown()
@@ -157,7 +153,7 @@ public final class NetworkLab: Sendable {
   /// on a host keep their namespace until they exit: stop them first.
   public func shutdown() async {
     isShutDown.withLock { $0 = true }
-    _ = Self.liveSubnets.withLock { $0.remove(subnet) }
+    LabAddresses.remove(subnet: subnet)
     Self.removeSynchronously(prefix: prefix)
   }
 
@@ -225,17 +221,8 @@ public final class NetworkLab: Sendable {
   /// work from `deinit`.
   private static func removeSynchronously(prefix: String) {
     func ip(_ arguments: [String]) -> String {
-      let process = Process()
       guard let path = ipPath else { return "" }
-      process.executableURL = URL(fileURLWithPath: path)
-      process.arguments = arguments
-      let pipe = Pipe()
-      process.standardOutput = pipe
-      process.standardError = FileHandle.nullDevice
-      guard (try? process.run()) != nil else { return "" }
-      let data = pipe.fileHandleForReading.readDataToEndOfFile()
-      process.waitUntilExit()
-      return String(decoding: data, as: UTF8.self)
+      return (try? ManagedProcess.runBlocking(path, arguments: arguments, timeout: .seconds(10))) ?? ""
     }
     _ = ip(["link", "del", "\(prefix)-c"])
     for line in ip(["netns", "list"]).split(separator: "\n") {

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SwitchyardProcess
 import Synchronization
 
 /// Keeps `connections` HTTP/1.1 keep-alive connections busy with sequential `GET`s against one URL until
@@ -11,7 +12,7 @@ import Synchronization
 /// when the server closes the connection (after a response with `Connection: close`, or at any time).
 /// A connection error, a connection closed before a complete response, or a status other than 200 counts as
 /// a failure; the first few failures are described in ``LoadReport/errors``. Only loopback URLs and addresses
-/// of a live ``NetworkLab`` are accepted: tests must not send traffic anywhere else.
+/// of a live network lab (``LabAddresses``) are accepted: tests must not send traffic anywhere else.
 public final class HTTPLoadClient: Sendable {
   /// The URL requested.
   public let url: String
@@ -156,7 +157,7 @@ public final class HTTPLoadClient: Sendable {
 
   /// Sends one `GET` with `Connection: close` on a new connection and returns the status and body.
   ///
-  /// - Throws: ``TestSupportError`` if the URL is not a loopback or lab `http` URL, or if no complete response
+  /// - Throws: ``ProcessError`` if the URL is not a loopback or lab `http` URL, or if no complete response
   ///   arrives within `timeout`; NIO's errors if the connection fails.
   public static func get(_ url: String, timeout: Duration = .seconds(5)) async throws -> (status: Int, body: String) {
     let target = try HTTPTarget(url)
@@ -175,7 +176,7 @@ public final class HTTPLoadClient: Sendable {
       }
       defer { group.cancelAll() }
       guard let response = try await group.next() ?? nil else {
-        throw TestSupportError(.timedOut, "GET \(url): no complete response within \(timeout)")
+        throw ProcessError(.timedOut, "GET \(url): no complete response within \(timeout)")
       }
       return (response.status, response.body)
     }
@@ -202,7 +203,7 @@ private struct HTTPTarget: Sendable {
 
   init(_ url: String) throws {
     guard url.hasPrefix("http://") else {
-      throw TestSupportError(.invalidState, "\(url): only http:// URLs are supported")
+      throw ProcessError(.invalidState, "\(url): only http:// URLs are supported")
     }
     let rest = url.dropFirst("http://".count)
     let authority = rest.prefix { $0 != "/" }
@@ -221,12 +222,12 @@ private struct HTTPTarget: Sendable {
       portPart = nil
     }
     host = String(hostPart)
-    guard ["127.0.0.1", "localhost", "::1"].contains(host) || NetworkLab.isLabAddress(host) else {
-      throw TestSupportError(
+    guard ["127.0.0.1", "localhost", "::1"].contains(host) || LabAddresses.contains(host) else {
+      throw ProcessError(
         .invalidState, "\(url): tests only send traffic to loopback addresses and network lab hosts")
     }
     guard let port = portPart.map({ Int($0) }) ?? 80, (1...65_535).contains(port) else {
-      throw TestSupportError(.invalidState, "\(url): invalid port")
+      throw ProcessError(.invalidState, "\(url): invalid port")
     }
     self.port = port
   }

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardProcess
 import Synchronization
 
 /// Real etcd members on free loopback ports, for integration tests and benchmarks, which are always
@@ -20,10 +21,10 @@ public final class EtcdCluster: Sendable {
   /// Holds every member's data directory and log; deleted by ``shutdown()``.
   public let directory: TemporaryDirectory
   private let token: String
-  private let environment: [String: String]
-  private let state: Mutex<State>
+  let environment: [String: String]
+  let state: Mutex<State>
 
-  private struct State {
+  struct State {
     /// The member processes by index; nil for a member that was stopped or killed.
     var processes: [ManagedProcess?]
     /// Set by ``enableAuth(rootPassword:)``, so that health checks keep working with auth enabled.
@@ -33,7 +34,7 @@ public final class EtcdCluster: Sendable {
 
   private init(memberCount: Int, options: Options) throws {
     guard memberCount >= 1 else {
-      throw TestSupportError(.invalidState, "a cluster needs at least one member, not \(memberCount)")
+      throw ProcessError(.invalidState, "a cluster needs at least one member, not \(memberCount)")
     }
     let directory = try TemporaryDirectory(prefix: "switchyard-etcd")
     let ports: [Int]
@@ -143,7 +144,7 @@ public final class EtcdCluster: Sendable {
   /// Stops a member gracefully (SIGTERM, then SIGKILL after `timeout`), as an orderly restart or a rolling
   /// upgrade would; a leader hands leadership over first. Its data directory stays, for ``start(member:)``.
   ///
-  /// Throws ``TestSupportError/Code/invalidState`` if the member is not running, with its exit status and
+  /// Throws ``ProcessError/Code/invalidState`` if the member is not running, with its exit status and
   /// log tail if it had exited by itself, which is worth knowing.
   public func stop(member index: Int, timeout: Duration = .seconds(10)) async throws {
     let process = try takeRunningProcess(index)
@@ -156,7 +157,7 @@ public final class EtcdCluster: Sendable {
   /// If it was the leader, a write that another member forwards to it before noticing (within about one
   /// election timeout) is lost inside etcd 3.4 and fails only at the client's deadline. Unless the test is
   /// about that, call ``waitHealthy(member:timeout:)`` on a surviving member first: it returns once there is a
-  /// new leader. Throws ``TestSupportError/Code/invalidState`` if the member is not running.
+  /// new leader. Throws ``ProcessError/Code/invalidState`` if the member is not running.
   public func kill(member index: Int) throws {
     try takeRunningProcess(index).kill()
   }
@@ -192,7 +193,7 @@ public final class EtcdCluster: Sendable {
 
   private func runningProcess(_ index: Int) throws -> ManagedProcess {
     guard let process = state.withLock({ $0.processes[index] }), process.isRunning else {
-      throw TestSupportError(.invalidState, "\(members[index].name) is not running")
+      throw ProcessError(.invalidState, "\(members[index].name) is not running")
     }
     return process
   }
@@ -202,7 +203,7 @@ public final class EtcdCluster: Sendable {
   public func start(member index: Int) async throws {
     let running = state.withLock { $0.processes[index] }?.isRunning ?? false
     guard !running else {
-      throw TestSupportError(.invalidState, "\(members[index].name) is already running")
+      throw ProcessError(.invalidState, "\(members[index].name) is already running")
     }
     try launch(index)
     do {
@@ -225,7 +226,7 @@ public final class EtcdCluster: Sendable {
     var problem = "its client port does not accept connections"
     while true {
       guard let process = state.withLock({ $0.processes[index] }) else {
-        throw TestSupportError(.invalidState, "\(member.name) is not running; start(member:) starts it")
+        throw ProcessError(.invalidState, "\(member.name) is not running; start(member:) starts it")
       }
       if let status = process.exitStatus { throw endedWhileStarting(index, status) }
       // etcdctl against a closed port waits out its dial timeout; a refused connect costs nothing.
@@ -238,14 +239,14 @@ public final class EtcdCluster: Sendable {
             timeout: .seconds(10)
           )
           return
-        } catch let error as TestSupportError {
+        } catch let error as ProcessError {
           problem = error.message
         }
       }
       guard ContinuousClock.now < deadline else { break }
       try await Task.sleep(for: .milliseconds(50))
     }
-    throw TestSupportError(
+    throw ProcessError(
       .notHealthy,
       """
       \(member.name) at \(clientURL(of: index)) is not healthy after \(timeout): \(problem)
@@ -283,7 +284,7 @@ public final class EtcdCluster: Sendable {
     }
     if isShutDown {
       process.kill()
-      throw TestSupportError(.invalidState, "the cluster has been shut down")
+      throw ProcessError(.invalidState, "the cluster has been shut down")
     }
   }
 
@@ -302,7 +303,7 @@ public final class EtcdCluster: Sendable {
         throw endedWhileStarting(index, status)
       }
       guard ContinuousClock.now < deadline else {
-        throw TestSupportError(
+        throw ProcessError(
           .notHealthy,
           "\(member.name) does not serve its peer port \(member.peerPort) after \(options.startupTimeout); "
             + "its log ends:\n\(logTail(of: index))"
@@ -312,8 +313,8 @@ public final class EtcdCluster: Sendable {
     }
   }
 
-  private func endedWhileStarting(_ index: Int, _ status: ManagedProcess.ExitStatus) -> TestSupportError {
-    TestSupportError(
+  private func endedWhileStarting(_ index: Int, _ status: ExitStatus) -> ProcessError {
+    ProcessError(
       .notHealthy,
       "\(members[index].name) ended with \(status) while starting; its log ends:\n"
         + logTail(of: index)
@@ -326,10 +327,10 @@ public final class EtcdCluster: Sendable {
       return state.processes[index]
     }
     guard let process else {
-      throw TestSupportError(.invalidState, "\(members[index].name) is not running")
+      throw ProcessError(.invalidState, "\(members[index].name) is not running")
     }
     if let status = process.exitStatus {
-      throw TestSupportError(
+      throw ProcessError(
         .invalidState,
         "\(members[index].name) had already ended with \(status); its log ends:\n"
           + logTail(of: index)
@@ -390,76 +391,5 @@ public final class EtcdCluster: Sendable {
   private static func milliseconds(_ duration: Duration) -> Int64 {
     let (seconds, attoseconds) = duration.components
     return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
-  }
-}
-
-extension EtcdCluster {
-  /// Runs etcdctl (API v3) against the cluster and returns its standard output; throws
-  /// ``TestSupportError/Code/commandFailed`` with its standard error if it fails.
-  ///
-  /// For what the Swift client does not cover, or to check its results independently: `put`, `get`,
-  /// `lease revoke`, `compaction`, `member list`. The TLS flags are added when the cluster uses TLS.
-  ///
-  /// - Parameters:
-  ///   - members: The members to talk to; the running ones if nil, so that a stopped member does not slow
-  ///     the command down.
-  ///   - user: Credentials to authenticate with. Passed in the environment (`ETCDCTL_USER`,
-  ///     `ETCDCTL_PASSWORD`), so passwords stay out of command lines and error messages; etcdctl then refuses
-  ///     a `--user` flag in `arguments`.
-  @discardableResult
-  public func etcdctl(_ arguments: [String], members: [Int]? = nil, user: Credentials? = nil) async throws -> String {
-    let running = self.members.indices.filter { isRunning(member: $0) }
-    return try await runEtcdctl(
-      arguments,
-      members: members ?? (running.isEmpty ? Array(self.members.indices) : running),
-      user: user,
-      timeout: .seconds(60)
-    )
-  }
-
-  /// Creates the user `root` with `rootPassword`, grants it the `root` role and enables authentication.
-  ///
-  /// Afterwards etcdctl and clients need credentials, except that with TLS etcd takes the user name from
-  /// the client certificate's common name (`root` for the default ``TLSFiles``). The cluster remembers the
-  /// password for its own health checks and for ``addUser(name:password:roles:)``.
-  public func enableAuth(rootPassword: String) async throws {
-    try await etcdctl(["user", "add", "root", "--new-user-password=\(rootPassword)"])
-    try await etcdctl(["user", "grant-role", "root", "root"])
-    try await etcdctl(["auth", "enable"])
-    state.withLock { $0.rootCredentials = Credentials(user: "root", password: rootPassword) }
-  }
-
-  /// Adds a user with a password and grants it `roles`, which must exist (`root` always does; create others
-  /// with `etcdctl(["role", "add", name])`). Works before and after ``enableAuth(rootPassword:)``.
-  public func addUser(name: String, password: String, roles: [String] = []) async throws {
-    let root = state.withLock { $0.rootCredentials }
-    try await etcdctl(["user", "add", name, "--new-user-password=\(password)"], user: root)
-    for role in roles {
-      try await etcdctl(["user", "grant-role", name, role], user: root)
-    }
-  }
-
-  @discardableResult
-  private func runEtcdctl(
-    _ arguments: [String],
-    members: [Int],
-    user: Credentials?,
-    timeout: Duration
-  ) async throws -> String {
-    var flags = ["--endpoints=\(members.map(endpoint(of:)).joined(separator: ","))"]
-    if let tls = options.tls {
-      flags += ["--cacert=\(tls.caCertificate)", "--cert=\(tls.clientCertificate)", "--key=\(tls.clientKey)"]
-    }
-    var environment = environment
-    if let user {
-      environment["ETCDCTL_USER"] = user.user
-      environment["ETCDCTL_PASSWORD"] = user.password
-    }
-    return try await ManagedProcess.run(
-      options.etcdctlExecutable,
-      arguments: flags + arguments,
-      environment: environment,
-      timeout: timeout
-    )
   }
 }

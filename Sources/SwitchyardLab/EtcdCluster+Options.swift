@@ -1,4 +1,5 @@
 import Foundation
+import SwitchyardProcess
 
 extension EtcdCluster {
   /// How to start a cluster. The defaults suit tests on loopback.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SwitchyardProcess
 import Synchronization
 
 /// An HTTP/1.1 server on 127.0.0.1 inside the test process that answers every request with status 200 and
