@@ -27,10 +27,10 @@ struct Malformed: CustomTestStringConvertible, Sendable {
   var testDescription: String { label }
 }
 
-/// `{"address":"127.0.0.1","port":80,<extra>}`
-private func json(_ extra: String) -> String { #"{"address":"127.0.0.1","port":80,"# + extra + "}" }
+/// `{"address":"127.0.0.1","port":80,<extra>}` (also used by ``RegistrationAcceptanceTests``)
+func json(_ extra: String) -> String { #"{"address":"127.0.0.1","port":80,"# + extra + "}" }
 
-@Suite("Registration values")
+@Suite("Registration values that are refused")
 struct RegistrationParsingTests {
   static let malformed: [Malformed] = [
     // Not a value at all.
@@ -251,90 +251,6 @@ struct RegistrationParsingTests {
     #expect(oversized?.description == "value is 4097 bytes; at most 4096 are accepted")
   }
 
-  @Test("accepts the smallest JSON value, with defaults")
-  func acceptsMinimal() throws {
-    let minimal = try Registration.parse(Array(#"{"address":"127.0.0.1","port":9001}"#.utf8))
-    #expect(minimal.address.kind == .ipv4 && minimal.address.text == "127.0.0.1" && minimal.port == 9001)
-    #expect(minimal.weight == 100 && minimal.state == .up && minimal.checkPath == nil && minimal.meta.isEmpty)
-  }
-
-  @Test("accepts every field, and ignores unknown ones")
-  func acceptsFull() throws {
-    let full = try Registration.parse(
-      Array(
-        """
-        {
-          "address": "10.0.0.5", "port": 9001, "weight": 0, "state": "drain",
-          "check": {"path": "/healthz?probe=lb&x=%2F", "future": true},
-          "meta": {"zone": "a", "version": "1.2.3", "note": "café ☕"},
-          "future": {"nested": [1, 2, 3]}
-        }
-
-        """.utf8
-      )
-    )
-    #expect(full.hostPort == "10.0.0.5:9001" && full.weight == 0 && full.state == .drain)
-    #expect(full.checkPath == "/healthz?probe=lb&x=%2F")
-    #expect(full.meta == ["zone": "a", "version": "1.2.3", "note": "café ☕"])
-    for state in InstanceState.allCases {
-      let value = try Registration.parse(Array(json(#""state":"\#(state.rawValue)""#).utf8))
-      #expect(value.state == state)
-    }
-    #expect(try Registration.parse(Array(json(#""weight":256"#).utf8)).weight == 256)
-    #expect(try Registration.parse(Array(json(#""check":{}"#).utf8)).checkPath == nil)
-  }
-
-  @Test(
-    "accepts the original demo's plain host:port as up, weight 100",
-    arguments: [
-      ("10.0.0.5:8080", Address.Kind.ipv4, "10.0.0.5:8080"),
-      ("[::1]:8080", .ipv6, "[::1]:8080"),
-      ("[2001:DB8::1]:443", .ipv6, "[2001:db8::1]:443"),
-      ("[::ffff:10.0.0.1]:1", .ipv6, "[::ffff:10.0.0.1]:1"),
-      ("backend-1:8080", .hostname, "backend-1:8080"),
-      ("Backend-1.Internal:65535", .hostname, "backend-1.internal:65535"),
-      ("10.0.0.5:8080\n", .ipv4, "10.0.0.5:8080"),
-      ("  10.0.0.5:8080\r\n", .ipv4, "10.0.0.5:8080"),
-    ]
-  )
-  func acceptsPlain(value: String, kind: Address.Kind, hostPort: String) throws {
-    let plain = try Registration.parse(Array(value.utf8))
-    #expect(plain.address.kind == kind && plain.hostPort == hostPort)
-    #expect(plain.state == .up && plain.weight == 100 && plain.checkPath == nil && plain.meta.isEmpty)
-  }
-
-  @Test("reads numbers as JSON does: 80.0 and 8e1 are the integer 80")
-  func integralNumbers() throws {
-    #expect(try Registration.parse(Array(#"{"address":"127.0.0.1","port":80.0}"#.utf8)).port == 80)
-    #expect(try Registration.parse(Array(#"{"address":"127.0.0.1","port":8e1}"#.utf8)).port == 80)
-  }
-
-  @Test("duplicate fields: the JSON decoder keeps the first (pinned, so a Foundation change is noticed)")
-  func duplicateFields() throws {
-    let parsed = try Registration.parse(Array(#"{"address":"127.0.0.1","port":80,"port":81}"#.utf8))
-    #expect(parsed.port == 80)
-  }
-
-  @Test("deeply nested unknown fields are skipped, not decoded, so nesting costs nothing")
-  func deepNesting() throws {
-    let deepObject = String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 500)
-    let deepArray = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
-    let values = [
-      #"{"address":"::1","port":1,"future":\#(deepObject)}"#,
-      #"{"address":"::1","port":1,"check":{"future":\#(deepArray)}}"#,
-      #"{"address":"::1","port":1,"meta":{"x":\#(deepObject)}}"#,
-    ]
-    let start = ContinuousClock.now
-    for _ in 0..<50 {
-      #expect(try Registration.parse(Array(values[0].utf8)).port == 1)
-      #expect(try Registration.parse(Array(values[1].utf8)).checkPath == nil)
-      let error = #expect(throws: RegistrationError.self) { try Registration.parse(Array(values[2].utf8)) }
-      #expect(error?.description == #"field "meta": value of "x" must be a string, not an object"#)
-    }
-    // Decoding every level took about a second per value; skipping takes well under a millisecond.
-    #expect(ContinuousClock.now - start < .seconds(5))
-  }
-
   @Test("writers are held to the same rules")
   func writersAreValidated() throws {
     let address = try Address(validating: "127.0.0.1")
@@ -347,90 +263,5 @@ struct RegistrationParsingTests {
     #expect(error?.field == "address")
     #expect(Registration.checkPathProblem("/healthz") == nil)
     #expect(Registration.checkPathProblem("healthz") == #""healthz" does not start with "/""#)
-  }
-}
-
-@Suite("Canonical encoding")
-struct EncodingTests {
-  /// Writer inputs: address, port, weight, state, check path, meta.
-  static let samples: [(String, Int, Int, InstanceState, String?, [String: String])] = [
-    ("127.0.0.1", 9001, 100, .up, nil, [:]),
-    ("::1", 1, 0, .maint, nil, [:]),
-    ("backend-1.internal", 65535, 100, .drain, "/healthz?full=1", ["zone": "a", "quote": "\"x\" \\ /"]),
-    ("2001:db8::1", 443, 256, .up, "/", ["note": "café ☕"]),
-  ]
-
-  @Test("the canonical JSON is compact, sorted and stable")
-  func canonical() throws {
-    let registration = try Registration(
-      address: Address(validating: "127.0.0.1"),
-      port: 9001,
-      checkPath: "/healthz",
-      meta: ["zone": "a", "version": "1.2"]
-    )
-    let expected =
-      #"{"address":"127.0.0.1","check":{"path":"/healthz"},"meta":{"version":"1.2","zone":"a"},"#
-      + #""port":9001,"state":"up","weight":100}"#
-    #expect(String(decoding: registration.encoded(), as: UTF8.self) == expected)
-    #expect(registration.encoded() == registration.encoded())
-    let minimal = try Registration(address: Address(validating: "::1"), port: 80)
-    #expect(
-      String(decoding: minimal.encoded(), as: UTF8.self) == #"{"address":"::1","port":80,"state":"up","weight":100}"#)
-  }
-
-  @Test("encode then parse gives the same registration, and re-encoding the same bytes", arguments: samples)
-  func roundTrip(
-    address: String,
-    port: Int,
-    weight: Int,
-    state: InstanceState,
-    checkPath: String?,
-    meta: [String: String]
-  ) throws {
-    let registration = try Registration(
-      address: Address(validating: address),
-      port: port,
-      weight: weight,
-      state: state,
-      checkPath: checkPath,
-      meta: meta
-    )
-    let parsed = try Registration.parse(registration.encoded())
-    #expect(parsed == registration)
-    #expect(parsed.encoded() == registration.encoded())
-  }
-
-  @Test("with(state:) changes only the state")
-  func withState() throws {
-    let registration = try Registration.parse(Array("10.0.0.5:8080".utf8))
-    let draining = registration.with(state: .drain)
-    #expect(draining.state == .drain && draining.hostPort == registration.hostPort)
-    #expect(try Registration.parse(draining.encoded()) == draining)
-  }
-
-  @Test("the largest registration still fits in a value, in every state")
-  func largestFits() throws {
-    var meta: [String: String] = [:]
-    // Escaped quotes make the JSON grow; stop just under the meta budget.
-    for index in 0..<100 {
-      var candidate = meta
-      candidate["k\(index)"] = String(repeating: "\"", count: 100)
-      guard Registration.metaProblem(candidate) == nil else { break }
-      meta = candidate
-    }
-    let host = Array(repeating: String(repeating: "a", count: 63), count: 4).joined(separator: ".").prefix(253)
-    let registration = try Registration(
-      address: Address(validating: String(host)),
-      port: 65535,
-      weight: 256,
-      state: .maint,
-      checkPath: "/" + String(repeating: "a", count: 255),
-      meta: meta
-    )
-    for state in InstanceState.allCases {
-      let encoded = registration.with(state: state).encoded()
-      #expect(encoded.count <= Registration.maxValueBytes)
-      #expect(try Registration.parse(encoded) == registration.with(state: state))
-    }
   }
 }

@@ -1,0 +1,82 @@
+import EtcdClient
+import SwitchyardTestSupport
+import Testing
+
+/// Runs scenarios one after the other on one cluster.
+struct ScenarioRunner {
+  let cluster: FaultCluster
+  let etcd: EtcdClient
+  let events: RegistrationEvents
+
+  func run(_ scenario: FaultSuiteTests.Scenario) async throws -> ScenarioFigures {
+    let revisionBefore = try await etcd.get(.key("/")).header.revision
+    let reloadsBefore = try await reloads()
+    let load = try SteadyLoad.start(cluster)
+    try await Task.sleep(for: .seconds(1))
+    let context = ScenarioContext(cluster: cluster, etcd: etcd, events: events, name: scenario.name)
+    var bodyError: (any Error)?
+    do {
+      try await scenario.body(context)
+    } catch {
+      bodyError = error
+    }
+    var settleError: (any Error)?
+    do {
+      try await settle(cluster, etcd)
+    } catch {
+      settleError = error
+    }
+    try await Task.sleep(for: .seconds(1))
+    let report = await load.stop()
+    let revisionAfter = try await etcd.get(.key("/")).header.revision
+    let lost = events.takeDeletions().compactMap { key -> String? in
+      let id = String(key.dropFirst("/services/backend/".count))
+      return scenario.mayLose.contains(id) || key.hasPrefix("/services/backend/EVIL") ? nil : id
+    }
+    // A restarted controller counts from 0 again.
+    let reloadsAfter = try await reloads()
+    context.addReloads(
+      FaultCluster.lbNames.reduce(0) { sum, lb in
+        let (before, after) = (reloadsBefore[lb] ?? 0, reloadsAfter[lb] ?? 0)
+        return sum + (after >= before ? after - before : after)
+      })
+    let figures = context.finish(load: report, writes: revisionAfter - revisionBefore, lost: lost)
+    let name = scenario.name
+    if let bodyError { Issue.record("\(name): \(bodyError)") }
+    if !scenario.mayFailRequests {
+      #expect(figures.totalFailures == 0, "\(name): \(figures.failures) failed requests: \(figures.errors)")
+    }
+    #expect(lost.isEmpty, "\(name): live registrations lost: \(lost)")
+    #expect(
+      figures.etcdWrites <= FaultSuiteTests.writeBudget + scenario.ownWrites,
+      "\(name): \(figures.etcdWrites) etcd writes")
+    #expect(figures.requests > 0, "\(name): the load sent no request")
+    if let settleError {
+      throw TestSupportError("\(name): the system did not settle after the scenario: \(settleError)")
+    }
+    return figures
+  }
+
+  private func reloads() async throws -> [String: Double] {
+    var counts: [String: Double] = [:]
+    for lb in FaultCluster.lbNames {
+      counts[lb] = (try? await cluster.metric(lb, "switchyard_haproxy_reloads_total")) ?? 0
+    }
+    return counts
+  }
+}
+
+/// Waits until every always-on backend is registered and both nodes serve exactly etcd's registrations.
+func settle(_ cluster: FaultCluster, _ etcd: EtcdClient) async throws {
+  try await retrying(timeout: .seconds(40), every: .milliseconds(200)) {
+    let registered = try await cluster.registrations(etcd)
+    let missing = Set(FaultCluster.backendNames).subtracting(registered.keys)
+    guard missing.isEmpty else { throw TestSupportError("not registered again: \(missing.sorted())") }
+    for lb in FaultCluster.lbNames {
+      let serving = try await cluster.servingSet(lb)
+      guard serving == Set(registered.values) else {
+        throw TestSupportError("\(lb) serves \(serving.sorted()), etcd has \(registered.values.sorted())")
+      }
+    }
+  }
+}
