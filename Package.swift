@@ -100,6 +100,7 @@ let package = Package(
     .target(
       name: "SwitchyardController",
       dependencies: [
+        "AddressText",
         "EtcdClient",
         "HAProxyKit",
         "SwitchyardModel",

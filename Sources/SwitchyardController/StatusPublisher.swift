@@ -1,3 +1,4 @@
+import AddressText
 import Logging
 import SwitchyardModel
 import SwitchyardReconcile
@@ -34,8 +35,7 @@ final class StatusPublisher: Sendable {
         counts[backend.service.rawValue, default: [:]][state, default: 0] += 1
         return ControllerStatus.Server(
           name: server.name,
-          address: server.address.map { $0.contains(":") ? "[\($0)]:\(server.port ?? 0)" : "\($0):\(server.port ?? 0)" }
-            ?? "-",
+          address: server.address.map { HostPortText.format(host: $0, port: server.port ?? 0) } ?? "-",
           weight: server.weight,
           adminState: server.adminState.rawValue,
           health: health,
