@@ -151,6 +151,7 @@ let package = Package(
         "SwitchyardHTTP",
         "SwitchyardLocal",
         "SwitchyardModel",
+        "SwitchyardProcess",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"),
@@ -168,6 +169,8 @@ let package = Package(
     .target(
       name: "SwitchyardLab",
       dependencies: [
+        "AddressText",
+        "SwitchyardHTTP",
         "SwitchyardProcess",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,6 +1,8 @@
+import AddressText
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SwitchyardHTTP
 import SwitchyardProcess
 import Synchronization
 
@@ -155,31 +157,14 @@ public final class HTTPLoadClient: Sendable {
     }
   }
 
-  /// Sends one `GET` with `Connection: close` on a new connection and returns the status and body.
+  /// Sends one `GET` with `Connection: close` on a new connection (through ``HTTPCheck``, the package's
+  /// one client for probes and checks) and returns the status and body.
   ///
-  /// - Throws: ``ProcessError`` if the URL is not a loopback or lab `http` URL, or if no complete response
-  ///   arrives within `timeout`; NIO's errors if the connection fails.
+  /// - Throws: ``ProcessError`` if the URL is not a loopback or lab `http` URL; ``HTTPCheck/Failure`` if
+  ///   no complete response arrives within `timeout` or the connection fails.
   public static func get(_ url: String, timeout: Duration = .seconds(5)) async throws -> (status: Int, body: String) {
-    let target = try HTTPTarget(url)
-    return try await withThrowingTaskGroup(of: HTTPTarget.Response?.self) { group in
-      group.addTask {
-        let channel = try await target.connect()
-        return try await channel.executeThenClose { inbound, outbound in
-          try await outbound.write(contentsOf: target.request(keepAlive: false))
-          var responses = inbound.makeAsyncIterator()
-          return try await HTTPTarget.readResponse(&responses)
-        }
-      }
-      group.addTask {
-        try await Task.sleep(for: timeout)
-        return nil
-      }
-      defer { group.cancelAll() }
-      guard let response = try await group.next() ?? nil else {
-        throw ProcessError(.timedOut, "GET \(url): no complete response within \(timeout)")
-      }
-      return (response.status, response.body)
-    }
+    _ = try HTTPTarget(url)
+    return try await HTTPCheck.get(url, timeout: timeout)
   }
 }
 
@@ -246,7 +231,7 @@ private struct HTTPTarget: Sendable {
 
   func request(keepAlive: Bool) -> [HTTPClientRequestPart] {
     var headers = HTTPHeaders()
-    headers.add(name: "Host", value: host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+    headers.add(name: "Host", value: HostPortText.format(host: host, port: port))
     headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
     return [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)), .end(nil)]
   }
