@@ -150,14 +150,9 @@ public struct BenchRunner: Sendable {
   }
 
   static func machine() -> String {
-    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-    let model =
-      cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }
-      .map { $0.split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "" } ?? "unknown CPU"
+    let model = ProcFS.cpuModel() ?? "unknown CPU"
     let memory = ProcessInfo.processInfo.physicalMemory / 1_048_576 / 1024
-    let kernel =
-      (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?
-      .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+    let kernel = ProcFS.kernelRelease() ?? "?"
     return "Linux \(kernel), \(model), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(memory) GiB"
   }
 

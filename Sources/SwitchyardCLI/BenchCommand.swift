@@ -47,7 +47,7 @@ struct BenchCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    let executable = currentExecutable()
     let selected = scenarios.isEmpty ? BenchOptions.allScenarios : BenchOptions.allScenarios.filter(scenarios.contains)
     let strategies =
       self.strategies.isEmpty ? BenchOptions.allStrategies : BenchOptions.allStrategies.filter(self.strategies.contains)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ServiceLifecycle
 import SwitchyardLocal
+import SwitchyardProcess
 import UnixSignals
 
 /// `--home`: the local cluster's state directory.
@@ -169,7 +170,7 @@ extension UpCommand {
 
 /// The absolute path of this executable, so that the cluster's parts run the same build.
 func currentExecutable() -> String {
-  if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+  if let path = ProcFS.ownExecutablePath() { return path }
   return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
 }
 

@@ -143,30 +143,6 @@ enum LoopbackPorts {
   /// Every process that holds a socket listening on `port` (an HAProxy master's workers share theirs), as far
   /// as /proc tells.
   static func owners(of port: Int) -> [Int32] {
-    var inodes: Set<String> = []
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-      guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
-      for line in text.split(separator: "\n").dropFirst() {
-        let fields = line.split(separator: " ")
-        guard fields.count > 9, fields[3] == "0A",
-          let portHex = fields[1].split(separator: ":").last, Int(portHex, radix: 16) == port
-        else { continue }
-        inodes.insert(String(fields[9]))
-      }
-    }
-    guard !inodes.isEmpty else { return [] }
-    var owners: [Int32] = []
-    let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    for entry in processes {
-      guard let pid = Int32(entry) else { continue }
-      let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry)/fd")) ?? []
-      let listens = fds.contains { fd in
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)")
-        else { return false }
-        return target.hasPrefix("socket:[") && inodes.contains(String(target.dropFirst(8).dropLast()))
-      }
-      if listens { owners.append(pid) }
-    }
-    return owners.sorted()
+    ProcFS.listeningSocketOwners(port: port)
   }
 }

@@ -74,6 +74,53 @@ public enum ProcFS {
     return kilobytes * 1024
   }
 
+  /// The path of this process's executable (`/proc/self/exe`); nil when it cannot be read.
+  public static func ownExecutablePath() -> String? {
+    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+  }
+
+  /// The CPU's model name from `/proc/cpuinfo`; nil when it cannot be read.
+  public static func cpuModel() -> String? {
+    read("/proc/cpuinfo")?.split(separator: "\n").first { $0.hasPrefix("model name") }
+      .map { $0.split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "" }
+  }
+
+  /// The kernel's release (`/proc/sys/kernel/osrelease`); nil when it cannot be read.
+  public static func kernelRelease() -> String? {
+    read("/proc/sys/kernel/osrelease")?.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+
+  /// Every process that holds a socket listening on TCP `port` (IPv4 or IPv6), sorted: the sockets'
+  /// inodes from `/proc/net/tcp` and `tcp6`, matched against each process's descriptors. An HAProxy
+  /// master's workers share theirs. Processes whose descriptors cannot be read are left out.
+  public static func listeningSocketOwners(port: Int) -> [Int32] {
+    var inodes: Set<String> = []
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+      guard let text = read(table) else { continue }
+      for line in text.split(separator: "\n").dropFirst() {
+        let fields = line.split(separator: " ")
+        guard fields.count > 9, fields[3] == "0A",
+          let portHex = fields[1].split(separator: ":").last, Int(portHex, radix: 16) == port
+        else { continue }
+        inodes.insert(String(fields[9]))
+      }
+    }
+    guard !inodes.isEmpty else { return [] }
+    var owners: [Int32] = []
+    let processes = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    for entry in processes {
+      guard let pid = Int32(entry) else { continue }
+      let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry)/fd")) ?? []
+      let listens = fds.contains { fd in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)")
+        else { return false }
+        return target.hasPrefix("socket:[") && inodes.contains(String(target.dropFirst(8).dropLast()))
+      }
+      if listens { owners.append(pid) }
+    }
+    return owners.sorted()
+  }
+
   /// The descriptors this process has open, from `/proc/self/fd`.
   static func ownDescriptors() -> [Int32] {
     ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
