@@ -2,6 +2,7 @@ import Foundation
 import HAProxyKit
 import Logging
 import SwitchyardReconcile
+import Synchronization
 
 /// The node's config file: what is installed, whether it is behind the desired state, and the flush that
 /// brings it up to date beside the reconcile loop.
@@ -22,8 +23,9 @@ actor ConfigWriter {
   private var installedStructure: String?
   /// The file HAProxy last read (start or reload), for the `reload` update strategy.
   private(set) var loadedText: String?
-  /// The desired state the file is behind, if it is.
-  private var behind: DesiredState?
+  /// The desired state the file is behind, if it is. Behind a lock, not the actor: a pass marks it on
+  /// its way to HAProxy and must not wait while a flush syncs the file.
+  private let behind = Mutex<DesiredState?>(nil)
   private var flush: Task<Void, Never>?
 
   /// Where the structure of the installed config is kept (next to it), for a start without etcd.
@@ -60,17 +62,17 @@ actor ConfigWriter {
   }
 
   /// The file is behind `desired`: a flush is to bring it up.
-  func fileIsBehind(_ desired: DesiredState) {
-    behind = desired
+  nonisolated func fileIsBehind(_ desired: DesiredState) {
+    behind.withLock { $0 = desired }
   }
 
   /// The file was installed for the newest desired state.
-  func caughtUp() {
-    behind = nil
+  nonisolated func caughtUp() {
+    behind.withLock { $0 = nil }
   }
 
   /// Whether the file is behind the desired state.
-  var isBehind: Bool { behind != nil }
+  nonisolated var isBehind: Bool { behind.withLock { $0 != nil } }
 
   /// HAProxy read the installed file (a start or a reload).
   func markLoaded() {
@@ -100,9 +102,9 @@ actor ConfigWriter {
   /// Writes the file for the desired state it is behind. The servers are in HAProxy already, so an
   /// unchanged structure needs no `haproxy -c`.
   func flushNow() async throws {
-    guard let desired = behind else { return }
+    guard let desired = behind.withLock({ $0 }) else { return }
     try await performInstall(render(desired), revision: desired.revision, serversApplied: true)
-    if behind?.revision == desired.revision { behind = nil }
+    behind.withLock { if $0?.revision == desired.revision { $0 = nil } }
   }
 
   /// The structure of the installed config, when the config file and its structure are both there.

@@ -139,7 +139,7 @@ public final class Controller: Service, Sendable {
   private func fileCheckLoop() async {
     while !Task.isCancelled {
       try? await Task.sleep(for: configuration.timings.fileCheckInterval)
-      queue.tick(fileBehind: await writer.isBehind)
+      queue.tick(fileBehind: writer.isBehind)
     }
   }
 }

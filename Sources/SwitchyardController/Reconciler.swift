@@ -82,7 +82,7 @@ final class Reconciler: Sendable {
     }
     let followUp = try await applier.apply(desired: desired, structure: rendered.structure, scope: nil)
     try await writer.install(rendered, revision: desired.revision, serversApplied: true)
-    await writer.caughtUp()
+    writer.caughtUp()
     source.startWatching(after: readRevision)
     publisher.applied(revision: desired.revision, initialPass: true)
     return followUp
@@ -101,7 +101,7 @@ final class Reconciler: Sendable {
     publisher.report(
       conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: scope)
     last.withLock { $0 = desired }
-    await writer.fileIsBehind(desired)
+    writer.fileIsBehind(desired)
     let leaving = applier.leavingBackends
     var followUp = false
     if !scope.isEmpty || !leaving.isEmpty {
