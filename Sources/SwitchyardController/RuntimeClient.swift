@@ -1,7 +1,6 @@
 import HAProxyKit
 import Logging
 import SwitchyardReconcile
-import Synchronization
 
 /// The controller's Runtime API: observing HAProxy's servers and sending planned changes, with every
 /// command validated before it goes out.
