@@ -162,13 +162,6 @@ public struct HealthTracker: Sendable {
   }
 }
 
-extension TimeAmount {
-  init(_ duration: Duration) {
-    let (seconds, attoseconds) = duration.components
-    self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-  }
-}
-
 extension Duration {
   var seconds: Double {
     let (whole, attoseconds) = components

@@ -34,7 +34,7 @@ public enum HTTPCheck {
     return try await withThrowingTaskGroup(of: (status: Int, body: String)?.self) { group in
       group.addTask {
         do {
-          let response = try await client.execute(request, timeout: TimeAmount.nanoseconds(timeout.nanoseconds))
+          let response = try await client.execute(request, timeout: TimeAmount(timeout))
           let body = try await response.body.collect(upTo: maximumBodySize)
           return (Int(response.status.code), String(buffer: body))
         } catch let error as HTTPClientError where error == .deadlineExceeded {
@@ -65,16 +65,12 @@ public enum HTTPCheck {
   }
 
   /// Never shut down: it lives as long as the process, like `HTTPClient.shared`, but without that
-  /// one's redirects.
-  private static let client = HTTPClient(
-    eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-    configuration: HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
-  )
-}
-
-extension Duration {
-  fileprivate var nanoseconds: Int64 {
-    let (seconds, attoseconds) = components
-    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-  }
+  /// one's redirects, and without its retries of a refused connection: a refused connection is an
+  /// answer at once (the service is down), and a pool that backs off after failures would hide a
+  /// service that came back.
+  private static let client: HTTPClient = {
+    var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
+    configuration.connectionPool.retryConnectionEstablishment = false
+    return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+  }()
 }

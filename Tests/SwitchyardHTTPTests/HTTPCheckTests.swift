@@ -51,6 +51,26 @@ struct HTTPCheckTests {
     }
   }
 
+  @Test("a refused connection fails the GET at once with that error, not by retrying until the timeout")
+  func refused() async throws {
+    // A port that was just free: nothing listens on it.
+    var port = 0
+    try await RawHTTPServer.with(answer: nil) { port = $0.port }
+    for _ in 0..<3 {
+      let started = ContinuousClock.now
+      // Not retried: well before the connect timeout (10 s) that ends a retried one.
+      defer { #expect(ContinuousClock.now - started < .seconds(5)) }
+      do {
+        _ = try await HTTPCheck.get("http://127.0.0.1:\(port)/", timeout: .seconds(20))
+        Issue.record("a GET to a closed port succeeded")
+      } catch let failure as HTTPCheck.Failure {
+        Issue.record("a refused connection was retried until the timeout: \(failure)")
+      } catch {
+        #expect("\(error)".lowercased().contains("refused"), "\(error)")
+      }
+    }
+  }
+
   @Test("only http:// URLs")
   func scheme() async {
     await #expect(throws: HTTPCheck.Failure.self) { try await HTTPCheck.get("https://127.0.0.1:1/") }
