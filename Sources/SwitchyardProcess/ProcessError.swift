@@ -49,7 +49,7 @@ public struct ProcessError: Error, Hashable, CustomStringConvertible {
       case .notHealthy: "not healthy"
       case .invalidState: "invalid state"
       case .portAllocationFailed: "port allocation failed"
-      case .other: "test support failure"
+      case .other: "process failure"
       }
     }
   }

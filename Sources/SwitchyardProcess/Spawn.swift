@@ -29,7 +29,7 @@ enum Spawn {
   /// pool block most signals, and a mask is inherited through exec, so HAProxy would otherwise never see
   /// SIGUSR1 or SIGTERM. It inherits no descriptor beyond the three standard ones, so it cannot keep a test
   /// server's listening socket or a log file of ours open. With `newSession` it leads a session of its
-  /// own, so that a Ctrl-C to our process group does not reach it.
+  /// own; without, a process group of its own. Either way a Ctrl-C to our process group does not reach it.
   ///
   /// - Parameter environment: The child's whole environment; nil passes on this process's environment.
   static func start(
@@ -47,9 +47,11 @@ enum Spawn {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    // Output first: should a log have been opened as descriptor 0 (this process's standard input
+    // closed), it is copied to 1 and 2 before /dev/null takes 0.
     posix_spawn_file_actions_adddup2(&actions, standardOutput, 1)
     posix_spawn_file_actions_adddup2(&actions, standardError, 2)
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     closeInheritedDescriptors(&actions)
 
     var attributes = posix_spawnattr_t()
@@ -65,7 +67,14 @@ enum Spawn {
     }
     posix_spawnattr_setsigdefault(&attributes, &defaults)
     var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-    if newSession { flags |= setSessionFlag }
+    if newSession {
+      flags |= setSessionFlag
+    } else {
+      // A process group of its own (as Foundation's Process gives its children): a Ctrl-C or a group
+      // kill meant for us does not reach it behind our back; we stop it ourselves.
+      flags |= Int32(POSIX_SPAWN_SETPGROUP)
+      posix_spawnattr_setpgroup(&attributes, 0)
+    }
     posix_spawnattr_setflags(&attributes, Int16(flags))
 
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
