@@ -133,32 +133,34 @@ final class Applier: Sendable {
       metrics.runtimeCommandFailures.increment()
       throw error
     }
+    var outcome = CommandOutcome.done
     for (command, error) in zip(commands, results) {
-      guard let error else {
+      let reply = CommandOutcome.Reply(command, error)
+      outcome.add(reply)
+      switch reply {
+      case .confirmed:
         var metadata: Logger.Metadata = ["command": "\(command)"]
         if case .addServer = command, let id = newServerIDs[command.server] { metadata["server_id"] = "\(id)" }
         logger.info("Runtime API", metadata: metadata)
-        continue
-      }
-      if case .deleteServer(let ref) = command {
+      case .deleteDeferred:
         metrics.deletesDeferred.increment()
         // Connections not yet released: the next pass tries again (with its sessions shut down once
         // the drain timeout passed). A reload would cost every keep-alive client; a retry costs nothing.
-        let late = drainingFor[ref, default: .zero] >= removalPolicy.drainTimeout
+        let late = drainingFor[command.server, default: .zero] >= removalPolicy.drainTimeout
         logger.log(
           level: late ? .warning : .debug,
           "Server not deletable yet; trying again on the next pass",
-          metadata: ["server": "\(ref)", "reply": "\(error.reply ?? "")"]
+          metadata: ["server": "\(command.server)", "reply": "\(error?.reply ?? "")"]
         )
-        continue
+      case .refused:
+        metrics.runtimeCommandFailures.increment()
+        logger.warning(
+          "HAProxy refused a Runtime API command; falling back to a reload",
+          metadata: ["command": "\(command)", "error": "\(error.map { "\($0)" } ?? "")"]
+        )
       }
-      metrics.runtimeCommandFailures.increment()
-      logger.warning(
-        "HAProxy refused a Runtime API command; falling back to a reload",
-        metadata: ["command": "\(command)", "error": "\(error)"]
-      )
     }
-    return CommandOutcome(commands: commands, results: results)
+    return outcome
   }
 
   /// Installs `rendered` (HAProxy reads the file on reload), then reloads; `beforeReload` runs once the

@@ -11,19 +11,44 @@ enum CommandOutcome: Equatable {
   /// HAProxy refused a command; a reload must put things right.
   case failed
 
+  /// What one reply means.
+  enum Reply: Equatable {
+    /// HAProxy confirmed the command.
+    case confirmed
+    /// HAProxy refused to delete a server that still holds connections; the next pass retries.
+    case deleteDeferred
+    /// HAProxy refused the command.
+    case refused
+
+    /// The meaning of HAProxy's reply `error` (`nil` when it confirmed) to `command`.
+    init(_ command: RuntimeCommand, _ error: HAProxyError?) {
+      guard error != nil else {
+        self = .confirmed
+        return
+      }
+      if case .deleteServer = command {
+        self = .deleteDeferred
+      } else {
+        self = .refused
+      }
+    }
+  }
+
   /// The outcome of `commands` given HAProxy's reply to each (`nil` when it confirmed it). A refused
   /// delete means the server still holds connections, which the next pass retries; any other refusal
   /// fails the batch.
   init(commands: [RuntimeCommand], results: [HAProxyError?]) {
-    var deferred = false
-    for (command, error) in zip(commands, results) where error != nil {
-      guard case .deleteServer = command else {
-        self = .failed
-        return
-      }
-      deferred = true
+    self = .done
+    for (command, error) in zip(commands, results) { add(Reply(command, error)) }
+  }
+
+  /// Takes one more reply into account.
+  mutating func add(_ reply: Reply) {
+    switch (self, reply) {
+    case (.failed, _), (_, .confirmed): break
+    case (_, .refused): self = .failed
+    case (_, .deleteDeferred): self = .deletesDeferred
     }
-    self = deferred ? .deletesDeferred : .done
   }
 }
 

@@ -26,7 +26,9 @@ actor ConfigWriter {
   /// The desired state the file is behind, if it is. Behind a lock, not the actor: a pass marks it on
   /// its way to HAProxy and must not wait while a flush syncs the file.
   private let behind = Mutex<DesiredState?>(nil)
-  private var flush: Task<Void, Never>?
+  /// The flush that runs, if any. Behind a lock too: the loop asks for a flush on its way to the next
+  /// pass and must not wait for one that is rendering or syncing.
+  private let flush = Mutex<Task<Void, Never>?>(nil)
 
   /// Where the structure of the installed config is kept (next to it), for a start without etcd.
   private nonisolated var installedStructurePath: String { directory.path("haproxy.cfg.structure") }
@@ -80,41 +82,44 @@ actor ConfigWriter {
   }
 
   /// Starts a flush beside the reconcile loop, unless one runs; the periodic check asks again while the
-  /// file is behind.
-  func startFlush() {
-    guard flush == nil else { return }
-    flush = Task {
-      do {
-        try await self.flushNow()
-      } catch {
-        self.logger.warning(
-          "Could not bring the config file up to date; trying again in a second", metadata: ["error": "\(error)"])
+  /// file is behind. Returns at once.
+  nonisolated func startFlush() {
+    flush.withLock { flush in
+      guard flush == nil else { return }
+      flush = Task {
+        do {
+          try await self.flushNow()
+        } catch {
+          self.logger.warning(
+            "Could not bring the config file up to date; trying again in a second", metadata: ["error": "\(error)"])
+        }
+        self.flush.withLock { $0 = nil }
       }
-      self.flushEnded()
     }
   }
 
   /// Waits for the flush that runs, if any.
-  func finishFlush() async {
-    await flush?.value
+  nonisolated func finishFlush() async {
+    await flush.withLock { $0 }?.value
   }
 
   /// Writes the file for the desired state it is behind. The servers are in HAProxy already, so an
-  /// unchanged structure needs no `haproxy -c`.
-  func flushNow() async throws {
+  /// unchanged structure needs no `haproxy -c`. The text is rendered off the actor.
+  nonisolated func flushNow() async throws {
     guard let desired = behind.withLock({ $0 }) else { return }
-    try await performInstall(render(desired), revision: desired.revision, serversApplied: true)
+    let rendered = render(desired)
+    try await installFlushed(rendered, revision: desired.revision)
     behind.withLock { if $0?.revision == desired.revision { $0 = nil } }
+  }
+
+  private func installFlushed(_ rendered: RenderedConfig, revision: Int64) async throws {
+    try await performInstall(rendered, revision: revision, serversApplied: true)
   }
 
   /// The structure of the installed config, when the config file and its structure are both there.
   nonisolated func lastGoodStructure() -> String? {
     guard FileManager.default.fileExists(atPath: directory.configPath) else { return nil }
     return try? String(contentsOfFile: installedStructurePath, encoding: .utf8)
-  }
-
-  private func flushEnded() {
-    flush = nil
   }
 
   private func performInstall(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool) async throws {
@@ -127,13 +132,21 @@ actor ConfigWriter {
       metrics.configRejected.increment()
       throw ControllerError("the rendered configuration was not installed; the last good one stays: \(error)")
     }
-    do {
-      try DurableFile.replace(rendered.structure, at: installedStructurePath)
-    } catch {
-      logger.warning("Could not write \(installedStructurePath)", metadata: ["error": "\(error)"])
-    }
+    await DurableFile.replaceOrWarn(rendered.structure, at: installedStructurePath, logger: logger)
     installedText = rendered.text
     installedStructure = rendered.structure
     logger.debug("Installed a new configuration", metadata: ["revision": "\(revision)"])
+  }
+}
+
+extension DurableFile {
+  /// Writes a file that a later start reads beside the config (a structure): durably, off any actor, and
+  /// with a failure logged rather than thrown, since HAProxy already has what it describes.
+  static func replaceOrWarn(_ text: String, at path: String, logger: Logger) async {
+    do {
+      try replace(text, at: path)
+    } catch {
+      logger.warning("Could not write \(path)", metadata: ["error": "\(error)"])
+    }
   }
 }

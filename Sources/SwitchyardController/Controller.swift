@@ -68,8 +68,8 @@ public final class Controller: Service, Sendable {
       configuration: configuration, runtime: runtime, writer: writer, supervisor: supervisor,
       publisher: publisher, queue: queue, status: status, metrics: metrics, logger: logger)
     reconciler = Reconciler(
-      configuration: configuration, source: source, writer: writer, supervisor: supervisor, applier: applier,
-      publisher: publisher, metrics: metrics)
+      configuration: configuration, source: source, queue: queue, writer: writer, supervisor: supervisor,
+      applier: applier, publisher: publisher, metrics: metrics)
     drift = DriftDetector(
       reconciler: reconciler, runtime: runtime, supervisor: supervisor, publisher: publisher, queue: queue,
       timings: timings, logger: logger)
@@ -111,7 +111,7 @@ public final class Controller: Service, Sendable {
   private func reconcileLoop() async {
     while let (decision, firstChange) = await queue.next(baselineReady: { reconciler.baselineReady }) {
       do {
-        let passed = try await reconciler.run(decision.kind)
+        let passed = try await reconciler.run(decision)
         queue.passSucceeded(followUp: passed || !applier.leavingBackends.isEmpty)
         metrics.reconcilesOK.increment()
         if decision.hadEvents { metrics.eventToApplied.record(firstChange.duration(to: .now)) }

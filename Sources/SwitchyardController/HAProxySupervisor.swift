@@ -63,7 +63,7 @@ final class HAProxySupervisor: Sendable {
   func start(structure: String) async throws {
     let started = try await HAProxyProcess.start(stateDirectory: directory, executable: executable, logger: logger)
     process.withLock { $0 = started }
-    recordRunning(structure)
+    await recordRunning(structure)
     status.update {
       $0.haproxyPID = started.pid
       $0.haproxyRunning = true
@@ -93,16 +93,17 @@ final class HAProxySupervisor: Sendable {
       throw HAProxyError(.invalidState, "HAProxy is not running")
     }
     _ = try await cli.reload()
-    recordRunning(structure)
+    await recordRunning(structure)
   }
 
   /// Stops HAProxy gracefully (its workers finish their connections), forcing it after `timeout`.
   func stop(timeout: Duration) async {
-    guard let running = process.withLock({ $0 }) else { return }
-    do {
-      try await running.stop(timeout: timeout)
-    } catch {
-      logger.error("Stopping HAProxy failed", metadata: ["error": "\(error)"])
+    if let running = process.withLock({ $0 }) {
+      do {
+        try await running.stop(timeout: timeout)
+      } catch {
+        logger.error("Stopping HAProxy failed", metadata: ["error": "\(error)"])
+      }
     }
     status.update { $0.haproxyRunning = false }
     metrics.haproxyRunning.set(to: 0)
@@ -130,12 +131,8 @@ final class HAProxySupervisor: Sendable {
     }
   }
 
-  private func recordRunning(_ structure: String) {
+  private func recordRunning(_ structure: String) async {
     running.withLock { $0 = structure }
-    do {
-      try DurableFile.replace(structure, at: runningStructurePath)
-    } catch {
-      logger.warning("Could not write \(runningStructurePath)", metadata: ["error": "\(error)"])
-    }
+    await DurableFile.replaceOrWarn(structure, at: runningStructurePath, logger: logger)
   }
 }

@@ -1,3 +1,4 @@
+import SwitchyardModel
 import SwitchyardReconcile
 import Synchronization
 
@@ -18,10 +19,15 @@ final class PassQueue: Sendable {
     trigger = ReconcileTrigger(clock: ContinuousClock(), policy: coalescing)
   }
 
-  /// The watch delivered changes (the source has recorded which services they touch).
-  func changesArrived() {
-    scheduler.withLock { $0.eventsArrived() }
+  /// The watch delivered changes to the instances of `services` (the source's mirror has them).
+  func changesArrived(services: Set<ServiceName>) {
+    scheduler.withLock { $0.eventsArrived(services: services) }
     trigger.notify()
+  }
+
+  /// A full pass starts that the scheduler did not choose (another pass fell back to one).
+  func fullPassStarts() {
+    scheduler.withLock { $0.fullPassStarts(now: .now) }
   }
 
   /// The next pass must read everything; with `now`, it runs at once.

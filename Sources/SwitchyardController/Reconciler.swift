@@ -15,6 +15,7 @@ final class Reconciler: Sendable {
   private let services: [ServiceName]
   private let settings: NodeSettings
   private let source: RegistrationSource
+  private let queue: PassQueue
   private let writer: ConfigWriter
   private let supervisor: HAProxySupervisor
   private let applier: Applier
@@ -24,12 +25,13 @@ final class Reconciler: Sendable {
   private let last = Mutex<DesiredState?>(nil)
 
   init(
-    configuration: ControllerConfiguration, source: RegistrationSource, writer: ConfigWriter,
+    configuration: ControllerConfiguration, source: RegistrationSource, queue: PassQueue, writer: ConfigWriter,
     supervisor: HAProxySupervisor, applier: Applier, publisher: StatusPublisher, metrics: ControllerMetrics
   ) {
     services = configuration.node.services
     settings = configuration.node
     self.source = source
+    self.queue = queue
     self.writer = writer
     self.supervisor = supervisor
     self.applier = applier
@@ -44,23 +46,30 @@ final class Reconciler: Sendable {
   /// state, and a running HAProxy.
   var baselineReady: Bool { source.hasMirror && lastDesired != nil && supervisor.isRunning }
 
-  /// Runs one pass of `kind`. Returns whether another pass must follow (servers drain).
-  func run(_ kind: PassKind) async throws -> Bool {
-    switch kind {
+  /// Runs the pass `decision` chose. Returns whether another pass must follow (servers drain).
+  func run(_ decision: PassQueue.Decision) async throws -> Bool {
+    switch decision.kind {
     case .full: return try await fullPass()
-    case .incremental: return try await incrementalPass(services: source.takeChanged())
+    case .incremental: return try await incrementalPass(services: decision.services)
     case .followUp: return try await followUpPass()
     case .flush:
-      await writer.startFlush()
+      writer.startFlush()
       return false
     }
   }
 
   /// With etcd unreachable and no HAProxy running, serves the last good config rather than nothing.
   func startFromLastGoodIfStopped() async {
+    guard !supervisor.isRunning else { return }
     if await supervisor.startFromLastGoodIfStopped(structure: writer.lastGoodStructure()) {
       await writer.markLoaded()
     }
+  }
+
+  /// A full pass in place of one that lacks what it builds on (no mirror, no last pass, no HAProxy).
+  private func fallBackToFullPass() async throws -> Bool {
+    queue.fullPassStarts()
+    return try await fullPass()
   }
 
   /// A full pass: read everything at one revision, render, install, plan and apply every backend.
@@ -93,7 +102,7 @@ final class Reconciler: Sendable {
   /// services touched, not the fleet; the config file follows in a flush.
   private func incrementalPass(services dirty: Set<ServiceName>) async throws -> Bool {
     let changed = Set(services).intersection(dirty)
-    guard let view = source.view(of: changed), let previous = lastDesired else { return try await fullPass() }
+    guard let view = source.view(of: changed), let previous = lastDesired else { return try await fallBackToFullPass() }
     metrics.incrementalPasses.increment()
     publisher.report(invalid: view.invalid)
     let desired = previous.updating(services: changed, instances: view.instances, revision: view.revision)
@@ -116,7 +125,7 @@ final class Reconciler: Sendable {
   /// it works from that pass's desired state and asks HAProxy alone about the backends with servers
   /// leaving. Falls back to a full pass when there is no last pass to work from.
   private func followUpPass() async throws -> Bool {
-    guard let desired = lastDesired, supervisor.isRunning else { return try await fullPass() }
+    guard let desired = lastDesired, supervisor.isRunning else { return try await fallBackToFullPass() }
     let leaving = applier.leavingBackends
     guard !leaving.isEmpty else { return false }
     metrics.followUpPasses.increment()

@@ -5,8 +5,8 @@ import SwitchyardReconcile
 import Synchronization
 
 /// The registrations as etcd has them: a full read at one revision, then a watch from that revision + 1
-/// that keeps a mirror of the prefix (``RegistrationMirror``) and says which services changed. It does
-/// not reconcile: it tells the ``PassQueue`` that something changed, and a pass asks it for what.
+/// that keeps a mirror of the prefix (``RegistrationMirror``) and tells the ``PassQueue`` which services
+/// changed. It does not reconcile: a pass asks it for the mirror's view of those services.
 ///
 /// Readiness: the watch's created response and every response after it count as word from etcd; progress
 /// requests make a silent watch speak, so that it is told apart from a dead one.
@@ -23,8 +23,6 @@ final class RegistrationSource: Sendable {
     var mirror: RegistrationMirror?
     /// Watch events that arrive while a full read is in flight.
     var changeLog = ChangeLog()
-    /// Services whose instances changed since a pass last took them.
-    var changed: Set<ServiceName> = []
     /// The watch starts after this revision, once the first full pass is applied.
     var watchAfter: Int64?
   }
@@ -57,10 +55,7 @@ final class RegistrationSource: Sendable {
   /// Reads the whole prefix at one revision and makes it the mirror; watch events that arrived during the
   /// read go on top. Returns the read's view and the revision etcd answered at.
   func readAll() async throws -> (view: View, readRevision: Int64) {
-    state.withLock {
-      $0.changed = []
-      $0.changeLog.start()
-    }
+    state.withLock { $0.changeLog.start() }
     let read: RangeResult
     do {
       read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
@@ -79,14 +74,6 @@ final class RegistrationSource: Sendable {
       return (
         View(instances: mirror.instances, invalid: mirror.invalid, revision: mirror.revision), read.header.revision
       )
-    }
-  }
-
-  /// Takes the services that changed since the last call (or the last full read).
-  func takeChanged() -> Set<ServiceName> {
-    state.withLock { state in
-      defer { state.changed = [] }
-      return state.changed
     }
   }
 
@@ -127,11 +114,11 @@ final class RegistrationSource: Sendable {
             RegistrationMirror.Change(
               key: event.kv.key, value: event.kind == .put ? event.kv.value : nil, modRevision: event.kv.modRevision)
           }
-          state.withLock { state in
+          let touched = state.withLock { state in
             state.changeLog.record(changes)
-            if let touched = state.mirror?.apply(changes) { state.changed.formUnion(touched) }
+            return state.mirror?.apply(changes) ?? []
           }
-          queue.changesArrived()
+          queue.changesArrived(services: touched)
         }
         return
       } catch let error as EtcdError where error.code == .compacted {

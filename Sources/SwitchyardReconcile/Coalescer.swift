@@ -149,22 +149,26 @@ public final class ReconcileTrigger<C: Clock>: Sendable where C.Duration == Dura
         // Only a requeue is pending: a change that comes first must not wait for it.
         await withTaskGroup(of: Void.self) { group in
           group.addTask { [clock] in try? await clock.sleep(until: deadline, tolerance: nil) }
-          group.addTask { await self.waitForChange() }
+          group.addTask { await self.waitForChange(sawDue: deadline) }
           await group.next()
           group.cancelAll()
         }
       } else {
-        await waitForChange()
+        await waitForChange(sawDue: nil)
       }
     }
     return nil
   }
 
-  private func waitForChange() async {
+  /// Waits for a change, or for a requeue other than the one due at `sawDue` (one that came after the
+  /// caller looked, from another task, must not wait for the next change).
+  private func waitForChange(sawDue: C.Instant?) async {
     await withTaskCancellationHandler {
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let resumeNow = state.withLock { state in
-          if state.coalescer.firstPending != nil || Task.isCancelled { return true }
+          if state.coalescer.firstPending != nil || state.coalescer.dueTime != sawDue || Task.isCancelled {
+            return true
+          }
           state.waiter = continuation
           return false
         }

@@ -1,3 +1,5 @@
+import SwitchyardModel
+
 /// What one turn of a controller's reconcile loop does.
 public enum PassKind: Sendable, Hashable {
   /// Read everything at one revision, compare every backend.
@@ -24,11 +26,15 @@ public struct PassScheduler<Instant: InstantProtocol>: Sendable where Instant.Du
     public var kind: PassKind
     /// Whether etcd said something since the last pass (for the event-to-applied metric).
     public var hadEvents: Bool
+    /// For an incremental pass, the services whose instances changed since the last pass, taken with
+    /// the decision so that a change arriving after it waits for the next pass, whole.
+    public var services: Set<ServiceName>
 
     /// Creates a decision.
-    public init(kind: PassKind, hadEvents: Bool) {
+    public init(kind: PassKind, hadEvents: Bool, services: Set<ServiceName> = []) {
       self.kind = kind
       self.hadEvents = hadEvents
+      self.services = services
     }
   }
 
@@ -42,6 +48,8 @@ public struct PassScheduler<Instant: InstantProtocol>: Sendable where Instant.Du
   public private(set) var lastResync: Instant?
   /// Whether etcd said something since the last pass.
   public private(set) var eventsPending = false
+  /// The services whose instances changed since the last pass.
+  public private(set) var changedServices: Set<ServiceName> = []
   /// Failed passes in a row.
   public private(set) var failures = 0
   /// The next pass only follows up on leaving servers.
@@ -55,9 +63,11 @@ public struct PassScheduler<Instant: InstantProtocol>: Sendable where Instant.Du
     self.readsEverything = readsEverything
   }
 
-  /// The watch delivered changes.
-  public mutating func eventsArrived() {
+  /// The watch delivered changes to the instances of `services` (none when they touched only entries
+  /// that are not valid registrations).
+  public mutating func eventsArrived(services: Set<ServiceName> = []) {
     eventsPending = true
+    changedServices.formUnion(services)
   }
 
   /// The next pass must be a full one (compaction, drift, HAProxy died or reloaded).
@@ -69,9 +79,9 @@ public struct PassScheduler<Instant: InstantProtocol>: Sendable where Instant.Du
   /// due. Returns whether a pass should run for either.
   public mutating func tick(now: Instant, fileBehind: Bool) -> Bool {
     if fileBehind { flushRequested = true }
-    let resyncDue = lastResync.map { $0.duration(to: now) >= timings.resyncInterval } ?? false
-    if resyncDue { needsResync = true }
-    return fileBehind || resyncDue
+    let due = resyncDue(now: now, beforeAny: false)
+    if due { needsResync = true }
+    return fileBehind || due
   }
 
   /// Chooses the next pass and takes the flags it serves.
@@ -81,19 +91,29 @@ public struct PassScheduler<Instant: InstantProtocol>: Sendable where Instant.Du
   public mutating func nextPass(now: Instant, baselineReady: Bool) -> Decision {
     let hadEvents = eventsPending
     let kind = chooseKind(now: now, baselineReady: baselineReady)
+    let services = changedServices
     eventsPending = false
+    changedServices = []
     followUpOnly = false
     flushRequested = false
-    if kind == .full {
-      needsResync = false
-      lastResync = now
-    }
-    return Decision(kind: kind, hadEvents: hadEvents)
+    if kind == .full { fullPassStarts(now: now) }
+    return Decision(kind: kind, hadEvents: hadEvents, services: kind == .incremental ? services : [])
+  }
+
+  /// A full pass starts, chosen here or as the fallback of another pass that lacked what it builds on:
+  /// it serves every request for one, and the resync interval starts again.
+  public mutating func fullPassStarts(now: Instant) {
+    needsResync = false
+    lastResync = now
+  }
+
+  /// Whether the periodic full pass is due; `beforeAny` when no full pass ran yet.
+  private func resyncDue(now: Instant, beforeAny: Bool) -> Bool {
+    lastResync.map { $0.duration(to: now) >= timings.resyncInterval } ?? beforeAny
   }
 
   private func chooseKind(now: Instant, baselineReady: Bool) -> PassKind {
-    let resyncDue = lastResync.map { $0.duration(to: now) >= timings.resyncInterval } ?? true
-    guard !needsResync, !resyncDue, baselineReady else { return .full }
+    guard !needsResync, !resyncDue(now: now, beforeAny: true), baselineReady else { return .full }
     if readsEverything {
       return followUpOnly && !eventsPending ? .followUp : .full
     }

@@ -1,3 +1,4 @@
+import SwitchyardModel
 import SwitchyardReconcile
 import Synchronization
 import Testing
@@ -22,7 +23,7 @@ final class SchedulerHarness {
   func tick(at milliseconds: Int, fileBehind: Bool) -> Bool {
     scheduler.tick(now: Self.at(milliseconds), fileBehind: fileBehind)
   }
-  func eventsArrived() { scheduler.eventsArrived() }
+  func eventsArrived(_ services: Set<ServiceName> = []) { scheduler.eventsArrived(services: services) }
   func requestResync() { scheduler.requestResync() }
 }
 
@@ -40,6 +41,37 @@ final class SchedulerHarness {
     loop.eventsArrived()
     #expect(loop.next(at: 10) == .init(kind: .incremental, hadEvents: true))
     #expect(!loop.scheduler.eventsPending)
+  }
+
+  @Test func anIncrementalPassTakesTheServicesThatChangedWithTheDecision() throws {
+    let (web, api) = (try ServiceName(validating: "web"), try ServiceName(validating: "api"))
+    let loop = settled()
+    loop.eventsArrived([web])
+    loop.eventsArrived([api])
+    #expect(loop.next(at: 10) == .init(kind: .incremental, hadEvents: true, services: [web, api]))
+    // What arrives after the decision is the next pass's, whole.
+    loop.eventsArrived([web])
+    #expect(loop.next(at: 20) == .init(kind: .incremental, hadEvents: true, services: [web]))
+    #expect(loop.next(at: 30).services.isEmpty)
+  }
+
+  @Test func aFullPassCoversTheChangesPendingAtItsDecision() throws {
+    let loop = settled()
+    loop.eventsArrived([try ServiceName(validating: "web")])
+    loop.requestResync()
+    #expect(loop.next(at: 10) == .init(kind: .full, hadEvents: true))
+    #expect(loop.scheduler.changedServices.isEmpty)
+  }
+
+  @Test func aFullPassInPlaceOfAnotherServesAResyncRequestAndRestartsTheInterval() {
+    let loop = settled()
+    #expect(loop.kind(at: 10) == .followUp)
+    // The follow-up found no HAProxy and fell back to a full pass, while a resync was requested.
+    loop.requestResync()
+    loop.scheduler.fullPassStarts(now: SchedulerHarness.at(20))
+    #expect(!loop.scheduler.needsResync)
+    #expect(loop.scheduler.lastResync == SchedulerHarness.at(20))
+    #expect(loop.kind(at: 30) == .followUp)
   }
 
   @Test func withoutABaselineOnlyAFullPassWillDo() {
