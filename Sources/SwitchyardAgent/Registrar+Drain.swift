@@ -32,21 +32,35 @@ extension Registrar {
   }
 
   private func drainAndRevoke(lease: Lease) async {
-    if let value = state.withLock({ $0.value }) {
-      do {
-        try await client.put(key, value: drainingValue(value), options: PutOptions(lease: lease.id))
-        setPhase(.draining)
-        logger.info("draining", metadata: ["drain.seconds": "\(drainPeriod)"])
-        try await Task.sleep(for: drainPeriod)
-      } catch {
-        logger.warning("could not mark the registration draining", metadata: ["error": "\(error)"])
-      }
+    if let value = state.withLock({ $0.value }), await markDraining(value, lease: lease) {
+      logger.info("draining", metadata: ["drain.seconds": "\(drainPeriod)"])
+      try? await Task.sleep(for: drainPeriod)
     }
     do {
       try await client.revokeLease(lease.id)
       logger.info("deregistered")
     } catch {
       logger.warning("could not revoke the lease; the key expires with it", metadata: ["error": "\(error)"])
+    }
+  }
+
+  /// Writes the draining form of `value`, only while the key is still under `lease`: a key that
+  /// another process holds (the same instance id twice) is not this registrar's to touch.
+  private func markDraining(_ value: [UInt8], lease: Lease) async -> Bool {
+    do {
+      let drained = try await client.txn(
+        Txn(
+          compare: [.lease(key, .equal, lease.id)],
+          success: [.put(key, drainingValue(value), options: PutOptions(lease: lease.id))]))
+      guard drained.succeeded else {
+        logger.info("the key is not under this registrar's lease; nothing to drain")
+        return false
+      }
+      setPhase(.draining)
+      return true
+    } catch {
+      logger.warning("could not mark the registration draining", metadata: ["error": "\(error)"])
+      return false
     }
   }
 }

@@ -125,6 +125,14 @@ extension Registrar {
         let synced = try await sync(lease: lease)
         pacing.withLock { $0.registered(at: .now) }
         try await watch(lease: lease, from: synced)
+      } catch let conflict as OwnershipConflict {
+        report(conflict, lease: lease)
+        do {
+          try await awaitRelease(of: conflict)
+        } catch {
+          try Task.checkCancellation()
+          logger.info("watching the held key failed; reading it again", metadata: ["error": "\(error)"])
+        }
       } catch {
         try Task.checkCancellation()
         if let interruption = error as? Interruption {
@@ -150,15 +158,22 @@ extension Registrar {
   }
 
   /// Makes the key hold the current value under `lease` (or be absent when there is none), writing
-  /// only when it does not already: after a lease scare the key is usually still in place.
+  /// only when it does not already: after a lease scare the key is usually still in place. Throws
+  /// ``OwnershipConflict`` when another live process holds the key, and ``Interruption/keyLost``
+  /// when the key changed between the read and the write.
   private func sync(lease: Lease) async throws -> Synced {
     let (value, version) = state.withLock { ($0.value, $0.version) }
     let read = try await client.get(.key(key))
     let existing = read.kvs.first
+    try await checkOwnership(of: existing, lease: lease, value: value, readRevision: read.header.revision)
+    endConflictEpisode()
     guard let value else {
       var revision = read.header.revision
       if existing != nil {
-        revision = try await client.delete(.key(key)).header.revision
+        let deleted = try await client.txn(
+          Txn(compare: [unchanged(since: existing)], success: [.delete(.key(key))]))
+        guard deleted.succeeded else { throw Interruption.keyLost }
+        revision = deleted.header.revision
         logger.info("unregistered while unavailable", metadata: ["etcd.revision": "\(revision)"])
       }
       setPhase(.unregistered)
@@ -172,7 +187,12 @@ extension Registrar {
       )
       return Synced(value: value, version: version, revision: read.header.revision)
     }
-    let revision = try await client.put(key, value: value, options: PutOptions(lease: lease.id)).header.revision
+    let written = try await client.txn(
+      Txn(
+        compare: [unchanged(since: existing)],
+        success: [.put(key, value, options: PutOptions(lease: lease.id))]))
+    guard written.succeeded else { throw Interruption.keyLost }
+    let revision = written.header.revision
     let count = state.withLock { state -> Int in
       state.registrations += 1
       state.phase = .registered(lease: lease.id, revision: revision)
@@ -188,15 +208,12 @@ extension Registrar {
   /// Watches the key from just after `synced` until the registration needs another pass; ends
   /// only by throwing (an ``Interruption``, or the watch's error).
   private func watch(lease: Lease, from synced: Synced) async throws {
-    let (changes, changed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-    state.withLock { state in
-      state.onChange = changed
-      if state.version != synced.version { changed.yield() }
+    try await withValueChanges(since: synced.version) { changes in
+      try await watch(lease: lease, from: synced, changes: changes)
     }
-    defer {
-      state.withLock { $0.onChange = nil }
-      changed.finish()
-    }
+  }
+
+  private func watch(lease: Lease, from synced: Synced, changes: AsyncStream<Void>) async throws {
     try await withThrowingTaskGroup(of: Never.self) { group in
       group.addTask {
         let options = WatchOptions(startRevision: synced.revision + 1)

@@ -19,13 +19,21 @@ import Synchronization
 ///   is written again under the same lease.
 /// - A TimeToLive, grant, read or write fails: the attempt is repeated.
 ///
+/// One key has one owner. Every write is a transaction on the revision the attempt read, so it never
+/// replaces what another process wrote in between. A key held under another lease that etcd keeps
+/// alive belongs to another process with the same instance id: the registrar logs that at error level
+/// once, writes nothing, and takes the key only when that lease is gone (it watches the key, and reads
+/// it again every `conflictRecheck`). The one exception is a value with this registrar's own endpoint:
+/// the same instance, restarted before its old lease expired, takes its key back at once.
+///
 /// Worst case, with the key lost or etcd failing over and over: at most
 /// ``RegistrationPacing/maximumAttemptsPerMinute`` (41) attempts in any minute, each with at most
 /// one put (or delete) of the key and at most one lease grant: 41 key writes and 82 etcd writes a
 /// minute, keepalives aside. It never gives up, and the service it announces keeps running.
 ///
 /// On graceful shutdown it writes the draining value, waits the drain period so load balancers
-/// stop sending new requests, then revokes the lease, which deletes the key: two writes, once.
+/// stop sending new requests, then revokes the lease, which deletes the key: two writes, once, and
+/// the first only if the key is still under its lease.
 ///
 /// The registrar treats values as opaque bytes; the registration model decides what they mean.
 public final class Registrar: Service, Sendable {
@@ -35,6 +43,9 @@ public final class Registrar: Service, Sendable {
     case unregistered
     /// The key is written under `lease` at `revision`.
     case registered(lease: Int64, revision: Int64)
+    /// Another live process holds the key under `holderLease` (the same instance id twice): nothing
+    /// is written until that lease is gone.
+    case conflicted(holderLease: Int64)
     /// Shutting down: the draining value is written, waiting for the drain period.
     case draining
     /// Deregistered after shutdown.
@@ -57,9 +68,12 @@ public final class Registrar: Service, Sendable {
   let ttl: Int64
   let drainPeriod: Duration
   let drainingValue: @Sendable ([UInt8]) -> [UInt8]
+  let endpoint: @Sendable ([UInt8]) -> String?
+  let conflictRecheck: Duration
   let logger: Logger
   let state: Mutex<State>
   let pacing = Mutex(RegistrationPacing())
+  let conflictEpisode = Mutex<ConflictEpisode?>(nil)
 
   /// Creates a registrar.
   ///
@@ -71,6 +85,11 @@ public final class Registrar: Service, Sendable {
   ///   - ttl: Lease TTL in seconds: how long the key outlives this process if it dies.
   ///   - drainPeriod: How long to stay registered as draining before deregistering on shutdown.
   ///   - drainingValue: Turns the current value into its draining form.
+  ///   - endpoint: Where a value sends traffic (`10.0.0.5:8080`), or `nil` when unknown. A key held
+  ///     under another live lease whose value has this registrar's endpoint is taken over (the same
+  ///     instance restarted before its old lease expired); any other is a conflict. Also used in logs.
+  ///   - conflictRecheck: During a conflict, how often the key is read again even when no watch
+  ///     event says it changed hands.
   public init(
     client: EtcdClient,
     key: String,
@@ -78,6 +97,8 @@ public final class Registrar: Service, Sendable {
     ttl: Int64 = 10,
     drainPeriod: Duration = .seconds(2),
     drainingValue: @escaping @Sendable ([UInt8]) -> [UInt8],
+    endpoint: @escaping @Sendable ([UInt8]) -> String? = { _ in nil },
+    conflictRecheck: Duration = .seconds(10),
     logger: Logger
   ) {
     self.client = client
@@ -85,10 +106,17 @@ public final class Registrar: Service, Sendable {
     self.ttl = ttl
     self.drainPeriod = drainPeriod
     self.drainingValue = drainingValue
+    self.endpoint = endpoint
+    self.conflictRecheck = conflictRecheck
     var logger = logger
     logger[metadataKey: "registration.key"] = "\(key)"
     self.logger = logger
     self.state = Mutex(State(value: value))
+  }
+
+  /// What a value says, for logs: its endpoint, else its bytes as text.
+  func describe(_ value: [UInt8]) -> String {
+    endpoint(value) ?? String(decoding: value.prefix(200), as: UTF8.self)
   }
 
   /// The current phase.
@@ -126,6 +154,23 @@ public final class Registrar: Service, Sendable {
       get { value.withLock { $0 } }
       set { value.withLock { $0 = newValue } }
     }
+  }
+
+  /// Runs `body` with a stream that yields once for every change of the value to register after
+  /// `version` (at once if there has been one already).
+  func withValueChanges<T>(
+    since version: Int, _ body: (AsyncStream<Void>) async throws -> T
+  ) async throws -> T {
+    let (changes, changed) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    state.withLock { state in
+      state.onChange = changed
+      if state.version != version { changed.yield() }
+    }
+    defer {
+      state.withLock { $0.onChange = nil }
+      changed.finish()
+    }
+    return try await body(changes)
   }
 
   func setPhase(_ phase: Phase) {

@@ -132,6 +132,7 @@ struct RegistrationOptions: ParsableArguments {
       drainingValue: { bytes in
         (try? Registration.parse(bytes))?.with(state: .drain).encoded() ?? bytes
       },
+      endpoint: { bytes in (try? Registration.parse(bytes))?.hostPort },
       logger: logger
     )
   }

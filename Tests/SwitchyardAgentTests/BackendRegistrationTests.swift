@@ -165,6 +165,95 @@ struct BackendRegistrationTests {
     }
   }
 
+  @Test(
+    "the same id twice: the second process writes nothing, says so once, leaves the key alone when it stops, and takes the key only once the first's lease is gone"
+  )
+  func duplicateInstanceID() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let key = "/services/backend/dup"
+    try await EtcdCluster.with(members: 1) { cluster in
+      let (firstPort, secondPort) = (try FreePort.allocate(), try FreePort.allocate())
+      let first = try startSwitchyard(
+        backendArguments(cluster, id: "dup", port: firstPort, ttl: 3), directory: directory, name: "first")
+      defer { first.kill() }
+      try await withClient(cluster) { etcd in
+        #expect(await eventually(timeout: .seconds(10)) { try await etcd.value(of: key) != nil })
+        let original = try #require(try await etcd.value(of: key))
+        let revision = try await etcd.get(.key("/")).header.revision
+
+        let second = try startSwitchyard(
+          backendArguments(cluster, id: "dup", port: secondPort, ttl: 3), directory: directory, name: "second")
+        defer { second.kill() }
+        let reported = await eventually(timeout: .seconds(10)) {
+          second.logTail(bytes: 200_000).contains("instance id conflict:")
+        }
+        #expect(reported, "\(second.logTail())")
+        // Long enough for a write war to flip the key a few times (it did every ~2 s).
+        try await Task.sleep(for: .seconds(6))
+        #expect(try await etcd.get(.key("/")).header.revision == revision, "the two processes wrote to etcd")
+        let during = try #require(try await etcd.value(of: key))
+        #expect(during.modRevision == original.modRevision && during.lease == original.lease)
+        let log = second.logTail(bytes: 200_000)
+        #expect(log.components(separatedBy: "instance id conflict:").count - 1 == 1, "one report per conflict: \(log)")
+        #expect(log.contains("127.0.0.1:\(firstPort)") && log.contains("127.0.0.1:\(secondPort)"), "both endpoints")
+
+        // Its graceful stop does not mark the first's key draining.
+        second.signal(SIGTERM)
+        #expect(await second.waitForExit(timeout: .seconds(15)) == 0)
+        let after = try #require(try await etcd.value(of: key))
+        #expect(after.modRevision == original.modRevision, "the duplicate's shutdown touched the key")
+
+        // Another duplicate takes the key once the first is gone and its lease has expired.
+        let third = try startSwitchyard(
+          backendArguments(cluster, id: "dup", port: secondPort, ttl: 3), directory: directory, name: "third")
+        defer { third.kill() }
+        #expect(await eventually(timeout: .seconds(10)) { third.logTail().contains("instance id conflict:") })
+        first.kill()
+        let taken = await Self.eventuallyRegistered(key, port: secondPort, etcd)
+        #expect(taken, "\(third.logTail())")
+        #expect(third.logTail(bytes: 200_000).contains("instance id conflict over"))
+      }
+    }
+  }
+
+  private static func eventuallyRegistered(_ key: String, port: Int, _ etcd: EtcdClient) async -> Bool {
+    await eventually(timeout: .seconds(10)) {
+      let value = try await registration(at: key, etcd)
+      return value?["port"] as? Int == port
+    }
+  }
+
+  private static func eventuallyUnder(anotherLeaseThan lease: Int64, _ key: String, _ etcd: EtcdClient) async -> Bool {
+    await eventually(timeout: .seconds(10)) {
+      guard let now = try await etcd.value(of: key) else { return false }
+      return now.lease != lease
+    }
+  }
+
+  @Test("a restarted instance (same id, same endpoint) takes its key back at once, before its old lease expires")
+  func restartTakesItsKeyBack() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let key = "/services/backend/again"
+    try await EtcdCluster.with(members: 1) { cluster in
+      let port = try FreePort.allocate()
+      let arguments = backendArguments(cluster, id: "again", port: port, ttl: 30)
+      let crashed = try startSwitchyard(arguments, directory: directory, name: "crashed")
+      defer { crashed.kill() }
+      try await withClient(cluster) { etcd in
+        #expect(await eventually(timeout: .seconds(10)) { try await etcd.value(of: key) != nil })
+        let lease = try #require(try await etcd.value(of: key)).lease
+        crashed.kill()
+        let restarted = try startSwitchyard(arguments, directory: directory, name: "restarted")
+        defer { restarted.kill() }
+        let back = await Self.eventuallyUnder(anotherLeaseThan: lease, key, etcd)
+        #expect(back, "\(restarted.logTail())")
+        #expect(!restarted.logTail(bytes: 200_000).contains("instance id conflict"))
+      }
+    }
+  }
+
   @Test("an operator revokes the lease: registered again within two seconds")
   func operatorRevokes() async throws {
     let directory = try TemporaryDirectory()
