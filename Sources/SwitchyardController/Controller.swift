@@ -82,7 +82,9 @@ public final class Controller: Service, Sendable {
     await cancelWhenGracefulShutdown {
       await withDiscardingTaskGroup { group in
         group.addTask { await self.reconcileLoop() }
-        group.addTask { await self.source.watchLoop() }
+        for prefix in RegistrationSource.prefixes {
+          group.addTask { await self.source.watchLoop(prefix: prefix) }
+        }
         group.addTask { await self.source.progressLoop() }
         group.addTask { await self.supervisor.superviseLoop { [queue = self.queue] in queue.requestFullPass() } }
         group.addTask { await self.drift.refreshLoop() }

@@ -30,6 +30,8 @@ public final class ControllerStatus: Sendable {
     var lastError: String?
     var services: [Service] = []
     var invalidEntries: [InvalidEntry] = []
+    var invalidEntryCount = 0
+    var overrides: [NodeSnapshot.Override] = []
   }
 
   private let node: String
@@ -96,7 +98,9 @@ public final class ControllerStatus: Sendable {
         haproxyRestarts: state.restarts,
         lastError: state.lastError,
         services: state.services,
-        invalidEntries: state.invalidEntries
+        invalidEntries: state.invalidEntries,
+        invalidEntryCount: state.invalidEntryCount,
+        overrides: state.overrides
       )
     }
   }

@@ -75,7 +75,8 @@ final class Reconciler: Sendable {
   /// A full pass: read everything at one revision, render, install, plan and apply every backend.
   private func fullPass() async throws -> Bool {
     let (view, readRevision) = try await source.readAll()
-    publisher.report(invalid: view.invalid)
+    publisher.report(invalid: view.invalid ?? [])
+    publisher.report(overrides: view.overrides)
     let desired = DesiredState(
       revision: view.revision, services: services, instances: view.instances, previous: lastDesired)
     publisher.report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: nil)
@@ -104,7 +105,8 @@ final class Reconciler: Sendable {
     let changed = Set(services).intersection(dirty)
     guard let view = source.view(of: changed), let previous = lastDesired else { return try await fallBackToFullPass() }
     metrics.incrementalPasses.increment()
-    publisher.report(invalid: view.invalid)
+    if let invalid = view.invalid { publisher.report(invalid: invalid) }
+    publisher.report(overrides: view.overrides)
     let desired = previous.updating(services: changed, instances: view.instances, revision: view.revision)
     let scope = Set(desired.backends.filter { changed.contains($0.service) }.map(\.name))
     publisher.report(

@@ -14,7 +14,10 @@ final class RegistrationSource: Sendable {
   /// One consistent view of the registrations.
   struct View: Sendable {
     var instances: [ServiceInstance]
-    var invalid: [RegistrationError]
+    /// The invalid entries; `nil` when they are the same as in the last view handed out (listing
+    /// thousands of them for every change would cost more than the change).
+    var invalid: [RegistrationError]?
+    var overrides: [InstanceOverride]
     var revision: Int64
   }
 
@@ -23,6 +26,8 @@ final class RegistrationSource: Sendable {
     var mirror: RegistrationMirror?
     /// Watch events that arrive while a full read is in flight.
     var changeLog = ChangeLog()
+    /// The mirror's invalid entries as of the last view handed out.
+    var invalidGenerationSeen: Int?
     /// The watch starts after this revision, once the first full pass is applied.
     var watchAfter: Int64?
   }
@@ -35,6 +40,8 @@ final class RegistrationSource: Sendable {
   private let timings: LoopTimings
   private let logger: Logger
   private let state = Mutex(State())
+  /// Watch restarts since start, for the summary of an outage.
+  private let watchFailures = Mutex(0)
 
   init(
     client: EtcdClient, queue: PassQueue, publisher: StatusPublisher, status: ControllerStatus,
@@ -57,8 +64,12 @@ final class RegistrationSource: Sendable {
   func readAll() async throws -> (view: View, readRevision: Int64) {
     state.withLock { $0.changeLog.start() }
     let read: RangeResult
+    let overrides: RangeResult
     do {
       read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
+      // The overrides at the same revision: one consistent view of both keyspaces.
+      overrides = try await client.getPaginated(
+        .prefix(InstanceOverride.root), pageSize: 500, options: GetOptions(revision: read.header.revision))
       publisher.etcdRead(failed: nil)
     } catch {
       publisher.etcdRead(failed: error)
@@ -67,12 +78,17 @@ final class RegistrationSource: Sendable {
     }
     // Parsed outside the lock, which the watch needs; the events that came in meanwhile go on top.
     var mirror = RegistrationMirror(
-      revision: read.header.revision, entries: read.kvs.map { ($0.key, $0.value, $0.modRevision) })
+      revision: read.header.revision,
+      entries: (read.kvs + overrides.kvs).map { ($0.key, $0.value, $0.modRevision) })
     return state.withLock { state in
       mirror.apply(state.changeLog.finish())
       state.mirror = mirror
+      state.invalidGenerationSeen = mirror.invalidGeneration
       return (
-        View(instances: mirror.instances, invalid: mirror.invalid, revision: mirror.revision), read.header.revision
+        View(
+          instances: mirror.instances, invalid: mirror.invalid, overrides: mirror.overrides,
+          revision: mirror.revision),
+        read.header.revision
       )
     }
   }
@@ -81,8 +97,11 @@ final class RegistrationSource: Sendable {
   func view(of services: Set<ServiceName>) -> View? {
     state.withLock { state in
       guard let mirror = state.mirror else { return nil }
+      let invalidChanged = state.invalidGenerationSeen != mirror.invalidGeneration
+      state.invalidGenerationSeen = mirror.invalidGeneration
       return View(
-        instances: services.flatMap { mirror.instances(of: $0) }, invalid: mirror.invalid, revision: mirror.revision)
+        instances: services.flatMap { mirror.instances(of: $0) }, invalid: invalidChanged ? mirror.invalid : nil,
+        overrides: mirror.overrides, revision: mirror.revision)
     }
   }
 
@@ -91,17 +110,19 @@ final class RegistrationSource: Sendable {
     state.withLock { if $0.watchAfter == nil { $0.watchAfter = revision } }
   }
 
-  /// Watches the prefix from after the first full read until cancelled; retries failures, and asks for a
-  /// full pass when the history it needs was compacted.
-  func watchLoop() async {
+  /// The keyspaces the source reads and watches: the registrations and the operators' overrides.
+  static let prefixes = [ControllerConfiguration.prefix, InstanceOverride.root]
+
+  /// Watches `prefix` (one of ``prefixes``) from after the first full read until cancelled; retries
+  /// failures, and asks for a full pass when the history it needs was compacted.
+  func watchLoop(prefix: String) async {
     guard var next = await watchStart() else { return }
     var failures = 0
     while !Task.isCancelled {
       do {
         // The created response is the watch's first word: without it, readiness waited for the first
         // progress notification, up to a progress interval after the watch was in place.
-        let watch = client.watch(
-          .prefix(ControllerConfiguration.prefix), options: WatchOptions(startRevision: next, notifyCreated: true))
+        let watch = client.watch(.prefix(prefix), options: WatchOptions(startRevision: next, notifyCreated: true))
         for try await response in watch {
           failures = 0
           status.update {
@@ -125,7 +146,7 @@ final class RegistrationSource: Sendable {
         let compactRevision = error.compactRevision ?? 0
         logger.warning(
           "The watch's history was compacted; reading the full state again",
-          metadata: ["resume_revision": "\(next)", "compact_revision": "\(compactRevision)"]
+          metadata: ["prefix": "\(prefix)", "resume_revision": "\(next)", "compact_revision": "\(compactRevision)"]
         )
         queue.requestFullPass()
         next = max(next, compactRevision)
@@ -133,21 +154,58 @@ final class RegistrationSource: Sendable {
         return
       } catch {
         failures += 1
+        watchFailures.withLock { $0 += 1 }
         let delay = timings.watchRetryDelay(failures: failures)
-        logger.warning("The etcd watch failed; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+        // One of an outage's restarts: the outage itself is reported once, by the progress loop.
+        logger.info("The etcd watch failed; retrying", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
         try? await Task.sleep(for: delay)
       }
     }
   }
 
-  /// Asks etcd for progress notifications, so that a silent watch is told apart from a dead one.
+  /// Asks etcd for progress notifications, so that a silent watch is told apart from a dead one, and
+  /// reports an etcd outage as one episode: a warning when the watch has been silent too long, a notice
+  /// when etcd answers again (how long it lasted, how often the watch was restarted meanwhile), and a
+  /// notice when the watch moves to another member.
   func progressLoop() async {
+    var outage = Episode<ContinuousClock.Instant>()
+    var failuresAtStart = 0
+    var lastEndpoint: String?
+    var lastRequest: ContinuousClock.Instant?
+    // Looked at more often than progress is asked for, so that a short outage is not missed.
+    let tick = min(timings.watchProgressInterval, .milliseconds(500))
     while !Task.isCancelled {
-      client.requestWatchProgress()
+      if lastRequest.map({ $0.duration(to: .now) >= timings.watchProgressInterval - tick / 2 }) ?? true {
+        client.requestWatchProgress()
+        lastRequest = .now
+      }
       let endpoint = client.watchStream.endpoint?.description
       status.update { $0.watchEndpoint = endpoint }
-      metrics.watchCurrent.set(to: status.isWatchCurrent() ? 1 : 0)
-      try? await Task.sleep(for: timings.watchProgressInterval)
+      let current = status.isWatchCurrent()
+      let reachable = current && status.state.withLock { $0.etcdConnected }
+      metrics.watchCurrent.set(to: current ? 1 : 0)
+      if let endpoint, let previous = lastEndpoint, endpoint != previous {
+        logger.notice("The etcd watch moved to another member", metadata: ["from": "\(previous)", "to": "\(endpoint)"])
+      }
+      lastEndpoint = endpoint ?? lastEndpoint
+      // Before the first pass the watch has not started: that is no outage.
+      if state.withLock({ $0.watchAfter }) != nil {
+        switch outage.observe(count: reachable ? 0 : 1, added: 0, now: .now) {
+        case .started:
+          failuresAtStart = watchFailures.withLock { $0 }
+          logger.warning(
+            "No word from etcd: HAProxy keeps serving the last applied state and /readyz answers 503 until it answers",
+            metadata: ["reasons": "\(status.notReadyReasons().joined(separator: "; "))"])
+        case .ended(let lasted, _):
+          let restarts = watchFailures.withLock { $0 } - failuresAtStart
+          logger.notice(
+            "etcd answers again after \(ControllerStatus.seconds(lasted)) s without word; changes made meanwhile follow",
+            metadata: ["watch_restarts": "\(restarts)", "endpoint": "\(endpoint ?? "-")"])
+        case .changed, nil:
+          break
+        }
+      }
+      try? await Task.sleep(for: tick)
     }
   }
 

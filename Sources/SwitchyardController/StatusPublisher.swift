@@ -5,11 +5,13 @@ import SwitchyardReconcile
 import Synchronization
 
 /// Publishes what the node knows to `/state` and the metrics: the servers HAProxy runs, the entries
-/// skipped as invalid, and check-path conflicts, each logged once while it lasts.
+/// skipped as invalid, check-path conflicts and operators' overrides, each logged once while it lasts.
 final class StatusPublisher: Sendable {
   private struct Logged {
     var invalid: Set<String> = []
     var conflicts: Set<String> = []
+    var overrides: Set<NodeSnapshot.Override> = []
+    var invalidEpisode = Episode<ContinuousClock.Instant>(summaryInterval: .seconds(30))
   }
 
   private let status: ControllerStatus
@@ -61,21 +63,62 @@ final class StatusPublisher: Sendable {
     metrics.setServers(counts, services: published.map(\.service.rawValue))
   }
 
-  /// Publishes the entries skipped as invalid, and logs those not logged before.
+  /// Publishes the entries skipped as invalid (the first ``maxInvalidListed`` in `/state`, all of them
+  /// counted), and logs them as one episode: a warning when the first appears, a summary at most every
+  /// ``Episode/summaryInterval`` while more come, and a notice when none is left; never a line per entry.
   func report(invalid: [RegistrationError]) {
     metrics.invalidEntries.set(to: Double(invalid.count))
-    let entries = invalid.map { ControllerStatus.InvalidEntry(key: $0.escapedKey ?? "?", reason: $0.description) }
-    let fresh = logged.withLock { logged in
+    let entries = invalid.prefix(Self.maxInvalidListed).map {
+      ControllerStatus.InvalidEntry(key: $0.escapedKey ?? "?", reason: $0.description)
+    }
+    let (line, example) = logged.withLock { logged in
       let descriptions = Set(invalid.map(\.description))
       let fresh = invalid.filter { !logged.invalid.contains($0.description) }
       logged.invalid = descriptions
-      return fresh
+      return (logged.invalidEpisode.observe(count: invalid.count, added: fresh.count, now: .now), fresh.first)
     }
-    for error in fresh {
-      logger.warning(
-        "Skipping an invalid registration", metadata: ["key": "\(error.escapedKey ?? "?")", "error": "\(error)"])
+    let sample: Logger.Metadata = example.map { ["example": "\($0)"] } ?? [:]
+    switch line {
+    case .started(let count):
+      logger.warning("Skipping \(count) invalid entries; /state lists them", metadata: sample)
+    case .changed(let count, let added):
+      logger.warning("Skipping \(count) invalid entries, \(added) new since the last report", metadata: sample)
+    case .ended(let lasted, let peak):
+      logger.notice("No invalid entries left, after \(ControllerStatus.seconds(lasted)) s (at most \(peak) at once)")
+    case nil:
+      break
     }
-    status.update { $0.invalidEntries = entries }
+    status.update {
+      $0.invalidEntries = entries
+      $0.invalidEntryCount = invalid.count
+    }
+  }
+
+  /// At most this many invalid entries are listed in `/state`; the count covers all of them.
+  static let maxInvalidListed = 100
+
+  /// Publishes the operators' overrides in force, and logs each one once when it starts and once when
+  /// it ends.
+  func report(overrides: [InstanceOverride]) {
+    let entries = overrides.map {
+      NodeSnapshot.Override(
+        service: $0.instance.service.rawValue, instance: $0.instance.instance.rawValue, state: $0.state.rawValue,
+        reason: $0.reason)
+    }
+    let (started, ended) = logged.withLock { logged in
+      let now = Set(entries)
+      defer { logged.overrides = now }
+      return (now.subtracting(logged.overrides), logged.overrides.subtracting(now))
+    }
+    for entry in started.sorted(by: { ($0.service, $0.instance) < ($1.service, $1.instance) }) {
+      logger.notice(
+        "Operator override: \(entry.service)/\(entry.instance) is \(entry.state)",
+        metadata: ["reason": "\(RegistrationError.escape(entry.reason ?? "none given"))"])
+    }
+    for entry in ended.sorted(by: { ($0.service, $0.instance) < ($1.service, $1.instance) }) {
+      logger.notice("Operator override of \(entry.service)/\(entry.instance) (\(entry.state)) ended")
+    }
+    status.update { $0.overrides = entries }
   }
 
   /// Logs check-path conflicts not logged before; with a `scope`, `conflicts` covers those backends only.

@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import SwitchyardModel
 import SwitchyardPKI
 
 #if canImport(Glibc)
@@ -11,7 +12,8 @@ import SwitchyardPKI
 /// - `registrar` (backends) may read and write registrations, `/services/<service>/<id>`, and nothing
 ///   else. Its range starts at `/services/-`, the lowest character a service name may start with, so a
 ///   delete of the prefix `/services/` as a whole falls outside it and etcd refuses it.
-/// - `controller` (LB nodes, and `switchyard status`) may read and watch `/services/` and write nothing.
+/// - `controller` (LB nodes, and `switchyard status`) may read and watch `/services/` and the operators'
+///   overrides, `/switchyard/overrides/`, and write nothing.
 /// - `root` sets this up and is used by no part.
 public enum AccessPolicy {
   /// The role of backends and sidecars.
@@ -31,7 +33,10 @@ public enum AccessPolicy {
   public static var roles: [(name: String, permissions: [Permission])] {
     [
       (registrarRole, [Permission(.readWrite, registrationKeys)]),
-      (controllerRole, [Permission(.read, .prefix("/services/"))]),
+      (
+        controllerRole,
+        [Permission(.read, .prefix("/services/")), Permission(.read, .prefix(InstanceOverride.root))]
+      ),
     ]
   }
 

@@ -65,6 +65,26 @@ public struct NodeSnapshot: Sendable, Codable {
     }
   }
 
+  /// An operator's override of one instance, from `/switchyard/overrides/<service>/<id>`.
+  public struct Override: Sendable, Hashable, Codable {
+    /// The service.
+    public var service: String
+    /// The instance id.
+    public var instance: String
+    /// `drain` or `maint`.
+    public var state: String
+    /// Why, in the operator's words.
+    public var reason: String?
+
+    /// Creates an entry.
+    public init(service: String, instance: String, state: String, reason: String?) {
+      self.service = service
+      self.instance = instance
+      self.state = state
+      self.reason = reason
+    }
+  }
+
   /// The node id.
   public var node: String
   /// Whether the node is ready, and if not, why.
@@ -93,8 +113,12 @@ public struct NodeSnapshot: Sendable, Codable {
   public var lastError: String?
   /// Services and their servers.
   public var services: [Service]
-  /// Entries skipped in the last read.
+  /// Entries skipped in the last read (the first 100).
   public var invalidEntries: [InvalidEntry]
+  /// How many entries were skipped in all; `nil` from a controller that listed every one.
+  public var invalidEntryCount: Int?
+  /// Operators' overrides in force; `nil` from a controller that predates them.
+  public var overrides: [Override]?
 
   /// Creates a snapshot.
   public init(
@@ -112,7 +136,9 @@ public struct NodeSnapshot: Sendable, Codable {
     haproxyRestarts: Int,
     lastError: String?,
     services: [Service],
-    invalidEntries: [InvalidEntry]
+    invalidEntries: [InvalidEntry],
+    invalidEntryCount: Int? = nil,
+    overrides: [Override]? = nil
   ) {
     self.node = node
     self.ready = ready
@@ -129,5 +155,7 @@ public struct NodeSnapshot: Sendable, Codable {
     self.lastError = lastError
     self.services = services
     self.invalidEntries = invalidEntries
+    self.invalidEntryCount = invalidEntryCount
+    self.overrides = overrides
   }
 }

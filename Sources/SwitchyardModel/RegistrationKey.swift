@@ -17,10 +17,16 @@ public struct RegistrationKey: Sendable, Hashable, Comparable, CustomStringConve
   /// Parses a raw etcd key, accepting exactly `/services/<service>/<instance-id>`: no missing,
   /// empty or extra segments, no trailing `/`. Errors have code `.invalidKey` and carry the key.
   public init(parsing key: String) throws(RegistrationError) {
-    guard key.hasPrefix(Self.root) else {
-      throw RegistrationError(code: .invalidKey, key: key, reason: "key is not under \(Self.root)")
+    try self.init(parsing: key, under: Self.root)
+  }
+
+  /// Parses `<root><service>/<instance-id>` for another keyspace that names instances the same way
+  /// (``InstanceOverride/root``).
+  init(parsing key: String, under root: String) throws(RegistrationError) {
+    guard key.hasPrefix(root) else {
+      throw RegistrationError(code: .invalidKey, key: key, reason: "key is not under \(root)")
     }
-    let segments = key.utf8.dropFirst(Self.root.utf8.count).split(
+    let segments = key.utf8.dropFirst(root.utf8.count).split(
       separator: UInt8(ascii: "/"),
       omittingEmptySubsequences: false
     )
@@ -28,7 +34,7 @@ public struct RegistrationKey: Sendable, Hashable, Comparable, CustomStringConve
       throw RegistrationError(
         code: .invalidKey,
         key: key,
-        reason: "key must be \(Self.root)<service>/<instance-id>, with exactly two segments after \(Self.root)"
+        reason: "key must be \(root)<service>/<instance-id>, with exactly two segments after \(root)"
       )
     }
     do {

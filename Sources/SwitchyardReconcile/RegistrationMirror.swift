@@ -28,8 +28,11 @@ public struct RegistrationMirror: Sendable {
 
   private enum Entry: Sendable {
     case valid(ServiceInstance)
+    case override(InstanceOverride)
     case invalid(RegistrationError)
   }
+
+  private static let overrideRoot = Array(InstanceOverride.root.utf8)
 
   /// The revision of the full read the mirror started from: changes at or before it are in it already.
   public let baseRevision: Int64
@@ -37,7 +40,12 @@ public struct RegistrationMirror: Sendable {
   public private(set) var revision: Int64
   private var entries: [[UInt8]: Entry] = [:]
   private var byService: [ServiceName: [[UInt8]: ServiceInstance]] = [:]
-  private var invalidEntries: [[UInt8]: RegistrationError] = [:]
+  private var invalidEntries: [[UInt8]: RegistrationError] = [:] {
+    didSet { invalidGeneration &+= 1 }
+  }
+  /// Changes whenever the invalid entries change, so that a reader can skip listing them when they did not.
+  public private(set) var invalidGeneration = 0
+  private var overridesByInstance: [RegistrationKey: InstanceOverride] = [:]
 
   /// Builds the mirror from a full read at `revision`.
   public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
@@ -52,7 +60,11 @@ public struct RegistrationMirror: Sendable {
   public mutating func apply(_ changes: some Sequence<Change>) -> Set<ServiceName> {
     var touched: Set<ServiceName> = []
     for change in changes where change.modRevision > baseRevision {
-      if case .valid(let old) = entries[change.key] { touched.insert(old.key.service) }
+      switch entries[change.key] {
+      case .valid(let old): touched.insert(old.key.service)
+      case .override(let old): touched.insert(old.instance.service)
+      case .invalid, nil: break
+      }
       if let value = change.value {
         if let service = set(change.key, value: value, modRevision: change.modRevision) { touched.insert(service) }
       } else {
@@ -63,14 +75,20 @@ public struct RegistrationMirror: Sendable {
     return touched
   }
 
-  /// The valid instances of `service`, in key order.
+  /// The valid instances of `service`, in key order, each in the stricter of its registered state and
+  /// its override's.
   public func instances(of service: ServiceName) -> [ServiceInstance] {
-    (byService[service] ?? [:]).values.sorted { $0.key < $1.key }
+    (byService[service] ?? [:]).values.map { $0.applying(overridesByInstance[$0.key]) }.sorted { $0.key < $1.key }
   }
 
-  /// Every valid instance, in key order.
+  /// Every valid instance, in key order, with overrides applied as in ``instances(of:)``.
   public var instances: [ServiceInstance] {
-    byService.values.flatMap(\.values).sorted { $0.key < $1.key }
+    byService.values.flatMap(\.values).map { $0.applying(overridesByInstance[$0.key]) }.sorted { $0.key < $1.key }
+  }
+
+  /// Every valid override, in key order, whether or not its instance is registered.
+  public var overrides: [InstanceOverride] {
+    overridesByInstance.values.sorted { $0.instance < $1.instance }
   }
 
   /// One error per invalid entry, sorted by key, then description.
@@ -85,6 +103,18 @@ public struct RegistrationMirror: Sendable {
   @discardableResult
   private mutating func set(_ key: [UInt8], value: [UInt8], modRevision: Int64) -> ServiceName? {
     remove(key)
+    if key.starts(with: Self.overrideRoot) {
+      do {
+        let override = try InstanceOverride.parse(key: key, value: value, modRevision: modRevision)
+        entries[key] = .override(override)
+        overridesByInstance[override.instance] = override
+        return override.instance.service
+      } catch {
+        entries[key] = .invalid(error)
+        invalidEntries[key] = error
+        return nil
+      }
+    }
     do {
       let instance = try ServiceInstance.parse(key: key, value: value, modRevision: modRevision)
       entries[key] = .valid(instance)
@@ -102,6 +132,8 @@ public struct RegistrationMirror: Sendable {
     case .valid(let instance):
       byService[instance.key.service]?[key] = nil
       if byService[instance.key.service]?.isEmpty == true { byService[instance.key.service] = nil }
+    case .override(let override):
+      overridesByInstance[override.instance] = nil
     case .invalid:
       invalidEntries[key] = nil
     case nil:

@@ -201,20 +201,23 @@ final class FaultCluster {
 
   // MARK: - Backends
 
-  /// Starts `switchyard backend` with instance id `id` on `host` (default: the host of the same name).
-  func startBackend(_ id: String, on host: String? = nil, port: Int = 8080) throws {
+  /// Starts `switchyard backend` with instance id `id` on `host` (default: the host of the same name),
+  /// known to the test as `name` (default: `id`; a second process with the same id needs another).
+  func startBackend(_ id: String, on host: String? = nil, port: Int = 8080, as name: String? = nil) throws {
     let host = lab.host(host ?? id)
     let (tool, arguments) = lab.command(
       on: host,
       switchyardBinary,
       ["backend", "--id", id, "--listen", "\(host.address):\(port)", "--etcd-endpoints", endpoints]
     )
-    backends[id] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(id))
+    let name = name ?? id
+    backends[name] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(name))
   }
 
   func backend(_ id: String) -> ManagedProcess? { backends[id] }
 
-  /// Stops backend `id` with SIGTERM (it drains and deregisters) and waits for it.
+  /// Stops backend `id` (a name given to ``startBackend(_:on:port:as:)``) with SIGTERM (it drains and
+  /// deregisters) and waits for it.
   func stopBackend(_ id: String) async throws {
     guard let process = backends[id] else { return }
     process.signal(SIGTERM)
@@ -257,6 +260,16 @@ final class FaultCluster {
   ) async -> [String: Duration?] {
     await timeUntil(nodes: nodes, timeout: timeout, every: .milliseconds(25)) { lb, _ in
       (try? await servingSet(lb))?.contains(address) == true
+    } refresh: {
+      nil
+    }
+  }
+
+  /// Waits until `address` is out of each node's serving set (draining, in maintenance or gone); returns
+  /// the time each took, nil for a node that did not within `timeout`.
+  func timeUntilOutOfRotation(_ address: String, timeout: Duration) async -> [String: Duration?] {
+    await timeUntil(nodes: Self.lbNames, timeout: timeout, every: .milliseconds(25)) { lb, _ in
+      (try? await servingSet(lb)).map { !$0.contains(address) } ?? false
     } refresh: {
       nil
     }

@@ -163,6 +163,14 @@ struct FaultSuiteTests {
       }
       await context.healed()
     },
+    Scenario(name: "operator drains be1 through etcd for 10 s", ownWrites: 2) { context in
+      try await context.operatorDrain(of: "be1", for: .seconds(10))
+      await context.healed()
+    },
+    Scenario(name: "instance id be1 started twice (a second process on host be2) for 20 s") { context in
+      try await context.duplicateInstance(of: "be1", on: "be2", for: .seconds(20))
+      await context.healed()
+    },
     Scenario(name: "hostile entries (fuzz) next to a valid new one", mayLose: ["x1"], ownWrites: 600) { context in
       try await context.hostileEntries()
       await context.healed()

@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import SwitchyardModel
 import SwitchyardTestSupport
 import Testing
 
@@ -126,8 +127,101 @@ final class ScenarioContext: @unchecked Sendable {
     }
     let reloads = try await reloadCount() - reloadsBefore
     #expect(reloads == 0, "\(figures.name): hostile entries caused \(reloads) reloads")
+    for lb in FaultCluster.lbNames {
+      // Seen as one episode: /state lists the first 100 and counts all; the log has no line per entry.
+      let (_, body) = try await HTTPLoadClient.get("\(cluster.adminURL(lb))/state", timeout: .seconds(2))
+      let state = try JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
+      #expect(state.invalidEntries.count == 100, "\(figures.name): \(lb) lists \(state.invalidEntries.count)")
+      #expect(
+        (state.invalidEntryCount ?? 0) > 100,
+        "\(figures.name): \(lb) counts \(String(describing: state.invalidEntryCount))")
+      let lines = cluster.controller(lb)?.logTail(bytes: 1_000_000).split(separator: "\n") ?? []
+      let reports = lines.filter { $0.contains("invalid entries") }
+      #expect(
+        (1...3).contains(reports.count), "\(figures.name): \(lb) logged \(reports.count) lines about invalid entries")
+      note("\(lb): \(state.invalidEntryCount ?? 0) invalid entries, \(reports.count) log lines about them")
+    }
     _ = try await etcd.delete(.prefix("/services/backend/EVIL"))
     _ = try await etcd.delete(.prefix("/services/EVIL"))
+  }
+
+  /// Starts a second `switchyard backend --id <id>` on `host` (port 8082) for `duration`, then stops it
+  /// with SIGTERM. The original must keep its key untouched (same value, lease and revision) and stay
+  /// in every node's serving set throughout; the duplicate must say so once at error level.
+  func duplicateInstance(of id: String, on host: String, for duration: Duration) async throws {
+    let key = "/services/backend/\(id)"
+    guard let original = try await etcd.value(of: key) else { throw TestSupportError("\(key) is not registered") }
+    let address = "\(cluster.lab.host(id).address):8080"
+    let name = "\(id)-duplicate"
+    try cluster.startBackend(id, on: host, port: 8082, as: name)
+    faultBegins()
+    var outOfRotation: [String] = []
+    let check = { @Sendable (cluster: FaultCluster) async -> [String] in
+      var missing: [String] = []
+      for lb in FaultCluster.lbNames where (try? await cluster.servingSet(lb))?.contains(address) != true {
+        missing.append(lb)
+      }
+      return missing
+    }
+    while elapsedSinceFault < duration {
+      outOfRotation += await check(cluster).map { "\($0) at \(elapsedSinceFault)" }
+      try await Task.sleep(for: .milliseconds(200))
+    }
+    try await cluster.stopBackend(name)
+    for _ in 0..<10 {
+      outOfRotation += await check(cluster).map { "\($0) after the duplicate stopped" }
+      try await Task.sleep(for: .milliseconds(200))
+    }
+    let now = try await etcd.value(of: key)
+    #expect(
+      now?.value == original.value && now?.lease == original.lease && now?.modRevision == original.modRevision,
+      "\(figures.name): the original's key changed: \(String(decoding: now?.value ?? [], as: UTF8.self))")
+    #expect(outOfRotation.isEmpty, "\(figures.name): \(id) left rotation: \(outOfRotation.prefix(10))")
+    let log = cluster.logTail(name)
+    let reports = log.components(separatedBy: "instance id conflict:").count - 1
+    #expect(reports == 1, "\(figures.name): the duplicate reported the conflict \(reports) times:\n\(log)")
+    note("out of rotation: \(outOfRotation.count) samples; the duplicate's conflict reports: \(reports)")
+  }
+
+  /// Drains `id` through an operator's override for `duration`, then ends it. Every node must take it
+  /// out of rotation within the change deadline and keep it out, put it back within the deadline, and
+  /// its registrar must not touch its key; the override's put and delete are the only writes.
+  func operatorDrain(of id: String, for duration: Duration) async throws {
+    let key = RegistrationKey(service: .backend, instance: try InstanceID(validating: id))
+    guard let registration = try await etcd.value(of: key.path) else {
+      throw TestSupportError("\(key) is not registered")
+    }
+    let address = "\(cluster.lab.host(id).address):8080"
+    let override = try InstanceOverride(instance: key, state: .drain, reason: "fault suite")
+    _ = try await etcd.put(override.path, value: override.encoded())
+    faultBegins()
+    let out = await cluster.timeUntilOutOfRotation(address, timeout: .seconds(10))
+    figures.changeApplied = out
+    var backInRotation: [String] = []
+    while elapsedSinceFault < duration {
+      for lb in FaultCluster.lbNames where (try? await cluster.servingSet(lb))?.contains(address) == true {
+        backInRotation.append("\(lb) at \(elapsedSinceFault)")
+      }
+      try await Task.sleep(for: .milliseconds(200))
+    }
+    _ = try await etcd.delete(.key(override.path))
+    let back = await cluster.timeUntilServed(id, address: address, timeout: .seconds(10))
+    note(
+      "out of rotation after \(FaultCluster.lbNames.map { "\(out[$0].flatMap { $0 }.map { "\($0)" } ?? "never")" }), "
+        + "back after \(FaultCluster.lbNames.map { "\(back[$0].flatMap { $0 }.map { "\($0)" } ?? "never")" })")
+    for lb in FaultCluster.lbNames {
+      if let time = out[lb] ?? nil, time <= FaultSuiteTests.changeDeadline, let again = back[lb] ?? nil,
+        again <= FaultSuiteTests.changeDeadline
+      {
+        continue
+      }
+      Issue.record(
+        "\(figures.name): \(lb) took the drain or its end too long: out \(String(describing: out[lb])), back \(String(describing: back[lb]))"
+      )
+    }
+    #expect(backInRotation.isEmpty, "\(figures.name): \(id) served while drained: \(backInRotation.prefix(10))")
+    let after = try await etcd.value(of: key.path)
+    #expect(after?.modRevision == registration.modRevision, "\(figures.name): \(id)'s registrar rewrote its key")
   }
 
   private func reloadCount() async throws -> Double {

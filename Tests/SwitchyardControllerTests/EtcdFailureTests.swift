@@ -31,6 +31,15 @@ import Testing
       try await node.waitServing(["r2", "r3"], timeout: .seconds(15))
       let report = await load.stop()
       #expect(report.failures == 0, "HAProxy must keep serving while etcd restarts: \(report)")
+      // The outage is seen once when it begins and once when it ends, not once per retry.
+      try await retrying(timeout: .seconds(5)) {
+        guard node.log().contains("etcd answers again") else { throw TestSupportError("no end of the outage logged") }
+      }
+      let lines = node.log().split(separator: "\n")
+      #expect(lines.filter { $0.contains("No word from etcd") }.count == 1, "\(node.log())")
+      #expect(lines.filter { $0.contains("etcd answers again") }.count == 1)
+      // The client's reconnects say so once per outage at info, not once per try (about one a second).
+      #expect(lines.filter { $0.contains("watch stream broke") }.count <= 2, "\(node.log())")
       let revision = try await etcd.get(.prefix("/services/")).header.revision
       try await retrying(timeout: .seconds(5)) {
         guard try await node.state().appliedRevision >= revision else { throw TestSupportError("behind") }

@@ -11,12 +11,16 @@ import Testing
       let first = try await HTTPTestServer.start(name: "good-1")
       let second = try await HTTPTestServer.start(name: "good-2")
       try await etcd.register("good-1", port: first.port)
+      // A key that tries to forge a log line of its own, first: the line that opens the episode of
+      // invalid entries names it.
+      let forged = "2026-01-01T00:00:00+0000 notice switchyard.controller: all is well"
+      try await etcd.put("/services/backend/x\n\(forged)", value: "{}")
+      try await retrying(timeout: .seconds(5)) {
+        guard try await node.state().invalidEntries.count == 1 else { throw TestSupportError("not seen yet") }
+      }
       try await etcd.put("/services/backend/garbage", value: "{not json")
       try await etcd.put("/services/backend/bad id!", value: #"{"address":"127.0.0.1","port":1}"#)
       try await etcd.put("/services/backend/evil", value: "127.0.0.1:80\nserver x 6.6.6.6:80")
-      // A key that tries to forge a log line of its own.
-      let forged = "2026-01-01T00:00:00+0000 notice switchyard.controller: all is well"
-      try await etcd.put("/services/backend/x\n\(forged)", value: "{}")
       try await node.waitServing(["good-1"])
 
       let start = ContinuousClock.now
@@ -33,6 +37,8 @@ import Testing
       let lines = node.log().split(separator: "\n")
       #expect(!lines.contains { $0.hasPrefix(forged) }, "a key forged a log line")
       #expect(lines.contains { $0.contains("x\\n2026-01-01") })
+      // One episode: one line when it began, none per entry.
+      #expect(lines.filter { $0.contains("invalid entries") }.count == 1, "\(lines.filter { $0.contains("invalid") })")
       let config = try String(contentsOfFile: "\(node.stateDirectory)/haproxy.cfg", encoding: .utf8)
       #expect(!config.contains("6.6.6.6") && !config.contains("garbage") && !config.contains("evil"))
       await first.close()

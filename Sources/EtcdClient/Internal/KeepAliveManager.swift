@@ -243,7 +243,9 @@ final class KeepAliveManager: Sendable {
         await ClientMembers(client: client).dropToken(of: member)
       }
       if !isShutdown {
-        logger.info(
+        // Once per outage: a stream that never became healthy is one more try of the same one.
+        logger.log(
+          level: answered.isSet ? .info : .debug,
           "lease keepalive stream broke; moving to another member",
           metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
         )

@@ -92,7 +92,9 @@ extension WatchManager {
         refreshToken = true
       }
       if !isShutdown {
-        logger.info(
+        // Once per outage: a stream that never became healthy is one more try of the same one.
+        logger.log(
+          level: healthy.isSet ? .info : .debug,
           "watch stream broke; resuming on a healthy member",
           metadata: ["etcd.endpoint": "\(member.endpoint)", "error": "\(error)"]
         )
