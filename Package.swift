@@ -314,6 +314,7 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "SwitchyardAgent",
+        "SwitchyardHTTP",
         "SwitchyardTestSupport",
         .product(name: "Logging", package: "swift-log"),
       ]

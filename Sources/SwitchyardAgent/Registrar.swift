@@ -122,6 +122,41 @@ public final class Registrar: Service, Sendable {
   /// The current phase.
   public var phase: Phase { state.withLock { $0.phase } }
 
+  /// What the registrar is doing, as the sample backend serves it at `/registration`.
+  public struct Status: Sendable, Codable, Hashable {
+    /// The key.
+    public var key: String
+    /// `unregistered`, `registered`, `conflicted`, `draining` or `stopped`.
+    public var phase: String
+    /// The lease the key is under, while registered.
+    public var lease: Int64?
+    /// The lease of the other process that holds the key, during a conflict.
+    public var holderLease: Int64?
+    /// How long the conflict has lasted, in seconds.
+    public var conflictSeconds: Int64?
+    /// How many times the key has been (re)written since start.
+    public var registrations: Int
+  }
+
+  /// What the registrar is doing now.
+  public var status: Status {
+    let (phase, registrations) = state.withLock { ($0.phase, $0.registrations) }
+    var status = Status(key: key, phase: "", registrations: registrations)
+    switch phase {
+    case .unregistered: status.phase = "unregistered"
+    case .registered(let lease, _):
+      status.phase = "registered"
+      status.lease = lease
+    case .conflicted(let holder):
+      status.phase = "conflicted"
+      status.holderLease = holder
+      status.conflictSeconds = conflictEpisode.withLock { $0 }.map { $0.since.duration(to: .now).components.seconds }
+    case .draining: status.phase = "draining"
+    case .stopped: status.phase = "stopped"
+    }
+    return status
+  }
+
   /// How many times the key has been (re)written since start.
   public var registrationCount: Int { state.withLock { $0.registrations } }
 

@@ -61,7 +61,8 @@ struct BackendCommand: AsyncParsableCommand {
       instanceID: key.instance.rawValue,
       host: listenAddress.address.text,
       port: listenAddress.port,
-      logger: logger
+      logger: logger,
+      registration: { registrar.status }
     )
     // Shutdown runs in reverse: deregister (drain, revoke), then stop serving, then close etcd.
     let group = ServiceGroup(

@@ -1,5 +1,7 @@
 import EtcdClient
 import Foundation
+import SwitchyardAgent
+import SwitchyardHTTP
 import SwitchyardTestSupport
 import Testing
 
@@ -197,6 +199,13 @@ struct BackendRegistrationTests {
         let log = second.logTail(bytes: 200_000)
         #expect(log.components(separatedBy: "instance id conflict:").count - 1 == 1, "one report per conflict: \(log)")
         #expect(log.contains("127.0.0.1:\(firstPort)") && log.contains("127.0.0.1:\(secondPort)"), "both endpoints")
+        // And it says so at /registration.
+        let (_, body) = try await HTTPCheck.get("http://127.0.0.1:\(secondPort)/registration")
+        let status = try JSONDecoder().decode(Registrar.Status.self, from: Data(body.utf8))
+        #expect(status.phase == "conflicted" && status.holderLease == original.lease, "\(body)")
+        #expect((status.conflictSeconds ?? 0) >= 5)
+        let (_, firstBody) = try await HTTPCheck.get("http://127.0.0.1:\(firstPort)/registration")
+        #expect(try JSONDecoder().decode(Registrar.Status.self, from: Data(firstBody.utf8)).lease == original.lease)
 
         // Its graceful stop does not mark the first's key draining.
         second.signal(SIGTERM)
