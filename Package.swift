@@ -261,6 +261,7 @@ let package = Package(
         "SwitchyardLocal",
         "SwitchyardModel",
         "SwitchyardPKI",
+        "SwitchyardProcess",
         "SwitchyardReconcile",
         "SwitchyardTestSupport",
         .product(name: "Logging", package: "swift-log"),

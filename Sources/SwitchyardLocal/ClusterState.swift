@@ -114,19 +114,7 @@ enum LoopbackPorts {
   /// Whether something listens on 127.0.0.1:`port` (or on all addresses): a bind attempt fails. With
   /// `SO_REUSEADDR`, as the servers themselves bind, so connections in TIME_WAIT do not count.
   static func isInUse(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    return result != 0
+    Loopback.isPortInUse(port)
   }
 
   /// `pid 1234 (haproxy)` for a process listening on `port`, when /proc tells.

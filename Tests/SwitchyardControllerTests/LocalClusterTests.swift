@@ -2,6 +2,7 @@ import EtcdClient
 import Foundation
 import SwitchyardController
 import SwitchyardLocal
+import SwitchyardProcess
 import SwitchyardTestSupport
 import Testing
 
@@ -240,25 +241,9 @@ func expectServing(_ url: String, _ names: Set<String>) async throws {
   }
 }
 
-func runs(_ pid: Int32) -> Bool {
-  guard StrayProcessGuard.isAlive(pid) else { return false }
-  let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-  return !stat.contains(") Z ")
-}
+func runs(_ pid: Int32) -> Bool { ProcFS.isRunning(pid) }
 
-func isFree(_ port: Int) -> Bool {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var one: Int32 = 1
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_port = in_port_t(UInt16(port).bigEndian)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  return withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-  } == 0
-}
+func isFree(_ port: Int) -> Bool { !Loopback.isPortInUse(port) }
 
 /// The HAProxy master's PID from an LB node's PID file.
 private func haproxyPID(home: String, node: String) -> Int32? {
