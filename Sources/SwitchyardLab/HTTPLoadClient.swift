@@ -34,6 +34,15 @@ public final class HTTPLoadClient: Sendable {
     public var errors: [String]
     /// How many 200 responses had each body.
     public var bodies: [String: Int]
+    /// When the first and the last failure happened.
+    public var firstFailure: ContinuousClock.Instant?
+    public var lastFailure: ContinuousClock.Instant?
+
+    /// From the first failure to the last: how long requests failed.
+    public var failureWindow: Duration {
+      guard let firstFailure, let lastFailure else { return .zero }
+      return firstFailure.duration(to: lastFailure)
+    }
 
     public var description: String {
       "\(totalRequests) requests, \(failures) failures \(errors), bodies \(bodies)"
@@ -53,9 +62,12 @@ public final class HTTPLoadClient: Sendable {
     }
 
     func failure(_ description: String) {
+      let now = ContinuousClock.now
       report.withLock {
         $0.totalRequests += 1
         $0.failures += 1
+        if $0.firstFailure == nil { $0.firstFailure = now }
+        $0.lastFailure = now
         if $0.errors.count < Self.keptErrors { $0.errors.append(description) }
       }
     }
@@ -77,12 +89,15 @@ public final class HTTPLoadClient: Sendable {
   ///     connections alive.
   ///   - pause: The pause after each response before the next request, which sets a steady rate instead
   ///     of as many requests as the machine can make.
+  ///   - requestTimeout: A request with no complete response within it fails, and its connection is
+  ///     closed, as a client that gives up would; `nil` waits as long as the server takes.
   public static func start(
     url: String,
     connections: Int = 4,
     reconnectDelay: Duration = .milliseconds(10),
     newConnections: Bool = false,
-    pause: Duration = .zero
+    pause: Duration = .zero,
+    requestTimeout: Duration? = nil
   ) throws -> HTTPLoadClient {
     let target = try HTTPTarget(url)
     let client = HTTPLoadClient(url: url)
@@ -91,7 +106,8 @@ public final class HTTPLoadClient: Sendable {
         for _ in 0..<max(connections, 1) {
           group.addTask {
             await client.runConnections(
-              target, reconnectDelay: reconnectDelay, keepAlive: !newConnections, pause: pause)
+              target, reconnectDelay: reconnectDelay, keepAlive: !newConnections, pause: pause,
+              requestTimeout: requestTimeout)
           }
         }
       }
@@ -122,22 +138,34 @@ public final class HTTPLoadClient: Sendable {
   private var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
   /// One connection slot: connects, sends requests one after the other, reconnects when closed.
-  private func runConnections(_ target: HTTPTarget, reconnectDelay: Duration, keepAlive: Bool, pause: Duration)
-    async
-  {
+  private func runConnections(
+    _ target: HTTPTarget, reconnectDelay: Duration, keepAlive: Bool, pause: Duration, requestTimeout: Duration?
+  ) async {
     while !isStopping && !Task.isCancelled {
       do {
         let channel = try await target.connect()
+        let underlying = channel.channel
         try await channel.executeThenClose { inbound, outbound in
           var responses = inbound.makeAsyncIterator()
           while !isStopping {
             try await outbound.write(contentsOf: target.request(keepAlive: keepAlive))
             let response: HTTPTarget.Response
+            // A client that gives up closes its connection.
+            let timedOut = GaveUp()
+            let deadline = requestTimeout.map { timeout in
+              Task {
+                try await Task.sleep(for: timeout)
+                timedOut.flag.store(true, ordering: .relaxed)
+                underlying.close(promise: nil)
+              }
+            }
+            defer { deadline?.cancel() }
             do {
               response = try await HTTPTarget.readResponse(&responses)
             } catch {
               if Task.isCancelled { return }
-              stats.failure("\(error)")
+              let timeout = requestTimeout.map { "no response within \($0)" }
+              stats.failure(timedOut.flag.load(ordering: .relaxed) ? timeout ?? "\(error)" : "\(error)")
               return
             }
             if response.status == 200 {
@@ -166,6 +194,11 @@ public final class HTTPLoadClient: Sendable {
     _ = try HTTPTarget(url)
     return try await HTTPCheck.get(url, timeout: timeout)
   }
+}
+
+/// Whether a request's deadline passed (its connection was closed for it).
+private final class GaveUp: Sendable {
+  let flag = Atomic<Bool>(false)
 }
 
 /// A loopback or lab `http://host:port/path` URL and the requests and responses for it.

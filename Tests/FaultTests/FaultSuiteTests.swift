@@ -57,6 +57,9 @@ struct FaultSuiteTests {
     var mayLose: Set<String> = []
     /// Whether requests may fail (only the HAProxy master kill).
     var mayFailRequests = false
+    /// When set, requests may fail, but on each node only within this long from the first failure to
+    /// the last (a hung backend: the time until every node has it out of rotation).
+    var failuresWithin: Duration?
     /// Extra writes the scenario makes itself.
     var ownWrites: Int64 = 0
     var body: @Sendable (ScenarioContext) async throws -> Void
@@ -138,6 +141,16 @@ struct FaultSuiteTests {
       await context.healed()
       try await context.cluster.stopBackend("x1")
     },
+    Scenario(
+      name: "backend be2 hung (SIGSTOP: accepts, never answers) for 15 s", mayLose: ["be2"], failuresWithin: .seconds(2)
+    ) {
+      context in
+      context.cluster.backend("be2")?.signal(SIGSTOP)
+      context.faultBegins()
+      try await context.holdFault(for: .seconds(15))
+      context.cluster.backend("be2")?.signal(SIGCONT)
+      await context.healed()
+    },
     Scenario(name: "HAProxy master of lb1 killed (-9)", mayFailRequests: true) { context in
       guard let pid = context.cluster.haproxyPID("lb1") else { throw TestSupportError("lb1 has no HAProxy pid") }
       _ = kill(pid, SIGKILL)
@@ -178,6 +191,14 @@ struct FaultSuiteTests {
     },
   ]
 
+  /// `3 / 0 (0.81 s)`: failed requests per node, and the longest time from a node's first failure to its last.
+  static func failed(_ row: ScenarioFigures) -> String {
+    let counts = FaultCluster.lbNames.map { "\(row.failures[$0, default: 0])" }.joined(separator: " / ")
+    guard let window = row.failureWindows.values.max() else { return counts }
+    let (seconds, attoseconds) = window.components
+    return counts + String(format: " (%.2f s)", Double(seconds) + Double(attoseconds) / 1e18)
+  }
+
   /// The table `make faults` prints.
   static func render(_ table: [ScenarioFigures]) -> String {
     func seconds(_ duration: Duration??) -> String {
@@ -187,7 +208,7 @@ struct FaultSuiteTests {
     }
     var lines = [
       "",
-      "| scenario | requests | failed (lb1/lb2) | etcd writes | lost registrations | change during fault applied (lb1/lb2) | LB = etcd after heal (lb1/lb2) | reloads |",
+      "| scenario | requests | failed (lb1/lb2), first to last | etcd writes | lost registrations | change during fault applied (lb1/lb2) | LB = etcd after heal (lb1/lb2) | reloads |",
       "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in table {
@@ -196,7 +217,7 @@ struct FaultSuiteTests {
         ? "–" : FaultCluster.lbNames.map { row.changeApplied[$0].map { seconds($0) } ?? "–" }.joined(separator: " / ")
       let convergence = FaultCluster.lbNames.map { seconds(row.convergence[$0]) }.joined(separator: " / ")
       lines.append(
-        "| \(row.name) | \(row.requests) | \(row.failures["lb1", default: 0]) / \(row.failures["lb2", default: 0]) | "
+        "| \(row.name) | \(row.requests) | \(failed(row)) | "
           + "\(row.etcdWrites) | \(row.lost.isEmpty ? "none" : row.lost.joined(separator: ", ")) | \(change) | "
           + "\(convergence) | \(Int(row.reloads)) |"
       )

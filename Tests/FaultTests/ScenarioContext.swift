@@ -9,6 +9,8 @@ struct ScenarioFigures {
   var name: String
   var requests = 0
   var failures: [String: Int] = [:]
+  /// Per node, from its first failed request to its last.
+  var failureWindows: [String: Duration] = [:]
   var errors: [String] = []
   /// Revisions etcd gained during the scenario: every put and delete, the test's own included.
   var etcdWrites: Int64 = 0
@@ -230,11 +232,10 @@ final class ScenarioContext: @unchecked Sendable {
     return total
   }
 
-  func finish(load: (requests: Int, failures: [String: Int], errors: [String]), writes: Int64, lost: [String])
-    -> ScenarioFigures
-  {
+  func finish(load: SteadyLoad.Report, writes: Int64, lost: [String]) -> ScenarioFigures {
     figures.requests = load.requests
     figures.failures = load.failures
+    figures.failureWindows = load.failureWindows
     figures.errors = load.errors
     figures.etcdWrites = writes
     figures.lost = lost

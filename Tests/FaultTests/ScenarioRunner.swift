@@ -43,7 +43,12 @@ struct ScenarioRunner {
     let figures = context.finish(load: report, writes: revisionAfter - revisionBefore, lost: lost)
     let name = scenario.name
     if let bodyError { Issue.record("\(name): \(bodyError)") }
-    if !scenario.mayFailRequests {
+    if let within = scenario.failuresWithin {
+      for (lb, window) in figures.failureWindows {
+        #expect(
+          window <= within, "\(name): \(lb)'s requests failed over \(window) (limit \(within)): \(figures.errors)")
+      }
+    } else if !scenario.mayFailRequests {
       #expect(figures.totalFailures == 0, "\(name): \(figures.failures) failed requests: \(figures.errors)")
     }
     #expect(lost.isEmpty, "\(name): live registrations lost: \(lost)")
