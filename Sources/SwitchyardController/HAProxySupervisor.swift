@@ -110,11 +110,11 @@ final class HAProxySupervisor: Sendable {
     logger.notice("HAProxy stopped")
   }
 
-  /// Notices when HAProxy dies, reports it, and calls `restart` (which asks for the full pass that starts
-  /// it again).
+  /// Notices when HAProxy dies (within 50 ms), reports it, and calls `restart` (which asks for the full
+  /// pass that starts it again).
   func superviseLoop(restart: @Sendable () -> Void) async {
     while !Task.isCancelled {
-      try? await Task.sleep(for: superviseInterval)
+      await waitForExitOrInterval()
       guard !Task.isCancelled, status.state.withLock({ $0.haproxyRunning }), !isRunning else { continue }
       metrics.haproxyRunning.set(to: 0)
       metrics.haproxyRestarts.increment()
@@ -128,6 +128,21 @@ final class HAProxySupervisor: Sendable {
         metadata: ["exit": "\(exit ?? "unknown")", "log": "\(directory.logTail(bytes: 1_000))"]
       )
       restart()
+    }
+  }
+
+  /// Returns when the HAProxy that runs exits (seen within 50 ms: every millisecond after a death is a
+  /// refused connection), or after ``superviseInterval`` (a process started or adopted meanwhile).
+  private func waitForExitOrInterval() async {
+    guard let running = process.withLock({ $0 }), running.isRunning else {
+      try? await Task.sleep(for: superviseInterval)
+      return
+    }
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask { _ = try? await running.waitForExit() }
+      group.addTask { [superviseInterval] in try? await Task.sleep(for: superviseInterval) }
+      await group.next()
+      group.cancelAll()
     }
   }
 

@@ -15,6 +15,8 @@ public enum ProcFS {
   public struct Stat: Sendable, Hashable {
     /// The state letter: `R` running, `S` sleeping, `T` stopped, `Z` exited but not reaped yet, …
     public var state: Character
+    /// The parent's PID.
+    public var parent: Int32
     /// The user and system CPU time used so far.
     public var cpuTime: Duration
   }
@@ -25,11 +27,17 @@ public enum ProcFS {
     // "1234 (name) S …": the fields follow the last ')' (the command name may contain one). State is
     // field 3; utime and stime are fields 14 and 15, in clock ticks.
     let fields = text[text.index(after: close)...].split(separator: " ")
-    guard let state = fields.first?.first, fields.count > 12, let user = Int64(fields[11]),
-      let system = Int64(fields[12])
+    guard let state = fields.first?.first, fields.count > 12, let parent = Int32(fields[1]),
+      let user = Int64(fields[11]), let system = Int64(fields[12])
     else { return nil }
     let ticks = Int64(sysconf(Int32(_SC_CLK_TCK)))
-    return Stat(state: state, cpuTime: .nanoseconds((user + system) * 1_000_000_000 / ticks))
+    return Stat(state: state, parent: parent, cpuTime: .nanoseconds((user + system) * 1_000_000_000 / ticks))
+  }
+
+  /// The processes whose parent is `pid` (HAProxy's workers, for its master), by PID.
+  public static func children(of pid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { stat(of: $0)?.parent == pid }.sorted()
   }
 
   /// The user and system CPU time process `pid` has used so far; nil if there is no such process.

@@ -7,7 +7,7 @@
 /// | `fileCheckInterval` | 1 s | How often the loop asks whether the config file is behind or a resync is due. |
 /// | `resyncInterval` | 300 s | A full pass (read everything, compare every backend) at least this often. |
 /// | `refreshPerServer`, `refreshMinimum`, `refreshMaximum` | 1 ms, 1 s, 10 s | How often HAProxy's server states are read for `/state` and drift: in proportion to the fleet, within the bounds. |
-/// | `superviseInterval` | 500 ms | How often the supervisor checks that HAProxy still runs. |
+/// | `superviseInterval` | 500 ms | How often the supervisor looks again when no HAProxy runs; the exit of one that runs is seen within 50 ms. |
 /// | `watchRetryInitial`, `watchRetryMaximum` | 200 ms, 1 s | The watch's next attempt after a failure: doubling per failure in a row, capped. |
 /// | `watchProgressInterval` | 2 s | How often etcd is asked to prove the watch is current. |
 public struct LoopTimings: Sendable, Hashable {
