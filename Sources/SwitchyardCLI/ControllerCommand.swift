@@ -115,6 +115,8 @@ struct ControllerCommand: AsyncParsableCommand {
   @Option(name: .customLong("haproxy"), help: "The HAProxy executable.")
   var haproxy: String = "haproxy"
 
+  @OptionGroup(title: "Server health") var health: ServerHealthOptions
+
   @OptionGroup var logging: LoggingOptions
 
   func validate() throws {
@@ -210,6 +212,9 @@ struct ControllerCommand: AsyncParsableCommand {
     guard !stateDir.isEmpty else { throw ValidationError("--state-dir must not be empty") }
     let directory = URL(fileURLWithPath: stateDir).standardizedFileURL.path
     let statsAuthentication = try makeStatsAuth(stateDirectory: directory)
+    guard let serverTimeout = health.serverTimeoutDuration else {
+      throw ValidationError("--server-timeout must be a number of seconds")
+    }
     let node: NodeSettings
     do {
       node = try NodeSettings(
@@ -219,7 +224,10 @@ struct ControllerCommand: AsyncParsableCommand {
         statsAuth: statsAuthentication,
         services: serviceNames,
         adminSocketPath: directory + "/admin.sock",
-        hardStopAfter: .seconds(hardStopAfter)
+        healthCheck: health.healthCheck,
+        hardStopAfter: .seconds(hardStopAfter),
+        retries: health.retries,
+        serverTimeout: serverTimeout
       )
     } catch {
       let flag =
@@ -229,7 +237,7 @@ struct ControllerCommand: AsyncParsableCommand {
         case "stats": "--stats"
         case "stats auth user", "stats auth password hash": "--stats-auth"
         case "services": "--service"
-        default: error.setting
+        default: ServerHealthOptions.flag(of: error.setting) ?? error.setting
         }
       throw ValidationError("\(flag): \(error.reason)")
     }

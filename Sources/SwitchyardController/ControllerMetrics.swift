@@ -20,6 +20,8 @@ public final class ControllerMetrics: Sendable {
   let haproxyRestarts: Counter
   let configRejected: Counter
   let invalidEntries: Gauge
+  let overrides: Gauge
+  let etcdOutages: Counter
   let etcdConnected: Gauge
   let watchCurrent: Gauge
   let appliedRevision: Gauge
@@ -69,7 +71,10 @@ public final class ControllerMetrics: Sendable {
       "Rendered configurations that failed validation and were not installed."
     )
     invalidEntries = gauge(
-      "switchyard_invalid_entries", "Entries under /services/ skipped as invalid in the last read.")
+      "switchyard_invalid_entries", "Entries under /services/ or /switchyard/overrides/ skipped as invalid.")
+    overrides = gauge("switchyard_overrides", "Operators' overrides (drain, maint) in force.")
+    etcdOutages = counter(
+      "switchyard_etcd_outages_total", [], "Times the node lost word from etcd for longer than its watch limit.")
     etcdConnected = gauge("switchyard_etcd_connected", "1 when the last etcd request succeeded.")
     watchCurrent = gauge("switchyard_watch_current", "1 when the etcd watch has given word recently.")
     appliedRevision = gauge("switchyard_applied_revision", "The etcd revision HAProxy was last brought in step with.")

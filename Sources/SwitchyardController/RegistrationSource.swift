@@ -193,6 +193,7 @@ final class RegistrationSource: Sendable {
         switch outage.observe(count: reachable ? 0 : 1, added: 0, now: .now) {
         case .started:
           failuresAtStart = watchFailures.withLock { $0 }
+          metrics.etcdOutages.increment()
           logger.warning(
             "No word from etcd: HAProxy keeps serving the last applied state and /readyz answers 503 until it answers",
             metadata: ["reasons": "\(status.notReadyReasons().joined(separator: "; "))"])

@@ -119,6 +119,7 @@ final class StatusPublisher: Sendable {
       logger.notice("Operator override of \(entry.service)/\(entry.instance) (\(entry.state)) ended")
     }
     status.update { $0.overrides = entries }
+    metrics.overrides.set(to: Double(entries.count))
   }
 
   /// Logs check-path conflicts not logged before; with a `scope`, `conflicts` covers those backends only.

@@ -45,11 +45,27 @@ public enum ConfigRenderer {
   /// file's servers have it by default.
   public static let runtimeParityOptions = ["pool-max-conn", "-1"]
 
-  /// The health-check keywords of a server line.
+  /// The health-check keywords of a server line: active checks and the watching of real traffic. They go
+  /// on every server line because `add server` applies no `default-server`.
+  ///
+  /// Not `on-marked-down shutdown-sessions`: it would end the requests a hung server holds at once, but
+  /// it also ends a request caught connecting to a server that just crashed, which a retry would have
+  /// saved (measured: one failed request per crash under load).
   static func checkOptions(settings: NodeSettings) -> [String] {
     let check = settings.healthCheck
-    return ["check", "inter", duration(check.interval), "rise", String(check.rise), "fall", String(check.fall)]
+    var words = [
+      "check", "inter", duration(check.interval), "fastinter", duration(check.fastInterval), "downinter",
+      duration(check.downInterval), "rise", String(check.rise), "fall", String(check.fall),
+    ]
+    if check.errorLimit > 0 {
+      words += ["observe", "layer7", "error-limit", String(check.errorLimit), "on-error", "sudden-death"]
+    }
+    return words
   }
+
+  /// The methods whose requests HAProxy may send again to another server (RFC 9110's idempotent ones:
+  /// `METH_GET` covers HEAD too). A POST or PATCH is never sent twice.
+  public static let retriedMethods = ["METH_GET", "METH_OPTIONS", "METH_TRACE", "METH_PUT", "METH_DELETE"]
 
   /// A duration as HAProxy writes it: `2s`, or `1500ms` when not whole seconds.
   public static func duration(_ value: Duration) -> String {
@@ -83,18 +99,25 @@ public enum ConfigRenderer {
       "",
       "defaults",
       "  mode http",
-      "  timeout connect 5s",
+      // HAProxy 2.6 and 3.0 end a check of a server that accepts but never answers after `timeout
+      // connect` (at most `inter`), whatever `timeout check` says: the check timeout bounds both.
+      "  timeout connect \(duration(settings.healthCheck.timeout))",
       "  timeout client 30s",
-      "  timeout server 30s",
+      "  timeout server \(duration(settings.serverTimeout))",
       "  timeout http-request 10s",
       "  timeout http-keep-alive 10s",
-      // A connection refused by a dead server is retried on another one.
+      "  timeout check \(duration(settings.healthCheck.timeout))",
+      // A request that cannot be sent, gets no answer or an empty one is retried on another server
+      // (every retry redispatches); the frontend keeps unsafe methods from being sent twice.
       "  retries \(settings.retries)",
-      "  option redispatch",
-      "  retry-on conn-failure empty-response",
+      "  option redispatch 1",
+      "  retry-on conn-failure empty-response response-timeout",
+      // A request whose client has gone is not sent again, nor kept in a queue.
+      "  option abortonclose",
       "",
       "frontend http",
       "  bind \(settings.listen)",
+      "  http-request disable-l7-retry unless \(retriedMethods.joined(separator: " || "))",
       "  default_backend \(settings.services[0].haproxyBackendName)",
       "",
     ]
@@ -141,7 +164,7 @@ public enum ConfigRenderer {
     return words.joined(separator: " ")
   }
 
-  /// `server backend-1 127.0.0.1:9001 weight 100 check inter 2s rise 2 fall 3`. A draining server gets
+  /// `server backend-1 127.0.0.1:9001 weight 100 check inter 1s …`. A draining server gets
   /// weight 0 (the config file has no drain state; the controller sets it again after a reload), a
   /// server in maintenance `disabled`, and a server with a host name `init-addr libc,none`.
   static func serverLine(_ server: DesiredServer, settings: NodeSettings) -> String {

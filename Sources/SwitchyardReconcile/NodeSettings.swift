@@ -5,20 +5,73 @@ import SwitchyardModel
 ///
 /// Every field is validated when the settings are made, so the renderer can print them as they are.
 public struct NodeSettings: Sendable, Hashable {
-  /// Health checks of every server, as in the original demo: every 2 s, up after 2 good, down after 3 bad.
+  /// Health checks of every server, active and passive, tuned so that a server that stops answering is
+  /// out of rotation within about two seconds on every node.
+  ///
+  /// Active: a check every ``interval`` while the server is up, every ``fastInterval`` while it is going
+  /// up or down, every ``downInterval`` while it is down; a check that gets no answer within ``timeout``
+  /// fails; ``rise`` good checks in a row make a server up, ``fall`` bad ones down. Passive: real traffic is
+  /// watched too (`observe layer7`): ``errorLimit`` errors in a row (timeouts, resets, 5xx but 501 and 505)
+  /// bring the next check forward and leave one failed check before the server is down
+  /// (`on-error sudden-death`); a passing check restores it, so a burst of application errors cannot
+  /// eject every server. 0 turns the passive part off.
+  ///
+  /// A server that stops answering is down after at most about interval + 2 × timeout + fastInterval
+  /// (1 + 0.8 + 0.2 s by default): the next check, its timeout, a fast check and its timeout.
   public struct HealthCheck: Sendable, Hashable {
-    /// Time between two checks of one server.
+    /// Time between two checks of a server that is up.
     public var interval: Duration
     /// Good checks in a row that make a server up.
     public var rise: Int
     /// Bad checks in a row that make a server down.
     public var fall: Int
+    /// How long a check may wait for an answer.
+    public var timeout: Duration
+    /// Time between two checks of a server going up or down.
+    public var fastInterval: Duration
+    /// Time between two checks of a server that is down.
+    public var downInterval: Duration
+    /// Errors in a row on real traffic that count as a failed check; 0 watches no traffic.
+    public var errorLimit: Int
 
     /// Creates health-check settings.
-    public init(interval: Duration = .seconds(2), rise: Int = 2, fall: Int = 3) {
+    public init(
+      interval: Duration = .seconds(1),
+      rise: Int = 2,
+      fall: Int = 2,
+      timeout: Duration = .milliseconds(400),
+      fastInterval: Duration = .milliseconds(200),
+      downInterval: Duration = .seconds(2),
+      errorLimit: Int = 10
+    ) {
       self.interval = interval
       self.rise = rise
       self.fall = fall
+      self.timeout = timeout
+      self.fastInterval = fastInterval
+      self.downInterval = downInterval
+      self.errorLimit = errorLimit
+    }
+
+    /// The setting that cannot be used and why, or `nil`.
+    func problem() -> SettingsError? {
+      let durations: [(String, Duration)] = [
+        ("health check interval", interval), ("health check timeout", timeout),
+        ("health check fast interval", fastInterval), ("health check down interval", downInterval),
+      ]
+      for (name, value) in durations where value < .milliseconds(100) || value > .seconds(3600) {
+        return SettingsError(name, "must be between 100 ms and 1 hour")
+      }
+      guard timeout <= interval else {
+        return SettingsError("health check timeout", "must not be longer than the interval")
+      }
+      guard (1...100).contains(rise), (1...100).contains(fall) else {
+        return SettingsError("health check rise/fall", "must be between 1 and 100")
+      }
+      guard (0...1000).contains(errorLimit) else {
+        return SettingsError("health check error limit", "must be between 0 and 1000")
+      }
+      return nil
     }
   }
 
@@ -132,6 +185,8 @@ public struct NodeSettings: Sendable, Hashable {
   public let hardStopAfter: Duration
   /// Tries per request: a connection refused by one server is retried, on another server (redispatch).
   public let retries: Int
+  /// How long a server may be silent while it answers a request (HAProxy's `timeout server`).
+  public let serverTimeout: Duration
 
   /// Longest accepted socket path (a Unix socket path holds at most 107 bytes).
   public static let maxSocketPathLength = 107
@@ -146,7 +201,8 @@ public struct NodeSettings: Sendable, Hashable {
     adminSocketPath: String,
     healthCheck: HealthCheck = HealthCheck(),
     hardStopAfter: Duration = .seconds(30),
-    retries: Int = 3
+    retries: Int = 3,
+    serverTimeout: Duration = .seconds(30)
   ) throws(SettingsError) {
     do {
       _ = try InstanceID(validating: nodeID)
@@ -157,11 +213,9 @@ public struct NodeSettings: Sendable, Hashable {
     guard Set(services).count == services.count else { throw SettingsError("services", "a service is listed twice") }
     if listen == stats { throw SettingsError("stats", "is the same address as the listen address \(listen)") }
     if let problem = Self.pathProblem(adminSocketPath) { throw SettingsError("admin socket path", problem) }
-    guard healthCheck.interval >= .milliseconds(100), healthCheck.interval <= .seconds(3600) else {
-      throw SettingsError("health check interval", "must be between 100 ms and 1 hour")
-    }
-    guard (1...100).contains(healthCheck.rise), (1...100).contains(healthCheck.fall) else {
-      throw SettingsError("health check rise/fall", "must be between 1 and 100")
+    if let problem = healthCheck.problem() { throw problem }
+    guard serverTimeout >= .milliseconds(100), serverTimeout <= .seconds(3600) else {
+      throw SettingsError("server timeout", "must be between 100 ms and 1 hour")
     }
     guard hardStopAfter >= .seconds(1) else { throw SettingsError("hard-stop-after", "must be at least 1 s") }
     guard (0...10).contains(retries) else { throw SettingsError("retries", "must be between 0 and 10") }
@@ -174,6 +228,7 @@ public struct NodeSettings: Sendable, Hashable {
     self.healthCheck = healthCheck
     self.hardStopAfter = hardStopAfter
     self.retries = retries
+    self.serverTimeout = serverTimeout
   }
 
   /// Why `path` cannot be printed into HAProxy's configuration as a socket path, or `nil`.

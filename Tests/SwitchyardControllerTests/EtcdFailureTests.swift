@@ -38,6 +38,7 @@ import Testing
       let lines = node.log().split(separator: "\n")
       #expect(lines.filter { $0.contains("No word from etcd") }.count == 1, "\(node.log())")
       #expect(lines.filter { $0.contains("etcd answers again") }.count == 1)
+      #expect(try await node.metric("switchyard_etcd_outages_total") == 1)
       // The client's reconnects say so once per outage at info, not once per try (about one a second).
       #expect(lines.filter { $0.contains("watch stream broke") }.count <= 2, "\(node.log())")
       let revision = try await etcd.get(.prefix("/services/")).header.revision

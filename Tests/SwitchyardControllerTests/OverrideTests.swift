@@ -32,6 +32,7 @@ import Testing
       let state = try await node.state()
       #expect(
         state.overrides == [.init(service: "backend", instance: "b1", state: "drain", reason: "kernel update")])
+      #expect(try await node.metric("switchyard_overrides") == 1)
 
       // An instance that registers itself as draining stays in maintenance under a disable.
       let disabled = try await switchyardStatus(["disable", "backend/b1"] + endpoints)
@@ -52,6 +53,7 @@ import Testing
       try await etcd.register("b1", port: servers[0].port)
       try await node.waitServing(["b1", "b2"])
       #expect(try await node.state().overrides == [])
+      #expect(try await node.metric("switchyard_overrides") == 0)
       #expect(try await node.showProc().reloads == 0, "overrides go through the Runtime API")
       let log = node.log()
       #expect(log.contains("Operator override: backend/b1 is drain"))

@@ -39,7 +39,7 @@ import Testing
     #expect(!result.needsReload)
     #expect(
       result.commands.map(\.description) == [
-        "add server svc_backend/a 10.0.0.1:8080 weight 20 check inter 2s rise 2 fall 3 pool-purge-delay 1s pool-max-conn -1",
+        "add server svc_backend/a 10.0.0.1:8080 weight 20 " + InjectionTests.options + " pool-max-conn -1",
         "enable health svc_backend/a",
         "set server svc_backend/a state ready",
       ]
@@ -205,7 +205,7 @@ import Testing
     // `svc_api` does not exist yet: the reload brings `c`.
     #expect(
       result.commands.map(\.description) == [
-        "add server svc_backend/b 10.0.0.2:8080 weight 100 check inter 2s rise 2 fall 3 pool-purge-delay 1s pool-max-conn -1",
+        "add server svc_backend/b 10.0.0.2:8080 weight 100 " + InjectionTests.options + " pool-max-conn -1",
         "enable health svc_backend/b",
         "set server svc_backend/b state ready",
       ]
