@@ -45,7 +45,8 @@ public struct RegistrationMirror: Sendable {
   }
   /// Changes whenever the invalid entries change, so that a reader can skip listing them when they did not.
   public private(set) var invalidGeneration = 0
-  private var overridesByInstance: [RegistrationKey: InstanceOverride] = [:]
+  /// Overrides by service, then instance: a service without any costs its instances no lookup.
+  private var overridesByService: [ServiceName: [RegistrationKey: InstanceOverride]] = [:]
 
   /// Builds the mirror from a full read at `revision`.
   public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
@@ -78,17 +79,19 @@ public struct RegistrationMirror: Sendable {
   /// The valid instances of `service`, in key order, each in the stricter of its registered state and
   /// its override's.
   public func instances(of service: ServiceName) -> [ServiceInstance] {
-    (byService[service] ?? [:]).values.map { $0.applying(overridesByInstance[$0.key]) }.sorted { $0.key < $1.key }
+    let instances = (byService[service] ?? [:]).values
+    guard let overrides = overridesByService[service] else { return instances.sorted { $0.key < $1.key } }
+    return instances.map { $0.applying(overrides[$0.key]) }.sorted { $0.key < $1.key }
   }
 
   /// Every valid instance, in key order, with overrides applied as in ``instances(of:)``.
   public var instances: [ServiceInstance] {
-    byService.values.flatMap(\.values).map { $0.applying(overridesByInstance[$0.key]) }.sorted { $0.key < $1.key }
+    byService.keys.flatMap { instances(of: $0) }.sorted { $0.key < $1.key }
   }
 
   /// Every valid override, in key order, whether or not its instance is registered.
   public var overrides: [InstanceOverride] {
-    overridesByInstance.values.sorted { $0.instance < $1.instance }
+    overridesByService.values.flatMap(\.values).sorted { $0.instance < $1.instance }
   }
 
   /// One error per invalid entry, sorted by key, then description.
@@ -107,7 +110,7 @@ public struct RegistrationMirror: Sendable {
       do {
         let override = try InstanceOverride.parse(key: key, value: value, modRevision: modRevision)
         entries[key] = .override(override)
-        overridesByInstance[override.instance] = override
+        overridesByService[override.instance.service, default: [:]][override.instance] = override
         return override.instance.service
       } catch {
         entries[key] = .invalid(error)
@@ -133,7 +136,10 @@ public struct RegistrationMirror: Sendable {
       byService[instance.key.service]?[key] = nil
       if byService[instance.key.service]?.isEmpty == true { byService[instance.key.service] = nil }
     case .override(let override):
-      overridesByInstance[override.instance] = nil
+      overridesByService[override.instance.service]?[override.instance] = nil
+      if overridesByService[override.instance.service]?.isEmpty == true {
+        overridesByService[override.instance.service] = nil
+      }
     case .invalid:
       invalidEntries[key] = nil
     case nil:
