@@ -156,31 +156,12 @@ struct FaultSuiteTests {
       guard let master = context.cluster.haproxyPID("lb1"), let worker = ProcFS.children(of: master).first else {
         throw TestSupportError("lb1 has no HAProxy worker")
       }
-      _ = kill(worker, SIGKILL)
-      context.faultBegins()
-      try await retrying(timeout: .seconds(20), every: .milliseconds(100)) {
-        guard let now = context.cluster.haproxyPID("lb1"), now != master, StrayProcessGuard.isAlive(now) else {
-          throw TestSupportError("lb1's HAProxy was not started again")
-        }
-        _ = try await context.cluster.servingSet("lb1")
-      }
-      context.note(
-        "HAProxy 2.6's master follows its worker (no-exit-on-failure is not honoured); back after \(context.elapsedSinceFault)"
-      )
-      await context.healed()
+      try await context.killAndAwaitNewHAProxy(kill: worker, master: master)
+      context.note("HAProxy 2.6's master follows its worker (no-exit-on-failure is not honoured)")
     },
     Scenario(name: "HAProxy master of lb1 killed (-9)", mayFailRequests: true) { context in
-      guard let pid = context.cluster.haproxyPID("lb1") else { throw TestSupportError("lb1 has no HAProxy pid") }
-      _ = kill(pid, SIGKILL)
-      context.faultBegins()
-      try await retrying(timeout: .seconds(20), every: .milliseconds(100)) {
-        guard let now = context.cluster.haproxyPID("lb1"), now != pid, StrayProcessGuard.isAlive(now) else {
-          throw TestSupportError("lb1's HAProxy was not started again")
-        }
-        _ = try await context.cluster.servingSet("lb1")
-      }
-      context.note("HAProxy back after \(context.elapsedSinceFault)")
-      await context.healed()
+      guard let master = context.cluster.haproxyPID("lb1") else { throw TestSupportError("lb1 has no HAProxy pid") }
+      try await context.killAndAwaitNewHAProxy(kill: master, master: master)
     },
     Scenario(name: "rolling restart of every backend", mayLose: Set(FaultCluster.backendNames)) { context in
       for id in FaultCluster.backendNames {

@@ -226,6 +226,21 @@ final class ScenarioContext: @unchecked Sendable {
     #expect(after?.modRevision == registration.modRevision, "\(figures.name): \(id)'s registrar rewrote its key")
   }
 
+  /// Kills `pid` (lb1's HAProxy master or a worker) with SIGKILL, waits until lb1 runs a HAProxy with a
+  /// master other than `master` that answers, notes how long that took, and waits for the heal.
+  func killAndAwaitNewHAProxy(kill pid: Int32, master: Int32) async throws {
+    _ = kill(pid, SIGKILL)
+    faultBegins()
+    try await retrying(timeout: .seconds(20), every: .milliseconds(100)) {
+      guard let now = cluster.haproxyPID("lb1"), now != master, StrayProcessGuard.isAlive(now) else {
+        throw TestSupportError("lb1's HAProxy was not started again")
+      }
+      _ = try await cluster.servingSet("lb1")
+    }
+    note("HAProxy back after \(elapsedSinceFault)")
+    await healed()
+  }
+
   private func reloadCount() async throws -> Double {
     var total = 0.0
     for lb in FaultCluster.lbNames { total += try await cluster.metric(lb, "switchyard_haproxy_reloads_total") }
