@@ -114,7 +114,8 @@ final class BenchLab: Sendable {
       for _ in 0..<parallel {
         group.addTask {
           let sent = ContinuousClock.now
-          guard let response = try? await HTTPLoadClient.get("http://127.0.0.1:\(port)/", timeout: .seconds(2)),
+          guard
+            let response = try? await HTTPLoadClient.measuredGet("http://127.0.0.1:\(port)/", timeout: .seconds(2)),
             response.status == 200
           else { return nil }
           let answered = ContinuousClock.now

@@ -11,6 +11,15 @@ struct HTTPHelperTests {
     }
   }
 
+  @Test func measuredGetAnswersOnAConnectionOfItsOwnAndOnlyOnLoopback() async throws {
+    try await HTTPTestServer.with(name: "measured") { server in
+      let response = try await HTTPLoadClient.measuredGet(server.url)
+      #expect(response.status == 200 && response.body == "Hello from measured\n")
+      #expect(server.requestCount == 1 && server.connectionCount <= 1)
+    }
+    await #expect(throws: (any Error).self) { try await HTTPLoadClient.measuredGet("http://192.0.2.1:80/") }
+  }
+
   @Test func loadClientReusesConnections() async throws {
     let server = try await HTTPTestServer.start(name: "busy")
     let load = try HTTPLoadClient.start(url: server.url, connections: 3)
