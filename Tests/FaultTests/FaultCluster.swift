@@ -189,6 +189,13 @@ final class FaultCluster {
     return Set(servers.filter { !$0.isMaint && !$0.isDrain }.map { "\($0.address ?? "?"):\($0.port)" })
   }
 
+  /// The nodes whose serving set holds `address` (a node that does not answer counts as not serving it).
+  func nodes(serving address: String) async -> Set<String> {
+    var serving: Set<String> = []
+    for lb in Self.lbNames where (try? await servingSet(lb))?.contains(address) == true { serving.insert(lb) }
+    return serving
+  }
+
   /// A sum of one metric's samples on `lb`'s `/metrics`.
   func metric(_ lb: String, _ name: String) async throws -> Double {
     let (_, body) = try await HTTPLoadClient.get("\(adminURL(lb))/metrics", timeout: .seconds(2))
@@ -322,94 +329,5 @@ final class FaultCluster {
   private func isOurHAProxy(_ pid: Int32, _ lb: String) -> Bool {
     let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
     return cmdline.contains("haproxy") && cmdline.contains(stateDirectory(lb))
-  }
-}
-
-/// Every put and delete of a registration, with the time the test saw it, from a watch the test keeps open
-/// during the whole suite.
-final class RegistrationEvents: Sendable {
-  private let deleted = Mutex<[String]>([])
-  private let puts = Mutex<[String: ContinuousClock.Instant]>([:])
-  private let task = Mutex<Task<Void, Never>?>(nil)
-
-  func start(_ client: EtcdClient) {
-    let watch = Task {
-      do {
-        for try await response in client.watch(.prefix("/services/backend/")) {
-          let now = ContinuousClock.now
-          for event in response.events {
-            switch event.kind {
-            case .delete: self.deleted.withLock { $0.append(event.kv.keyString) }
-            case .put: self.puts.withLock { $0[event.kv.keyString] = now }
-            }
-          }
-        }
-      } catch {
-        if !Task.isCancelled { Issue.record("the registration watch ended: \(error)") }
-      }
-    }
-    task.withLock { $0 = watch }
-  }
-
-  /// The keys deleted since the last call.
-  func takeDeletions() -> [String] {
-    deleted.withLock { list in
-      defer { list = [] }
-      return list
-    }
-  }
-
-  /// When `key` was last written, as the watch saw it.
-  func lastPut(_ key: String) -> ContinuousClock.Instant? { puts.withLock { $0[key] } }
-
-  func stop() { task.withLock { $0?.cancel() } }
-}
-
-/// Steady client load through both LB nodes: on each, two keep-alive connections and two that open a new
-/// connection per request, each pausing 25 ms between requests (about 150 requests/s per node). A client
-/// gives up on a request after 1 s, as an impatient user would: a request stuck on a hung server fails.
-struct SteadyLoad {
-  let clients: [(lb: String, client: HTTPLoadClient)]
-  static let requestTimeout = Duration.seconds(1)
-
-  static func start(_ cluster: FaultCluster) throws -> SteadyLoad {
-    var clients: [(String, HTTPLoadClient)] = []
-    for lb in FaultCluster.lbNames {
-      let url = cluster.url(lb)
-      for newConnections in [false, true] {
-        let client = try HTTPLoadClient.start(
-          url: url, connections: 2, newConnections: newConnections, pause: .milliseconds(25),
-          requestTimeout: requestTimeout)
-        clients.append((lb, client))
-      }
-    }
-    return SteadyLoad(clients: clients)
-  }
-
-  /// What the load saw: requests, failures per node, the first errors, and per node the time from its
-  /// first failure to its last.
-  struct Report {
-    var requests = 0
-    var failures: [String: Int] = [:]
-    var errors: [String] = []
-    var failureWindows: [String: Duration] = [:]
-  }
-
-  /// Stops the load and says what it saw.
-  func stop() async -> Report {
-    var report = Report()
-    var spans: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
-    for (lb, client) in clients {
-      let seen = await client.stop(timeout: .seconds(40))
-      report.requests += seen.totalRequests
-      report.failures[lb, default: 0] += seen.failures
-      report.errors += seen.errors.prefix(3).map { "\(lb): \($0)" }
-      if let first = seen.firstFailure, let last = seen.lastFailure {
-        let span = spans[lb]
-        spans[lb] = (min(first, span?.first ?? first), max(last, span?.last ?? last))
-      }
-    }
-    report.failureWindows = spans.mapValues { $0.first.duration(to: $0.last) }
-    return report
   }
 }

@@ -158,20 +158,16 @@ final class ScenarioContext: @unchecked Sendable {
     try cluster.startBackend(id, on: host, port: 8082, as: name)
     faultBegins()
     var outOfRotation: [String] = []
-    let check = { @Sendable (cluster: FaultCluster) async -> [String] in
-      var missing: [String] = []
-      for lb in FaultCluster.lbNames where (try? await cluster.servingSet(lb))?.contains(address) != true {
-        missing.append(lb)
-      }
-      return missing
+    func missing() async -> [String] {
+      Set(FaultCluster.lbNames).subtracting(await cluster.nodes(serving: address)).sorted()
     }
     while elapsedSinceFault < duration {
-      outOfRotation += await check(cluster).map { "\($0) at \(elapsedSinceFault)" }
+      outOfRotation += await missing().map { "\($0) at \(elapsedSinceFault)" }
       try await Task.sleep(for: .milliseconds(200))
     }
     try await cluster.stopBackend(name)
     for _ in 0..<10 {
-      outOfRotation += await check(cluster).map { "\($0) after the duplicate stopped" }
+      outOfRotation += await missing().map { "\($0) after the duplicate stopped" }
       try await Task.sleep(for: .milliseconds(200))
     }
     let now = try await etcd.value(of: key)
@@ -201,7 +197,7 @@ final class ScenarioContext: @unchecked Sendable {
     figures.changeApplied = out
     var backInRotation: [String] = []
     while elapsedSinceFault < duration {
-      for lb in FaultCluster.lbNames where (try? await cluster.servingSet(lb))?.contains(address) == true {
+      for lb in await cluster.nodes(serving: address).sorted() {
         backInRotation.append("\(lb) at \(elapsedSinceFault)")
       }
       try await Task.sleep(for: .milliseconds(200))
