@@ -2,8 +2,22 @@ import ArgumentParser
 import EtcdClient
 import SwitchyardModel
 
+/// A command that writes an operator's override of one instance: the state it imposes is its only policy.
+protocol OverrideWritingCommand: AsyncParsableCommand {
+  /// The state the override imposes.
+  static var state: InstanceState { get }
+  var etcd: EtcdOptions { get }
+  var target: OverrideTarget { get }
+}
+
+extension OverrideWritingCommand {
+  func run() async throws {
+    try await target.write(Self.state, etcd: etcd)
+  }
+}
+
 /// `switchyard drain SERVICE/ID`: no new requests for an instance on any load balancer.
-struct DrainCommand: AsyncParsableCommand {
+struct DrainCommand: OverrideWritingCommand {
   static let configuration = CommandConfiguration(
     commandName: "drain",
     abstract: "Drain an instance on every load balancer: no new requests, those in flight finish.",
@@ -15,16 +29,14 @@ struct DrainCommand: AsyncParsableCommand {
       """
   )
 
+  static let state = InstanceState.drain
+
   @OptionGroup var etcd: EtcdOptions
   @OptionGroup var target: OverrideTarget
-
-  func run() async throws {
-    try await target.write(.drain, etcd: etcd)
-  }
 }
 
 /// `switchyard disable SERVICE/ID`: no traffic at all for an instance.
-struct DisableCommand: AsyncParsableCommand {
+struct DisableCommand: OverrideWritingCommand {
   static let configuration = CommandConfiguration(
     commandName: "disable",
     abstract: "Take an instance out of service on every load balancer (maintenance: no traffic at all).",
@@ -34,12 +46,10 @@ struct DisableCommand: AsyncParsableCommand {
       """
   )
 
+  static let state = InstanceState.maint
+
   @OptionGroup var etcd: EtcdOptions
   @OptionGroup var target: OverrideTarget
-
-  func run() async throws {
-    try await target.write(.maint, etcd: etcd)
-  }
 }
 
 /// `switchyard enable SERVICE/ID` (or `undrain`): ends an operator's override.

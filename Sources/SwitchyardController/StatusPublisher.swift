@@ -72,10 +72,13 @@ final class StatusPublisher: Sendable {
       ControllerStatus.InvalidEntry(key: $0.escapedKey ?? "?", reason: $0.description)
     }
     let (line, example) = logged.withLock { logged in
-      let descriptions = Set(invalid.map(\.description))
-      let fresh = invalid.filter { !logged.invalid.contains($0.description) }
-      logged.invalid = descriptions
-      return (logged.invalidEpisode.observe(count: invalid.count, added: fresh.count, now: .now), fresh.first)
+      let descriptions = invalid.map(\.description)
+      let fresh = descriptions.indices.filter { !logged.invalid.contains(descriptions[$0]) }
+      logged.invalid = Set(descriptions)
+      return (
+        logged.invalidEpisode.observe(count: invalid.count, added: fresh.count, now: .now),
+        fresh.first.map { invalid[$0] }
+      )
     }
     let sample: Logger.Metadata = example.map { ["example": "\($0)"] } ?? [:]
     switch line {

@@ -79,14 +79,20 @@ public struct RegistrationMirror: Sendable {
   /// The valid instances of `service`, in key order, each in the stricter of its registered state and
   /// its override's.
   public func instances(of service: ServiceName) -> [ServiceInstance] {
-    let instances = (byService[service] ?? [:]).values
-    guard let overrides = overridesByService[service] else { return instances.sorted { $0.key < $1.key } }
-    return instances.map { $0.applying(overrides[$0.key]) }.sorted { $0.key < $1.key }
+    served(service).sorted { $0.key < $1.key }
   }
 
   /// Every valid instance, in key order, with overrides applied as in ``instances(of:)``.
   public var instances: [ServiceInstance] {
-    byService.keys.flatMap { instances(of: $0) }.sorted { $0.key < $1.key }
+    byService.keys.flatMap(served).sorted { $0.key < $1.key }
+  }
+
+  /// The instances of `service` as they are served, in no order: a service without overrides costs
+  /// its instances no lookup.
+  private func served(_ service: ServiceName) -> [ServiceInstance] {
+    let instances = (byService[service] ?? [:]).values
+    guard let overrides = overridesByService[service] else { return Array(instances) }
+    return instances.map { $0.applying(overrides[$0.key]) }
   }
 
   /// Every valid override, in key order, whether or not its instance is registered.
