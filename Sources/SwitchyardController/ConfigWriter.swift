@@ -108,12 +108,8 @@ actor ConfigWriter {
   nonisolated func flushNow() async throws {
     guard let desired = behind.withLock({ $0 }) else { return }
     let rendered = render(desired)
-    try await installFlushed(rendered, revision: desired.revision)
+    try await performInstall(rendered, revision: desired.revision, serversApplied: true)
     behind.withLock { if $0?.revision == desired.revision { $0 = nil } }
-  }
-
-  private func installFlushed(_ rendered: RenderedConfig, revision: Int64) async throws {
-    try await performInstall(rendered, revision: revision, serversApplied: true)
   }
 
   /// The structure of the installed config, when the config file and its structure are both there.
