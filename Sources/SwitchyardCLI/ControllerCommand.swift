@@ -71,9 +71,24 @@ struct ControllerCommand: AsyncParsableCommand {
 
   @Option(
     name: .customLong("service"),
-    help: "A service to serve (repeatable); the first is the frontend's default backend. Default: backend."
+    help: """
+      Serve only this service (repeatable). Default: every service with registrations in etcd. The first \
+      is the default service unless --default-service says otherwise.
+      """
   )
   var services: [String] = []
+
+  @Option(
+    name: .customLong("default-service"),
+    help: "Where requests that match no route go (default: backend, as in the original)."
+  )
+  var defaultService: String?
+
+  @Flag(
+    name: .customLong("no-default-service"),
+    help: "Answer requests that match no route with a 404 instead of sending them to a default service."
+  )
+  var noDefaultService = false
 
   @Option(name: .customLong("quiet-window-ms"), help: "Coalescing: apply once watch events pause this long.")
   var quietWindowMilliseconds: Int = 0
@@ -192,9 +207,19 @@ struct ControllerCommand: AsyncParsableCommand {
     }
     let serviceNames: [ServiceName]
     do {
-      serviceNames = try (services.isEmpty ? ["backend"] : services).map { try ServiceName(validating: $0) }
+      serviceNames = try services.map { try ServiceName(validating: $0) }
     } catch let error as RegistrationError {
       throw ValidationError("--service: \(error.reason)")
+    }
+    if noDefaultService && defaultService != nil {
+      throw ValidationError("--default-service and --no-default-service exclude each other")
+    }
+    let defaultServiceName: ServiceName?
+    do {
+      defaultServiceName =
+        noDefaultService ? nil : try defaultService.map { try ServiceName(validating: $0) } ?? serviceNames.first ?? .backend
+    } catch let error as RegistrationError {
+      throw ValidationError("--default-service: \(error.reason)")
     }
     guard (0...60_000).contains(quietWindowMilliseconds) else {
       throw ValidationError("--quiet-window-ms must be from 0 to 60000")
@@ -222,7 +247,8 @@ struct ControllerCommand: AsyncParsableCommand {
         listen: listenAddress,
         stats: statsAddress,
         statsAuth: statsAuthentication,
-        services: serviceNames,
+        serviceFilter: serviceNames.isEmpty ? nil : serviceNames,
+        defaultService: defaultServiceName,
         adminSocketPath: directory + "/admin.sock",
         healthCheck: health.healthCheck,
         hardStopAfter: .seconds(hardStopAfter),
@@ -237,6 +263,8 @@ struct ControllerCommand: AsyncParsableCommand {
         case "stats": "--stats"
         case "stats auth user", "stats auth password hash": "--stats-auth"
         case "services": "--service"
+        case "default service": "--default-service"
+        case "routes map path": "--state-dir"
         default: ServerHealthOptions.flag(of: error.setting) ?? error.setting
         }
       throw ValidationError("\(flag): \(error.reason)")

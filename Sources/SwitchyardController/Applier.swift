@@ -19,6 +19,7 @@ final class Applier: Sendable {
   private let metrics: ControllerMetrics
   private let logger: Logger
   private let removals = Mutex(RemovalTracker())
+  private let reloadGate: Mutex<ReloadGate<ContinuousClock.Instant>>
 
   init(
     configuration: ControllerConfiguration, runtime: RuntimeClient, writer: ConfigWriter,
@@ -36,7 +37,14 @@ final class Applier: Sendable {
     self.status = status
     self.metrics = metrics
     self.logger = logger
+    reloadGate = Mutex(
+      ReloadGate(
+        delay: configuration.timings.reloadDelay, minimumInterval: configuration.timings.minimumReloadInterval))
   }
+
+  /// Whether a structural change waits for its reload (``ReloadGate``): the pass it is due at must
+  /// look, even with nothing else to do.
+  var reloadPending: Bool { reloadGate.withLock { $0.isPending } }
 
   /// The backends with servers leaving (draining, or deletes deferred).
   var leavingBackends: Set<String> { removals.withLock { $0.leavingBackends } }
@@ -86,6 +94,17 @@ final class Applier: Sendable {
         return nil
       }
     }
+    if plan.needsReload, let wait = reloadGate.withLock({ $0.wait(now: .now) }) {
+      // Changes that need a reload wait a little for others to share it; the rest goes on meanwhile.
+      // Routes wait too: they may name a backend that only the reload creates.
+      if !plan.commands.isEmpty {
+        _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
+      }
+      queue.requeue(after: wait)
+      logger.debug("A structural change waits for its reload", metadata: ["wait": "\(wait)"])
+      return !plan.draining.isEmpty
+    }
+    if !plan.needsReload { reloadGate.withLock { $0.settled() } }
     if plan.needsReload {
       // Backends the reload does not change take their changes now: a reload can be slow, and a
       // configuration HAProxy rejects must not hold them back. A refused command is put right by
@@ -100,6 +119,7 @@ final class Applier: Sendable {
       return nil
     }
     if plan.commands.isEmpty {
+      if try await !applyRoutes(desired) { return nil }
       publisher.publish(desired: desired, observed: observed, scope: scope)
       return !plan.draining.isEmpty
     }
@@ -118,6 +138,35 @@ final class Applier: Sendable {
         reason: "a Runtime API command was refused")
     }
     return nil
+  }
+
+  /// Brings HAProxy's routes map to `desired`'s, when it differs from what HAProxy holds: one atomic
+  /// replacement through the Runtime API. Returns `false` when HAProxy refused it and a reload (which
+  /// reads the map file) was made instead.
+  private func applyRoutes(_ desired: DesiredState) async throws -> Bool {
+    let text = desired.routes.mapText
+    guard await writer.routesInHAProxy != text else { return true }
+    let clock = ContinuousClock()
+    let started = clock.now
+    do {
+      try await runtime.replaceRoutes(desired.routes, mapPath: settings.routesMapPath)
+    } catch {
+      metrics.runtimeCommandFailures.increment()
+      logger.warning(
+        "HAProxy refused the new routes map; falling back to a reload", metadata: ["error": "\(error)"])
+      try await installAndReload(
+        writer.render(desired), desired: desired, cause: .fallback, reason: "the routes map was refused")
+      return false
+    }
+    await writer.routesApplied(text)
+    metrics.routeUpdates.increment()
+    logger.info(
+      "Routes applied through the Runtime API",
+      metadata: [
+        "entries": "\(desired.routes.entries.count)", "revision": "\(desired.revision)",
+        "took_s": "\(ControllerStatus.seconds(started.duration(to: clock.now)))",
+      ])
+    return true
   }
 
   /// Sends commands in order, in batches of one write each (HAProxy answers them in order), and logs
@@ -178,6 +227,7 @@ final class Applier: Sendable {
     let clock = ContinuousClock()
     let started = clock.now
     try await supervisor.reload(structure: rendered.structure)
+    reloadGate.withLock { $0.reloaded(now: .now) }
     let took = started.duration(to: clock.now)
     if let metadata = Self.slowReloadReport(took: took, reason: reason, desired: desired) {
       logger.warning("HAProxy took long to reload", metadata: metadata)

@@ -23,6 +23,11 @@ actor ConfigWriter {
   private var installedStructure: String?
   /// The file HAProxy last read (start or reload), for the `reload` update strategy.
   private(set) var loadedText: String?
+  /// The routes map file as installed.
+  private var installedMap: String?
+  /// The routes HAProxy holds: the map file it last read, or what the Runtime API replaced it with
+  /// since; `nil` when not known (an adopted HAProxy).
+  private(set) var routesInHAProxy: String?
   /// The desired state the file is behind, if it is. Behind a lock, not the actor: a pass marks it on
   /// its way to HAProxy and must not wait while a flush syncs the file.
   private let behind = Mutex<DesiredState?>(nil)
@@ -79,6 +84,12 @@ actor ConfigWriter {
   /// HAProxy read the installed file (a start or a reload).
   func markLoaded() {
     loadedText = installedText
+    routesInHAProxy = installedMap
+  }
+
+  /// HAProxy took `routes` through the Runtime API.
+  func routesApplied(_ routes: String) {
+    routesInHAProxy = routes
   }
 
   /// Starts a flush beside the reconcile loop, unless one runs; the periodic check asks again while the
@@ -119,6 +130,15 @@ actor ConfigWriter {
   }
 
   private func performInstall(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool) async throws {
+    // The map first: `haproxy -c` reads the file the configuration names, and HAProxy loads it on a reload.
+    if rendered.routesMap != installedMap {
+      do {
+        try DurableFile.replace(rendered.routesMap, at: settings.routesMapPath)
+      } catch {
+        throw ControllerError("the routes map was not written; the last one stays: \(error)")
+      }
+      installedMap = rendered.routesMap
+    }
     guard rendered.text != installedText else { return }
     let validate = Self.needsValidation(
       structure: rendered.structure, installedStructure: installedStructure, serversApplied: serversApplied)

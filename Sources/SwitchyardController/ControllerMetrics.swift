@@ -21,6 +21,10 @@ public final class ControllerMetrics: Sendable {
   let configRejected: Counter
   let invalidEntries: Gauge
   let overrides: Gauge
+  let routeUpdates: Counter
+  let routes: Gauge
+  let routeConflicts: Gauge
+  let routeEntries: Gauge
   let etcdOutages: Counter
   let etcdConnected: Gauge
   let watchCurrent: Gauge
@@ -71,8 +75,15 @@ public final class ControllerMetrics: Sendable {
       "Rendered configurations that failed validation and were not installed."
     )
     invalidEntries = gauge(
-      "switchyard_invalid_entries", "Entries under /services/ or /switchyard/overrides/ skipped as invalid.")
+      "switchyard_invalid_entries", "Entries under /services/ or /switchyard/ (overrides, routes, service settings) skipped as invalid.")
     overrides = gauge("switchyard_overrides", "Operators' overrides (drain, maint) in force.")
+    routeUpdates = counter(
+      "switchyard_route_updates_total", [], "Routes map replacements sent to HAProxy through the Runtime API.")
+    routes = gauge("switchyard_routes", "Valid routes in etcd (in force or not).")
+    routeConflicts = gauge(
+      "switchyard_route_conflicts",
+      "Host and path claims a route loses to another, plus routes this node cannot use (a tcp service).")
+    routeEntries = gauge("switchyard_route_entries", "Entries of the routes map HAProxy matches requests against.")
     etcdOutages = counter(
       "switchyard_etcd_outages_total", [], "Times the node lost word from etcd for longer than its watch limit.")
     etcdConnected = gauge("switchyard_etcd_connected", "1 when the last etcd request succeeded.")

@@ -32,6 +32,9 @@ public final class ControllerStatus: Sendable {
     var invalidEntries: [InvalidEntry] = []
     var invalidEntryCount = 0
     var overrides: [NodeSnapshot.Override] = []
+    var routes: [NodeSnapshot.Route] = []
+    var routeCount = 0
+    var routeProblems: [String] = []
   }
 
   private let node: String
@@ -100,7 +103,10 @@ public final class ControllerStatus: Sendable {
         services: state.services,
         invalidEntries: state.invalidEntries,
         invalidEntryCount: state.invalidEntryCount,
-        overrides: state.overrides
+        overrides: state.overrides,
+        routes: state.routes,
+        routeCount: state.routeCount,
+        routeProblems: state.routeProblems
       )
     }
   }

@@ -53,6 +53,12 @@ final class PassQueue: Sendable {
     return (scheduler.withLock { $0.nextPass(now: .now, baselineReady: ready) }, firstChange)
   }
 
+  /// Asks for a pass after `delay` (a structural change waiting for its reload), without holding back
+  /// changes that arrive meanwhile.
+  func requeue(after delay: Duration) {
+    trigger.requeue(after: delay)
+  }
+
   /// The pass succeeded; a follow-up is requeued when servers are still leaving.
   func passSucceeded(followUp: Bool) {
     if let delay = scheduler.withLock({ $0.passSucceeded(followUp: followUp) }) {

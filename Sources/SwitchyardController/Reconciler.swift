@@ -12,7 +12,6 @@ import Synchronization
 /// config file follows in a flush. A follow-up pass asks HAProxy alone about the backends with servers
 /// leaving.
 final class Reconciler: Sendable {
-  private let services: [ServiceName]
   private let settings: NodeSettings
   private let source: RegistrationSource
   private let queue: PassQueue
@@ -23,12 +22,13 @@ final class Reconciler: Sendable {
   private let metrics: ControllerMetrics
   /// The desired state of the last pass.
   private let last = Mutex<DesiredState?>(nil)
+  /// The routes in force as of the last view that carried them.
+  private let routes = Mutex<[Route]>([])
 
   init(
     configuration: ControllerConfiguration, source: RegistrationSource, queue: PassQueue, writer: ConfigWriter,
     supervisor: HAProxySupervisor, applier: Applier, publisher: StatusPublisher, metrics: ControllerMetrics
   ) {
-    services = configuration.node.services
     settings = configuration.node
     self.source = source
     self.queue = queue
@@ -54,7 +54,8 @@ final class Reconciler: Sendable {
     case .followUp: return try await followUpPass()
     case .flush:
       writer.startFlush()
-      return false
+      // A structural change that waits for its reload is due now.
+      return applier.reloadPending ? try await followUpPass() : false
     }
   }
 
@@ -77,8 +78,18 @@ final class Reconciler: Sendable {
     let (view, readRevision) = try await source.readAll()
     publisher.report(invalid: view.invalid ?? [])
     publisher.report(overrides: view.overrides)
-    let desired = DesiredState(
-      revision: view.revision, services: services, instances: view.instances, previous: lastDesired)
+    let previous = lastDesired
+    let (served, lingering) = DesiredState.servedServices(
+      registered: view.registered, previous: previous?.backends.map(\.service) ?? [], running: runsBackend,
+      node: settings)
+    var desired = DesiredState(
+      revision: view.revision, services: served, instances: view.instances, previous: previous,
+      settings: view.settings, lingering: lingering)
+    let routeList = view.routes ?? []
+    routes.withLock { $0 = routeList }
+    desired = desired.with(routes: desired.routeTable(routeList))
+    publisher.report(
+      routes: routeList, table: desired.routes, listenerConflicts: desired.tcpListeners(node: settings).conflicts)
     publisher.report(conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: nil)
     let rendered = writer.render(desired)
     // A change the Runtime API can make is applied first and written to the file right after, so that
@@ -102,12 +113,25 @@ final class Reconciler: Sendable {
   /// again from the mirror, observed and planned; the others are left alone. Its cost follows the
   /// services touched, not the fleet; the config file follows in a flush.
   private func incrementalPass(services dirty: Set<ServiceName>) async throws -> Bool {
-    let changed = Set(services).intersection(dirty)
+    let changed = dirty.filter(settings.serves)
     guard let view = source.view(of: changed), let previous = lastDesired else { return try await fallBackToFullPass() }
     metrics.incrementalPasses.increment()
     if let invalid = view.invalid { publisher.report(invalid: invalid) }
     publisher.report(overrides: view.overrides)
-    let desired = previous.updating(services: changed, instances: view.instances, revision: view.revision)
+    let before = previous.backends.map(\.service)
+    let (served, lingering) = DesiredState.servedServices(
+      registered: view.registered, previous: before, running: runsBackend, node: settings)
+    var desired = previous.updating(
+      services: changed, instances: view.instances, revision: view.revision, serving: served == before ? nil : served,
+      settings: view.settings, lingering: lingering)
+    if let routeList = view.routes { routes.withLock { $0 = routeList } }
+    // The table follows the routes and which backends exist in which mode.
+    if view.routes != nil || Self.routeTargets(desired) != Self.routeTargets(previous) {
+      let routeList = routes.withLock { $0 }
+      desired = desired.with(routes: desired.routeTable(routeList))
+      publisher.report(
+        routes: routeList, table: desired.routes, listenerConflicts: desired.tcpListeners(node: settings).conflicts)
+    }
     let scope = Set(desired.backends.filter { changed.contains($0.service) }.map(\.name))
     publisher.report(
       conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: scope)
@@ -115,12 +139,25 @@ final class Reconciler: Sendable {
     writer.fileIsBehind(desired)
     let leaving = applier.leavingBackends
     var followUp = false
-    if !scope.isEmpty || !leaving.isEmpty {
+    if !scope.isEmpty || !leaving.isEmpty || desired.routes != previous.routes || served != before
+      || applier.reloadPending
+    {
       let structure = ConfigRenderer.structure(desired, settings: settings)
       followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))
     }
     publisher.applied(revision: view.revision)
     return followUp
+  }
+
+  /// Whether HAProxy runs a backend for `service`: a service that lost its last instance keeps it until
+  /// a reload happens anyway.
+  private func runsBackend(_ service: ServiceName) -> Bool {
+    supervisor.runningStructure?.contains("\nbackend \(service.haproxyBackendName)\n") ?? false
+  }
+
+  /// What the route table depends on besides the routes: the backends and their modes.
+  private static func routeTargets(_ state: DesiredState) -> [String] {
+    state.backends.map { "\($0.name) \($0.mode.rawValue)" }
   }
 
   /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so
@@ -129,7 +166,7 @@ final class Reconciler: Sendable {
   private func followUpPass() async throws -> Bool {
     guard let desired = lastDesired, supervisor.isRunning else { return try await fallBackToFullPass() }
     let leaving = applier.leavingBackends
-    guard !leaving.isEmpty else { return false }
+    guard !leaving.isEmpty || applier.reloadPending else { return false }
     metrics.followUpPasses.increment()
     let structure = ConfigRenderer.structure(desired, settings: settings)
     return try await applier.apply(desired: desired, structure: structure, scope: leaving)

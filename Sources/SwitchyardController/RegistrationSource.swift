@@ -19,6 +19,12 @@ final class RegistrationSource: Sendable {
     var invalid: [RegistrationError]?
     var overrides: [InstanceOverride]
     var revision: Int64
+    /// The services with at least one valid instance.
+    var registered: Set<ServiceName>
+    /// The service settings in force.
+    var settings: [ServiceName: ServiceSettings]
+    /// The routes in force; `nil` when they are the same as in the last view handed out.
+    var routes: [Route]?
   }
 
   private struct State {
@@ -28,6 +34,8 @@ final class RegistrationSource: Sendable {
     var changeLog = ChangeLog()
     /// The mirror's invalid entries as of the last view handed out.
     var invalidGenerationSeen: Int?
+    /// The mirror's routes as of the last view handed out.
+    var routesGenerationSeen: Int?
     /// The watch starts after this revision, once the first full pass is applied.
     var watchAfter: Int64?
   }
@@ -63,13 +71,18 @@ final class RegistrationSource: Sendable {
   /// read go on top. Returns the read's view and the revision etcd answered at.
   func readAll() async throws -> (view: View, readRevision: Int64) {
     state.withLock { $0.changeLog.start() }
-    let read: RangeResult
-    let overrides: RangeResult
+    var kvs: [KeyValue] = []
+    let readRevision: Int64
     do {
-      read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
-      // The overrides at the same revision: one consistent view of both keyspaces.
-      overrides = try await client.getPaginated(
-        .prefix(InstanceOverride.root), pageSize: 500, options: GetOptions(revision: read.header.revision))
+      let read = try await client.getPaginated(.prefix(ControllerConfiguration.prefix), pageSize: 500)
+      readRevision = read.header.revision
+      kvs = read.kvs
+      // The other keyspaces at the same revision: one consistent view of all of them.
+      for prefix in Self.prefixes.dropFirst() {
+        kvs += try await client.getPaginated(
+          .prefix(prefix), pageSize: 500, options: GetOptions(revision: readRevision)
+        ).kvs
+      }
       publisher.etcdRead(failed: nil)
     } catch {
       publisher.etcdRead(failed: error)
@@ -78,17 +91,18 @@ final class RegistrationSource: Sendable {
     }
     // Parsed outside the lock, which the watch needs; the events that came in meanwhile go on top.
     var mirror = RegistrationMirror(
-      revision: read.header.revision,
-      entries: (read.kvs + overrides.kvs).map { ($0.key, $0.value, $0.modRevision) })
+      revision: readRevision, entries: kvs.map { ($0.key, $0.value, $0.modRevision) })
     return state.withLock { state in
       mirror.apply(state.changeLog.finish())
       state.mirror = mirror
       state.invalidGenerationSeen = mirror.invalidGeneration
+      state.routesGenerationSeen = mirror.routesGeneration
       return (
         View(
           instances: mirror.instances, invalid: mirror.invalid, overrides: mirror.overrides,
-          revision: mirror.revision),
-        read.header.revision
+          revision: mirror.revision, registered: mirror.registeredServices, settings: mirror.settings,
+          routes: mirror.routes),
+        readRevision
       )
     }
   }
@@ -99,9 +113,12 @@ final class RegistrationSource: Sendable {
       guard let mirror = state.mirror else { return nil }
       let invalidChanged = state.invalidGenerationSeen != mirror.invalidGeneration
       state.invalidGenerationSeen = mirror.invalidGeneration
+      let routesChanged = state.routesGenerationSeen != mirror.routesGeneration
+      state.routesGenerationSeen = mirror.routesGeneration
       return View(
         instances: services.flatMap { mirror.instances(of: $0) }, invalid: invalidChanged ? mirror.invalid : nil,
-        overrides: mirror.overrides, revision: mirror.revision)
+        overrides: mirror.overrides, revision: mirror.revision, registered: mirror.registeredServices,
+        settings: mirror.settings, routes: routesChanged ? mirror.routes : nil)
     }
   }
 
@@ -110,8 +127,9 @@ final class RegistrationSource: Sendable {
     state.withLock { if $0.watchAfter == nil { $0.watchAfter = revision } }
   }
 
-  /// The keyspaces the source reads and watches: the registrations and the operators' overrides.
-  static let prefixes = [ControllerConfiguration.prefix, InstanceOverride.root]
+  /// The keyspaces the source reads and watches: the registrations, the operators' overrides, the routes
+  /// and the service settings.
+  static let prefixes = [ControllerConfiguration.prefix, InstanceOverride.root, Route.root, ServiceSettings.root]
 
   /// Watches `prefix` (one of ``prefixes``) from after the first full read until cancelled; retries
   /// failures, and asks for a full pass when the history it needs was compacted.

@@ -22,6 +22,11 @@ final class RuntimeClient: Sendable {
     }
   }
 
+  /// Replaces the routes map that HAProxy holds with `table`'s entries, in one atomic version.
+  func replaceRoutes(_ table: RouteTable, mapPath: String) async throws {
+    try await runtime.replaceMap(mapPath, entries: table.entries.map { ($0.key, $0.value) })
+  }
+
   /// The servers of `backends`, without their connections (``addConnections(to:backends:)`` adds them
   /// where removals need them). With `each`, HAProxy is asked backend by backend instead of once for
   /// all: cheaper when a few backends of many are wanted.

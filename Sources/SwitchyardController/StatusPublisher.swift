@@ -11,6 +11,7 @@ final class StatusPublisher: Sendable {
     var invalid: Set<String> = []
     var conflicts: Set<String> = []
     var overrides: Set<NodeSnapshot.Override> = []
+    var routeProblems: Set<String> = []
     var invalidEpisode = Episode<ContinuousClock.Instant>(summaryInterval: .seconds(30))
   }
 
@@ -48,7 +49,11 @@ final class StatusPublisher: Sendable {
         name: backend.service.rawValue,
         backend: backend.name,
         checkPath: backend.checkPath,
-        servers: servers
+        servers: servers,
+        mode: backend.mode.rawValue,
+        port: backend.settings?.port,
+        balance: backend.balance.rawValue,
+        lingering: backend.isLingering
       )
     }
     status.update { state in
@@ -123,6 +128,40 @@ final class StatusPublisher: Sendable {
     }
     status.update { $0.overrides = entries }
     metrics.overrides.set(to: Double(entries.count))
+  }
+
+  /// At most this many routes are listed in `/state`; the count covers all of them.
+  static let maxRoutesListed = 1000
+
+  /// Publishes the routes and what keeps some of them from being used (conflicts, tcp services, tcp
+  /// ports taken twice), and logs each problem once while it lasts.
+  func report(routes: [Route], table: RouteTable, listenerConflicts: [String]) {
+    var targets: [RouteName: String] = [:]
+    for entry in table.entries {
+      targets[entry.route] = entry.backend == RouteTable.unavailableBackend ? "unavailable" : entry.backend
+    }
+    for rejected in table.rejected { targets[rejected.route] = "rejected" }
+    let listed = routes.prefix(Self.maxRoutesListed).map { route in
+      NodeSnapshot.Route(
+        name: route.name.rawValue, service: route.service.rawValue, hosts: route.hosts.map(\.text),
+        pathPrefix: route.pathPrefix, stripPrefix: route.stripPrefix, target: targets[route.name] ?? "shadowed")
+    }
+    let problems = table.conflicts.map(\.description) + table.rejected.map(\.description) + listenerConflicts
+    let (started, ended) = logged.withLock { logged in
+      let now = Set(problems)
+      defer { logged.routeProblems = now }
+      return (now.subtracting(logged.routeProblems), logged.routeProblems.subtracting(now))
+    }
+    for problem in started.sorted() { logger.warning("Route problem: \(problem)") }
+    for problem in ended.sorted() { logger.notice("Route problem resolved: \(problem)") }
+    status.update {
+      $0.routes = listed
+      $0.routeCount = routes.count
+      $0.routeProblems = problems
+    }
+    metrics.routes.set(to: Double(routes.count))
+    metrics.routeEntries.set(to: Double(table.entries.count))
+    metrics.routeConflicts.set(to: Double(problems.count))
   }
 
   /// Logs check-path conflicts not logged before; with a `scope`, `conflicts` covers those backends only.

@@ -41,13 +41,56 @@ public struct NodeSnapshot: Sendable, Codable {
     public var checkPath: String
     /// Servers, by name.
     public var servers: [Server]
+    /// `http` or `tcp`; `nil` from a controller that predates service settings.
+    public var mode: String?
+    /// The port of a `tcp` service.
+    public var port: Int?
+    /// The algorithm the backend runs (`roundrobin`, `leastconn`, `random`, `source`).
+    public var balance: String?
+    /// Whether the service has no instance left and its backend stays only until the next reload.
+    public var lingering: Bool?
 
     /// Creates a service entry.
-    public init(name: String, backend: String, checkPath: String, servers: [Server]) {
+    public init(
+      name: String, backend: String, checkPath: String, servers: [Server], mode: String? = nil, port: Int? = nil,
+      balance: String? = nil, lingering: Bool? = nil
+    ) {
       self.name = name
       self.backend = backend
       self.checkPath = checkPath
       self.servers = servers
+      self.mode = mode
+      self.port = port
+      self.balance = balance
+      self.lingering = lingering
+    }
+  }
+
+  /// One route in etcd, as the node uses it.
+  public struct Route: Sendable, Hashable, Codable {
+    /// Its name.
+    public var name: String
+    /// The service it sends requests to.
+    public var service: String
+    /// The hosts it matches; empty for any.
+    public var hosts: [String]
+    /// The path prefix it matches.
+    public var pathPrefix: String
+    /// Whether the prefix is removed before the request goes on.
+    public var stripPrefix: Bool
+    /// Where its requests go on this node: the service's backend, `unavailable` (503: no instance, or
+    /// not served here), `rejected` (a tcp service) or `shadowed` (another route holds every host and
+    /// prefix it claims).
+    public var target: String
+
+    /// Creates a route entry.
+    public init(name: String, service: String, hosts: [String], pathPrefix: String, stripPrefix: Bool, target: String) {
+      self.name = name
+      self.service = service
+      self.hosts = hosts
+      self.pathPrefix = pathPrefix
+      self.stripPrefix = stripPrefix
+      self.target = target
     }
   }
 
@@ -119,6 +162,12 @@ public struct NodeSnapshot: Sendable, Codable {
   public var invalidEntryCount: Int?
   /// Operators' overrides in force; `nil` from a controller that predates them.
   public var overrides: [Override]?
+  /// The routes in etcd (the first 1,000 by name); `nil` from a controller that predates routes.
+  public var routes: [Route]?
+  /// How many valid routes there are in all.
+  public var routeCount: Int?
+  /// Route conflicts, routes this node cannot use, and tcp ports taken twice, in words.
+  public var routeProblems: [String]?
 
   /// Creates a snapshot.
   public init(
@@ -138,7 +187,10 @@ public struct NodeSnapshot: Sendable, Codable {
     services: [Service],
     invalidEntries: [InvalidEntry],
     invalidEntryCount: Int? = nil,
-    overrides: [Override]? = nil
+    overrides: [Override]? = nil,
+    routes: [Route]? = nil,
+    routeCount: Int? = nil,
+    routeProblems: [String]? = nil
   ) {
     self.node = node
     self.ready = ready
@@ -157,5 +209,8 @@ public struct NodeSnapshot: Sendable, Codable {
     self.invalidEntries = invalidEntries
     self.invalidEntryCount = invalidEntryCount
     self.overrides = overrides
+    self.routes = routes
+    self.routeCount = routeCount
+    self.routeProblems = routeProblems
   }
 }

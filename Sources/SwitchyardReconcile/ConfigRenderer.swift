@@ -7,6 +7,15 @@ public struct RenderedConfig: Sendable, Hashable {
   /// The part that only a reload can change: the file without the servers that the Runtime API
   /// manages. When it differs from what HAProxy runs, HAProxy must reload.
   public let structure: String
+  /// The routes map file (``RouteTable/mapText``), which the configuration names by its path.
+  public let routesMap: String
+
+  /// Creates a rendered configuration.
+  public init(text: String, structure: String, routesMap: String = "") {
+    self.text = text
+    self.structure = structure
+    self.routesMap = routesMap
+  }
 }
 
 /// Renders a node's HAProxy configuration. Deterministic: the same state and settings give the same
@@ -22,7 +31,8 @@ public enum ConfigRenderer {
     let full = lines(desired, settings: settings, includeDynamicServers: true)
     let structure = lines(desired, settings: settings, includeDynamicServers: false)
     return RenderedConfig(
-      text: full.joined(separator: "\n") + "\n", structure: structure.joined(separator: "\n") + "\n")
+      text: full.joined(separator: "\n") + "\n", structure: structure.joined(separator: "\n") + "\n",
+      routesMap: desired.routes.mapText)
   }
 
   /// The structure of `desired` alone (``RenderedConfig/structure``): what a pass compares with what
@@ -35,8 +45,9 @@ public enum ConfigRenderer {
   /// Runtime API (which does not apply `default-server` lines): weight, health check, and how soon idle
   /// backend connections are closed (`pool-purge-delay 1s`, HAProxy's default being 5 s): a removed
   /// server can only be deleted once its pooled idle connections are gone.
-  public static func serverOptions(weight: Int, settings: NodeSettings) -> [String] {
-    ["weight", String(weight)] + checkOptions(settings: settings) + ["pool-purge-delay", "1s"]
+  public static func serverOptions(weight: Int, policy: BackendPolicy) -> [String] {
+    ["weight", String(weight)] + checkOptions(policy: policy) + (policy.maxconn.map { ["maxconn", String($0)] } ?? [])
+      + ["pool-purge-delay", "1s"]
   }
 
   /// What HAProxy 2.6 gives a server read from the file but not one added with `add server`: idle
@@ -51,14 +62,16 @@ public enum ConfigRenderer {
   /// Not `on-marked-down shutdown-sessions`: it would end the requests a hung server holds at once, but
   /// it also ends a request caught connecting to a server that just crashed, which a retry would have
   /// saved (measured: one failed request per crash under load).
-  static func checkOptions(settings: NodeSettings) -> [String] {
-    let check = settings.healthCheck
+  static func checkOptions(policy: BackendPolicy) -> [String] {
+    let check = policy.healthCheck
     var words = [
       "check", "inter", duration(check.interval), "fastinter", duration(check.fastInterval), "downinter",
       duration(check.downInterval), "rise", String(check.rise), "fall", String(check.fall),
     ]
     if check.errorLimit > 0 {
-      words += ["observe", "layer7", "error-limit", String(check.errorLimit), "on-error", "sudden-death"]
+      // A `tcp` service's traffic is watched at the connection level: layer 7 needs HTTP.
+      let layer = policy.mode == .tcp ? "layer4" : "layer7"
+      words += ["observe", layer, "error-limit", String(check.errorLimit), "on-error", "sudden-death"]
     }
     return words
   }
@@ -118,9 +131,9 @@ public enum ConfigRenderer {
       "frontend http",
       "  bind \(settings.listen)",
       "  http-request disable-l7-retry unless \(retriedMethods.joined(separator: " || "))",
-      "  default_backend \(settings.services[0].haproxyBackendName)",
-      "",
     ]
+    out += routingRules(settings: settings)
+    out.append("")
     if let auth = settings.statsAuth {
       // HAProxy checks the password with crypt(3); the file holds only its hash.
       out += ["userlist \(statsUserlist)", statsUserLinePrefix(auth.user) + auth.passwordHash, ""]
@@ -137,40 +150,113 @@ public enum ConfigRenderer {
       out.append("  stats http-request auth realm \(statsRealm) unless { http_auth(\(statsUserlist)) }")
     }
     for backend in desired.backends {
-      out += [
-        "",
-        "backend \(backend.name)",
-        // Dynamic servers need a dynamic algorithm; round robin is the original's.
-        "  balance roundrobin",
-        "  option httpchk GET \(backend.checkPath)",
-      ]
+      let policy = BackendPolicy(settings: backend.settings, node: settings)
+      out += ["", "backend \(backend.name)"]
+      out += backendLines(backend, policy: policy)
       for server in backend.servers {
         if includeDynamicServers {
-          out.append("  " + serverLine(server, settings: settings))
+          out.append("  " + serverLine(server, policy: policy))
         } else if !server.isDynamic {
           // A host-name server is in the structure, but its weight and state are not: the Runtime
           // API changes those on a server from the file as on any other, with no reload.
-          out.append("  " + structuralServerLine(server, settings: settings))
+          out.append("  " + structuralServerLine(server, policy: policy))
         }
       }
+    }
+    // The backend of routes whose service has no backend here: no server, so a 503.
+    out += ["", "backend \(RouteTable.unavailableBackend)"]
+    out += tcpFrontends(desired, settings: settings)
+    return out
+  }
+
+  /// The lines of a backend section before its servers. A service without settings gets today's: the
+  /// `defaults` section's mode, timeouts and retries.
+  static func backendLines(_ backend: DesiredBackend, policy: BackendPolicy) -> [String] {
+    var lines: [String] = []
+    if backend.mode == .tcp { lines.append("mode tcp") }
+    lines += BackendPolicy.balanceLines(backend.balance)
+    if policy.checkKind == .http { lines.append("option httpchk GET \(backend.checkPath)") }
+    if backend.settings != nil {
+      lines += [
+        "timeout connect \(duration(policy.connectTimeout))",
+        "timeout server \(duration(policy.serverTimeout))",
+        "timeout check \(duration(policy.healthCheck.timeout))",
+        "retries \(policy.retries)",
+      ]
+    }
+    return lines.map { "  " + $0 }
+  }
+
+  /// The HTTP frontend's routing: three lookups in the routes map (exact host, wildcard host, no host;
+  /// each the longest path prefix, see ``RouteTable``), the path's prefix stripped when the route says
+  /// so, then the backend the route names, else the default service, else a 404.
+  static func routingRules(settings: NodeSettings) -> [String] {
+    let map = settings.routesMapPath
+    var lines = [
+      "# Routes: \(map), kept by the controller through the Runtime API (host and path routes in etcd).",
+      // The Host header without its port (`[::1]:8001` keeps its brackets), lower-cased.
+      "http-request set-var(txn.sy_host) req.hdr(host),lower,regsub(:[0-9]*$,)",
+      "http-request set-var(txn.sy_key) path,concat(/)",
+      "http-request set-var(txn.sy_route) var(txn.sy_host),concat(,txn.sy_key),map_beg(\(map))",
+      "http-request set-var(txn.sy_route) var(txn.sy_host),regsub(^[^.]*,*),concat(,txn.sy_key),map_beg(\(map))"
+        + " if !{ var(txn.sy_route) -m found } { var(txn.sy_host) -m found }",
+      "http-request set-var(txn.sy_route) var(txn.sy_key),map_beg(\(map)) if !{ var(txn.sy_route) -m found }",
+      "http-request set-var(txn.sy_backend) var(txn.sy_route),field(1,:) if { var(txn.sy_route) -m found }",
+      "http-request set-var(txn.sy_strip) var(txn.sy_route),field(2,:) if { var(txn.sy_route) -m found }",
+    ]
+    // HAProxy 2.6 takes no variable in `bytes()` or `regsub()`: one rule per segment count. The rest of
+    // the path keeps a leading `/`, and the query string is left as it is.
+    for segments in 1...Route.maxPathSegments {
+      lines.append(
+        "http-request replace-path ^(?:/[^/]*){\(segments)}/?(.*)$ /\\1 if { var(txn.sy_strip) -m int \(segments) }")
+    }
+    if settings.defaultService == nil {
+      lines.append(
+        "http-request return status 404 content-type text/plain string \"\(noRouteBody)\" if !{ var(txn.sy_backend) -m found }"
+      )
+    }
+    lines.append("use_backend %[var(txn.sy_backend)] if { var(txn.sy_backend) -m found }")
+    if let service = settings.defaultService { lines.append("default_backend \(service.haproxyBackendName)") }
+    return lines.map { "  " + $0 }
+  }
+
+  /// The body of the 404 a request gets when no route matches and the node has no default service.
+  public static let noRouteBody = "no route for this host and path"
+
+  /// One frontend per `tcp` service, on its port at the host of the node's listen address. A port that
+  /// the node or a service before it (in the backends' order) uses already is left out
+  /// (``DesiredState/tcpPortConflicts(node:)`` reports it).
+  static func tcpFrontends(_ desired: DesiredState, settings: NodeSettings) -> [String] {
+    var out: [String] = []
+    for (backend, port) in desired.tcpListeners(node: settings).listeners {
+      let policy = BackendPolicy(settings: backend.settings, node: settings)
+      out += [
+        "",
+        "frontend tcp_\(backend.service.rawValue)",
+        "  mode tcp",
+        "  bind \(settings.listen.address.hostPort(port))",
+        "  timeout client \(duration(policy.serverTimeout))",
+        "  default_backend \(backend.name)",
+      ]
     }
     return out
   }
 
   /// A host-name server as the structure sees it: the server line without weight and state.
-  static func structuralServerLine(_ server: DesiredServer, settings: NodeSettings) -> String {
+  static func structuralServerLine(_ server: DesiredServer, policy: BackendPolicy) -> String {
     var words = ["server", server.name, server.address.hostPort(server.port)]
-    words += checkOptions(settings: settings) + ["init-addr", "libc,none"]
+    words += checkOptions(policy: policy) + (policy.maxconn.map { ["maxconn", String($0)] } ?? [])
+    words += ["init-addr", "libc,none"]
     return words.joined(separator: " ")
   }
 
   /// `server backend-1 127.0.0.1:9001 weight 100 check inter 1s …`. A draining server gets
   /// weight 0 (the config file has no drain state; the controller sets it again after a reload), a
   /// server in maintenance `disabled`, and a server with a host name `init-addr libc,none`.
-  static func serverLine(_ server: DesiredServer, settings: NodeSettings) -> String {
+  static func serverLine(_ server: DesiredServer, policy: BackendPolicy) -> String {
     let weight = server.state == .drain ? 0 : server.weight
     var words = ["server", server.name, server.address.hostPort(server.port)]
-    words += serverOptions(weight: weight, settings: settings)
+    words += serverOptions(weight: weight, policy: policy)
     // A host name is resolved when HAProxy starts; one that does not resolve leaves that server without
     // an address instead of failing the whole configuration.
     if !server.isDynamic { words += ["init-addr", "libc,none"] }

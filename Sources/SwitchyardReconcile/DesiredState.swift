@@ -41,15 +41,39 @@ public struct DesiredBackend: Sendable, Hashable {
   public let checkPath: String
   /// The servers, sorted by name.
   public let servers: [DesiredServer]
+  /// The service's settings from etcd; `nil`: the node's defaults.
+  public let settings: ServiceSettings?
+  /// The algorithm it runs: the settings' (round robin by default), or `random` in place of round robin
+  /// for a fleet above HAProxy's limit (``BackendPolicy/effectiveBalance(serverCount:previous:)``).
+  public let balance: ServiceSettings.Balance
+  /// Whether the service has no instance left and the backend stays only because HAProxy runs it: it
+  /// answers 503 until a reload that happens anyway removes it (removing it alone is no reason to reload).
+  public let isLingering: Bool
 
   /// The HAProxy backend name, `svc_<service>`.
   public var name: String { service.haproxyBackendName }
 
+  /// `http` or `tcp`.
+  public var mode: ServiceSettings.Mode { settings?.mode ?? .http }
+
   /// Creates a backend. Servers are sorted by name.
-  public init(service: ServiceName, checkPath: String, servers: [DesiredServer]) {
+  public init(
+    service: ServiceName, checkPath: String, servers: [DesiredServer], settings: ServiceSettings? = nil,
+    balance: ServiceSettings.Balance? = nil, isLingering: Bool = false
+  ) {
     self.service = service
     self.checkPath = checkPath
     self.servers = servers.sorted()
+    self.settings = settings
+    self.balance = balance ?? settings?.balance ?? .roundrobin
+    self.isLingering = isLingering
+  }
+
+  /// The same backend without its settings' algorithm decided again.
+  func replacing(servers: [DesiredServer]? = nil, isLingering: Bool? = nil) -> DesiredBackend {
+    DesiredBackend(
+      service: service, checkPath: checkPath, servers: servers ?? self.servers, settings: settings, balance: balance,
+      isLingering: isLingering ?? self.isLingering)
   }
 }
 
@@ -57,16 +81,27 @@ public struct DesiredBackend: Sendable, Hashable {
 public struct DesiredState: Sendable, Hashable {
   /// The etcd revision the state was read at.
   public let revision: Int64
-  /// One backend per configured service, in the node's order.
+  /// One backend per served service: the default service first, then by name.
   public let backends: [DesiredBackend]
+  /// The routes, as HAProxy's map holds them.
+  public let routes: RouteTable
 
   /// The health-check path used when a service has no instance that names one: `/`, as in the original.
   public static let defaultCheckPath = "/"
 
   /// Creates a state directly (for tests and tools).
-  public init(revision: Int64, backends: [DesiredBackend]) {
+  public init(revision: Int64, backends: [DesiredBackend], routes: RouteTable = .empty) {
     self.revision = revision
     self.backends = backends
+    self.routes = routes
+    index = Self.index(backends)
+  }
+
+  /// Where each service's backend is in ``backends``.
+  private let index: [ServiceName: Int]
+
+  private static func index(_ backends: [DesiredBackend]) -> [ServiceName: Int] {
+    Dictionary(backends.enumerated().map { ($1.service, $0) }, uniquingKeysWith: { first, _ in first })
   }
 
   /// Builds the state for `services` from valid instances. Instances of other services are ignored.
@@ -77,15 +112,25 @@ public struct DesiredState: Sendable, Hashable {
   /// - the path in `previous` stays as long as one instance still names it, or none names any;
   /// - otherwise the path most instances name wins (ties go to the smallest);
   /// - a service that never had a named path checks `/`.
-  public init(revision: Int64, services: [ServiceName], instances: [ServiceInstance], previous: DesiredState? = nil) {
+  ///
+  /// A path in the service's settings (``ServiceSettings/Check/path``) overrides all of that.
+  public init(
+    revision: Int64, services: [ServiceName], instances: [ServiceInstance], previous: DesiredState? = nil,
+    settings: [ServiceName: ServiceSettings] = [:], lingering: Set<ServiceName> = []
+  ) {
     let byService = Dictionary(grouping: instances, by: \.key.service)
     self.revision = revision
+    routes = previous?.routes ?? .empty
     backends = services.map { service in
       let members = byService[service] ?? []
-      let previousPath = previous?.backend(for: service)?.checkPath
+      let previousBackend = previous?.backend(for: service)
+      let previousPath = previousBackend?.checkPath
       let named = members.compactMap(\.registration.checkPath)
+      let serviceSettings = settings[service]
       let checkPath: String
-      if let previousPath, named.isEmpty || named.contains(previousPath) {
+      if let configured = serviceSettings?.check?.path {
+        checkPath = configured
+      } else if let previousPath, named.isEmpty || named.contains(previousPath) {
         checkPath = previousPath
       } else if named.isEmpty {
         checkPath = Self.defaultCheckPath
@@ -94,30 +139,50 @@ public struct DesiredState: Sendable, Hashable {
         for path in named { votes[path, default: 0] += 1 }
         checkPath = votes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? Self.defaultCheckPath
       }
-      return DesiredBackend(service: service, checkPath: checkPath, servers: members.map(DesiredServer.init))
+      let balance = BackendPolicy.effectiveBalance(
+        configured: serviceSettings?.balance ?? .roundrobin, serverCount: members.count,
+        previous: previousBackend?.balance)
+      return DesiredBackend(
+        service: service, checkPath: checkPath, servers: members.map(DesiredServer.init), settings: serviceSettings,
+        balance: balance, isLingering: lingering.contains(service))
     }
+    index = Self.index(backends)
   }
 
   /// This state at `revision` with the backends of `changed` built again from `instances` (the
   /// instances of those services; others are ignored), with the check-path rules of
-  /// ``init(revision:services:instances:previous:)`` against this state. The other backends stay as they
-  /// are: a change costs work in proportion to the services it touches.
-  public func updating(services changed: Set<ServiceName>, instances: [ServiceInstance], revision: Int64)
-    -> DesiredState
-  {
+  /// ``init(revision:services:instances:previous:settings:lingering:)`` against this state. The other
+  /// backends stay as they are: a change costs work in proportion to the services it touches.
+  ///
+  /// - Parameters:
+  ///   - serving: the services the node serves now, in order, when they changed; a service new to it is
+  ///     built, one not in it is gone.
+  ///   - settings: the settings of (at least) the changed and new services.
+  ///   - lingering: the services that stay only because HAProxy runs them.
+  public func updating(
+    services changed: Set<ServiceName>, instances: [ServiceInstance], revision: Int64,
+    serving: [ServiceName]? = nil, settings: [ServiceName: ServiceSettings] = [:], lingering: Set<ServiceName> = []
+  ) -> DesiredState {
+    let order = serving ?? backends.map(\.service)
+    let rebuild = order.filter { changed.contains($0) || index[$0] == nil }
     let rebuilt = DesiredState(
+      revision: revision, services: rebuild, instances: instances, previous: self, settings: settings,
+      lingering: lingering)
+    return DesiredState(
       revision: revision,
-      services: backends.map(\.service).filter(changed.contains),
-      instances: instances,
-      previous: self
-    )
-    let byService = Dictionary(rebuilt.backends.map { ($0.service, $0) }, uniquingKeysWith: { first, _ in first })
-    return DesiredState(revision: revision, backends: backends.map { byService[$0.service] ?? $0 })
+      backends: order.map { service in
+        if let backend = rebuilt.backend(for: service) { return backend }
+        // Unchanged, but it may have lost its last instance earlier and linger now, or no longer.
+        let backend = backends[index[service]!]
+        let lingers = lingering.contains(service)
+        return backend.isLingering == lingers ? backend : backend.replacing(isLingering: lingers)
+      },
+      routes: routes)
   }
 
   /// The backend of `service`, if the node serves it.
   public func backend(for service: ServiceName) -> DesiredBackend? {
-    backends.first { $0.service == service }
+    index[service].map { backends[$0] }
   }
 
   /// Instances that named a check path other than their backend's, as `(backend, server, path)`.

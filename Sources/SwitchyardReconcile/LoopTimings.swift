@@ -36,6 +36,11 @@ public struct LoopTimings: Sendable, Hashable {
   public var watchRetryMaximum: Duration
   /// How often the controller asks etcd to prove the watch is current.
   public var watchProgressInterval: Duration
+  /// How long a structural change (a new service, changed service settings) waits for others to share
+  /// its reload: fifty services registered together cost one reload, not fifty.
+  public var reloadDelay: Duration
+  /// The shortest time between two structural reloads.
+  public var minimumReloadInterval: Duration
 
   /// Creates timings; the defaults are the ones a node runs with.
   public init(
@@ -50,7 +55,9 @@ public struct LoopTimings: Sendable, Hashable {
     superviseInterval: Duration = .milliseconds(500),
     watchRetryInitial: Duration = .milliseconds(200),
     watchRetryMaximum: Duration = .seconds(1),
-    watchProgressInterval: Duration = .seconds(2)
+    watchProgressInterval: Duration = .seconds(2),
+    reloadDelay: Duration = .milliseconds(200),
+    minimumReloadInterval: Duration = .milliseconds(500)
   ) {
     self.followUpDelay = followUpDelay
     self.retryInitial = retryInitial
@@ -64,6 +71,8 @@ public struct LoopTimings: Sendable, Hashable {
     self.watchRetryInitial = watchRetryInitial
     self.watchRetryMaximum = watchRetryMaximum
     self.watchProgressInterval = watchProgressInterval
+    self.reloadDelay = reloadDelay
+    self.minimumReloadInterval = minimumReloadInterval
   }
 
   /// The delay before the next pass after `failures` failed passes in a row (1 or more).

@@ -175,8 +175,15 @@ public struct NodeSettings: Sendable, Hashable {
   public let stats: HostPort
   /// Who may read the stats page; `nil` leaves it open to anyone who can reach ``stats``.
   public let statsAuth: StatsAuth?
-  /// The services this node serves, in order; the first is the frontend's default backend.
-  public let services: [ServiceName]
+  /// The services this node serves, when it serves only some (`--service`); `nil` serves every service
+  /// that has registrations in etcd.
+  public let serviceFilter: Set<ServiceName>?
+  /// Where a request that matches no route goes; `nil` answers it with a 404. Its backend exists even
+  /// while the service has no instance (it then answers 503), as the original's `backend` did.
+  public let defaultService: ServiceName?
+  /// Absolute path of the map file that holds the routes (``RouteTable``); the controller keeps it and
+  /// HAProxy's copy of it in step.
+  public let routesMapPath: String
   /// Absolute path of HAProxy's admin Runtime API socket.
   public let adminSocketPath: String
   /// Health checks of every server.
@@ -197,8 +204,10 @@ public struct NodeSettings: Sendable, Hashable {
     listen: HostPort,
     stats: HostPort,
     statsAuth: StatsAuth? = nil,
-    services: [ServiceName] = [.backend],
+    serviceFilter: [ServiceName]? = nil,
+    defaultService: ServiceName? = .backend,
     adminSocketPath: String,
+    routesMapPath: String? = nil,
     healthCheck: HealthCheck = HealthCheck(),
     hardStopAfter: Duration = .seconds(30),
     retries: Int = 3,
@@ -209,10 +218,19 @@ public struct NodeSettings: Sendable, Hashable {
     } catch {
       throw SettingsError("node id", error.reason)
     }
-    guard !services.isEmpty else { throw SettingsError("services", "at least one service is needed") }
-    guard Set(services).count == services.count else { throw SettingsError("services", "a service is listed twice") }
+    if let serviceFilter {
+      guard !serviceFilter.isEmpty else { throw SettingsError("services", "at least one service is needed") }
+      guard Set(serviceFilter).count == serviceFilter.count else {
+        throw SettingsError("services", "a service is listed twice")
+      }
+      if let defaultService, !serviceFilter.contains(defaultService) {
+        throw SettingsError("default service", "\(defaultService) is not one of the services this node serves")
+      }
+    }
     if listen == stats { throw SettingsError("stats", "is the same address as the listen address \(listen)") }
     if let problem = Self.pathProblem(adminSocketPath) { throw SettingsError("admin socket path", problem) }
+    let mapPath = routesMapPath ?? Self.siblingPath(of: adminSocketPath, named: "routes.map")
+    if let problem = Self.pathProblem(mapPath) { throw SettingsError("routes map path", problem) }
     if let problem = healthCheck.problem() { throw problem }
     guard serverTimeout >= .milliseconds(100), serverTimeout <= .seconds(3600) else {
       throw SettingsError("server timeout", "must be between 100 ms and 1 hour")
@@ -223,12 +241,23 @@ public struct NodeSettings: Sendable, Hashable {
     self.listen = listen
     self.stats = stats
     self.statsAuth = statsAuth
-    self.services = services
+    self.serviceFilter = serviceFilter.map(Set.init)
+    self.defaultService = defaultService
+    self.routesMapPath = mapPath
     self.adminSocketPath = adminSocketPath
     self.healthCheck = healthCheck
     self.hardStopAfter = hardStopAfter
     self.retries = retries
     self.serverTimeout = serverTimeout
+  }
+
+  /// Whether this node serves `service`.
+  public func serves(_ service: ServiceName) -> Bool { serviceFilter?.contains(service) ?? true }
+
+  /// `name` in the directory of `path`.
+  static func siblingPath(of path: String, named name: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return name }
+    return String(path[...slash]) + name
   }
 
   /// Why `path` cannot be printed into HAProxy's configuration as a socket path, or `nil`.

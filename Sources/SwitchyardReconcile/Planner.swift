@@ -138,6 +138,7 @@ public enum Planner {
       var backendRemovals: [RuntimeCommand] = []
       var backendDraining: [ServerRef] = []
       var missingHostNames: [String] = []
+      let serverPolicy = BackendPolicy(settings: backend.settings, node: settings)
       let running = Dictionary(
         (observed.backends[backend.name] ?? []).map { ($0.name, $0) },
         uniquingKeysWith: { first, _ in first }
@@ -156,7 +157,7 @@ public enum Planner {
             backendIDs[ref] = nextID
             nextID += 1
           }
-          backendAdditions += addition(of: server, ref: ref, settings: settings)
+          backendAdditions += addition(of: server, ref: ref, policy: serverPolicy)
         } else {
           // A host-name server is in the structure, so it is there after the reload the structure asks for.
           missingHostNames.append("server \(ref) with a host name is missing")
@@ -233,13 +234,13 @@ public enum Planner {
     return sections
   }
 
-  private static func addition(of server: DesiredServer, ref: ServerRef, settings: NodeSettings) -> [RuntimeCommand] {
+  private static func addition(of server: DesiredServer, ref: ServerRef, policy: BackendPolicy) -> [RuntimeCommand] {
     var commands: [RuntimeCommand] = [
       .addServer(
         ref,
         address: server.address,
         port: server.port,
-        options: ConfigRenderer.serverOptions(weight: server.weight, settings: settings)
+        options: ConfigRenderer.serverOptions(weight: server.weight, policy: policy)
           + ConfigRenderer.runtimeParityOptions
       ),
       .enableHealth(ref),

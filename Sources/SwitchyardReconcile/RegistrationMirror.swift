@@ -33,6 +33,8 @@ public struct RegistrationMirror: Sendable {
   }
 
   private static let overrideRoot = Array(InstanceOverride.root.utf8)
+  private static let routeRoot = Array(Route.root.utf8)
+  private static let settingsRoot = Array(ServiceSettings.root.utf8)
 
   /// The revision of the full read the mirror started from: changes at or before it are in it already.
   public let baseRevision: Int64
@@ -47,12 +49,22 @@ public struct RegistrationMirror: Sendable {
   public private(set) var invalidGeneration = 0
   /// Overrides by service, then instance: a service without any costs its instances no lookup.
   private var overridesByService: [ServiceName: [RegistrationKey: InstanceOverride]] = [:]
+  /// The routes in force, by key. An invalid value leaves the last valid route of its key in force.
+  private var routesByKey: [[UInt8]: Route] = [:] {
+    didSet { routesGeneration &+= 1 }
+  }
+  /// Changes whenever the routes in force change, so that a pass rebuilds the route table only then.
+  public private(set) var routesGeneration = 0
+  /// The service settings in force. An invalid value leaves the last valid settings of its service in force.
+  private var settingsByService: [ServiceName: ServiceSettings] = [:]
 
   /// Builds the mirror from a full read at `revision`.
   public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
     baseRevision = revision
     self.revision = revision
-    for kv in kvs { set(kv.key, value: kv.value, modRevision: kv.modRevision) }
+    for kv in kvs where applyPolicy(Change(key: kv.key, value: kv.value, modRevision: kv.modRevision)) == nil {
+      set(kv.key, value: kv.value, modRevision: kv.modRevision)
+    }
   }
 
   /// Applies watch events in order. Events at or before ``baseRevision`` are already in the mirror and
@@ -61,6 +73,11 @@ public struct RegistrationMirror: Sendable {
   public mutating func apply(_ changes: some Sequence<Change>) -> Set<ServiceName> {
     var touched: Set<ServiceName> = []
     for change in changes where change.modRevision > baseRevision {
+      revision = max(revision, change.modRevision)
+      if let service = applyPolicy(change) {
+        touched.formUnion(service)
+        continue
+      }
       switch entries[change.key] {
       case .valid(let old): touched.insert(old.key.service)
       case .override(let old): touched.insert(old.instance.service)
@@ -71,10 +88,71 @@ public struct RegistrationMirror: Sendable {
       } else {
         remove(change.key)
       }
-      revision = max(revision, change.modRevision)
     }
     return touched
   }
+
+  /// Applies a change under the routes' or the settings' keyspace; `nil` when the key is in neither.
+  /// Returns the service whose settings changed (none for a route: ``routesGeneration`` moves).
+  private mutating func applyPolicy(_ change: Change) -> Set<ServiceName>? {
+    if change.key.starts(with: Self.routeRoot) {
+      if let value = change.value {
+        setRoute(change.key, value: value, modRevision: change.modRevision)
+      } else {
+        invalidEntries[change.key] = nil
+        routesByKey[change.key] = nil
+      }
+      return []
+    }
+    if change.key.starts(with: Self.settingsRoot) {
+      if let value = change.value {
+        return setSettings(change.key, value: value, modRevision: change.modRevision).map { [$0] } ?? []
+      }
+      invalidEntries[change.key] = nil
+      guard let service = settingsService(change.key) else { return [] }
+      return settingsByService.removeValue(forKey: service) == nil ? [] : [service]
+    }
+    return nil
+  }
+
+  private mutating func setRoute(_ key: [UInt8], value: [UInt8], modRevision: Int64) {
+    do {
+      let route = try Route.parse(key: key, value: value, modRevision: modRevision)
+      if invalidEntries[key] != nil { invalidEntries[key] = nil }
+      if routesByKey[key] != route { routesByKey[key] = route }
+    } catch {
+      invalidEntries[key] = error
+    }
+  }
+
+  /// Stores settings; returns their service when those in force changed.
+  private mutating func setSettings(_ key: [UInt8], value: [UInt8], modRevision: Int64) -> ServiceName? {
+    do {
+      let settings = try ServiceSettings.parse(key: key, value: value, modRevision: modRevision)
+      if invalidEntries[key] != nil { invalidEntries[key] = nil }
+      let old = settingsByService.updateValue(settings, forKey: settings.service)
+      // A new revision of the same settings changes nothing HAProxy runs.
+      return old.map { $0.sameSettings(as: settings) } == true ? nil : settings.service
+    } catch {
+      invalidEntries[key] = error
+      return nil
+    }
+  }
+
+  /// The service of a settings key, when it names a valid one.
+  private func settingsService(_ key: [UInt8]) -> ServiceName? {
+    guard let text = String(validating: key.dropFirst(Self.settingsRoot.count), as: UTF8.self) else { return nil }
+    return try? ServiceName(validating: text)
+  }
+
+  /// The routes in force, by name.
+  public var routes: [Route] { routesByKey.values.sorted { $0.name < $1.name } }
+
+  /// The settings in force, by service.
+  public var settings: [ServiceName: ServiceSettings] { settingsByService }
+
+  /// The services with at least one valid instance.
+  public var registeredServices: Set<ServiceName> { Set(byService.keys) }
 
   /// The valid instances of `service`, in key order, each in the stricter of its registered state and
   /// its override's.
@@ -106,7 +184,7 @@ public struct RegistrationMirror: Sendable {
   }
 
   /// How many entries the mirror holds, valid or not.
-  public var count: Int { entries.count }
+  public var count: Int { entries.count + routesByKey.count + settingsByService.count }
 
   /// Stores one entry; returns its service when it is valid.
   @discardableResult
@@ -181,5 +259,14 @@ public struct ChangeLog: Sendable {
       changes = []
     }
     return changes
+  }
+}
+
+extension ServiceSettings {
+  /// Whether `other` sets the same as these, whatever their revisions.
+  func sameSettings(as other: ServiceSettings) -> Bool {
+    var copy = other
+    copy.modRevision = modRevision
+    return copy == self
   }
 }

@@ -105,7 +105,7 @@ import Testing
       try NodeSettings(nodeID: "lb1", listen: listen, stats: stats, adminSocketPath: "relative.sock")
     }
     #expect(throws: SettingsError.self) {
-      try NodeSettings(nodeID: "lb1", listen: listen, stats: stats, services: [], adminSocketPath: "/tmp/a.sock")
+      try NodeSettings(nodeID: "lb1", listen: listen, stats: stats, serviceFilter: [], adminSocketPath: "/tmp/a.sock")
     }
   }
 }
