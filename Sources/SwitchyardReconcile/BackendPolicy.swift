@@ -61,24 +61,30 @@ public struct BackendPolicy: Sendable, Hashable {
     maxconn = settings.maxconn
   }
 
-  /// The algorithm a backend runs with `serverCount` servers: the configured one, but `random` in place of
-  /// round robin above ``roundRobinLimit`` servers, back to round robin only below
-  /// ``roundRobinResume`` (a fleet that hovers at the limit does not reload at every step).
+  /// The algorithm a backend runs whose servers' weights add up to `weightSum`: the configured one, but
+  /// `random` in place of round robin above ``roundRobinWeightLimit``, back to round robin only below
+  /// ``roundRobinWeightResume`` (a fleet that hovers at the limit does not reload at every step).
   ///
-  /// Round robin is "limited by design to 4095 active servers per backend" (HAProxy's manual).
+  /// HAProxy's manual limits round robin to "4095 active servers per backend", but what breaks is the
+  /// sum of the weights: measured on 2.6.12, 5,000 servers of equal weight were served exactly in turn,
+  /// while 4,095 servers of weights 255 and 256 sent thousands of requests to two of them and a handful to
+  /// the rest. Round robin orders servers by a 32-bit key of 256 × position × total weight / weight that
+  /// overflows above a weight sum of 2^19 − 1 (`lb_fwrr.c`); `random` (with the explicit server ids the
+  /// planner gives every added server, which HAProxy 2.6.12 needs to draw among runtime-added servers)
+  /// has no such limit.
   public static func effectiveBalance(
-    configured: ServiceSettings.Balance, serverCount: Int, previous: ServiceSettings.Balance?
+    configured: ServiceSettings.Balance, weightSum: Int, previous: ServiceSettings.Balance?
   ) -> ServiceSettings.Balance {
     guard configured == .roundrobin else { return configured }
-    if serverCount > Self.roundRobinLimit { return .random }
-    if previous == .random && serverCount >= Self.roundRobinResume { return .random }
+    if weightSum > roundRobinWeightLimit { return .random }
+    if previous == .random && weightSum >= roundRobinWeightResume { return .random }
     return .roundrobin
   }
 
-  /// The most servers a round-robin backend is run with; HAProxy's own limit is 4095 active servers.
-  public static let roundRobinLimit = 4095
-  /// A backend moved to `random` above ``roundRobinLimit`` goes back to round robin below this.
-  public static let roundRobinResume = 3800
+  /// The largest sum of server weights a round-robin backend is run with.
+  public static let roundRobinWeightLimit = 524_287
+  /// A backend moved to `random` above ``roundRobinWeightLimit`` goes back to round robin below this.
+  public static let roundRobinWeightResume = 480_000
 
   /// The lines of a backend section that choose the server: `balance …` and, for `source`, consistent
   /// hashing (servers added at runtime need a dynamic algorithm).

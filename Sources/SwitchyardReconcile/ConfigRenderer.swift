@@ -173,7 +173,8 @@ public enum ConfigRenderer {
   /// `defaults` section's mode, timeouts and retries.
   static func backendLines(_ backend: DesiredBackend, policy: BackendPolicy) -> [String] {
     var lines: [String] = []
-    if backend.mode == .tcp { lines.append("mode tcp") }
+    // A tcp client may half-close its side and still wait for the answer: not an abort there.
+    if backend.mode == .tcp { lines += ["mode tcp", "no option abortonclose"] }
     lines += BackendPolicy.balanceLines(backend.balance)
     if policy.checkKind == .http { lines.append("option httpchk GET \(backend.checkPath)") }
     if backend.settings != nil {

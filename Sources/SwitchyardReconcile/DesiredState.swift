@@ -140,7 +140,8 @@ public struct DesiredState: Sendable, Hashable {
         checkPath = votes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? Self.defaultCheckPath
       }
       let balance = BackendPolicy.effectiveBalance(
-        configured: serviceSettings?.balance ?? .roundrobin, serverCount: members.count,
+        configured: serviceSettings?.balance ?? .roundrobin,
+        weightSum: members.reduce(0) { $0 + ($1.registration.state == .up ? $1.registration.weight : 0) },
         previous: previousBackend?.balance)
       return DesiredBackend(
         service: service, checkPath: checkPath, servers: members.map(DesiredServer.init), settings: serviceSettings,
