@@ -22,13 +22,18 @@ public enum HTTPCheck {
 
   /// The status and body of `GET url`, for `url` as `http://host:port/path` (IPv6 hosts in brackets).
   ///
-  /// `timeout` bounds the whole exchange: connecting, the answer's head and its body.
-  public static func get(_ url: String, timeout: Duration = .seconds(2)) async throws -> (status: Int, body: String) {
+  /// `timeout` bounds the whole exchange: connecting, the answer's head and its body. `headers` go with
+  /// the request as they are, after `User-Agent` and `Connection`; a `Host` among them replaces the one
+  /// the URL gives (to reach a virtual host through an address of its own).
+  public static func get(
+    _ url: String, headers: [(name: String, value: String)] = [], timeout: Duration = .seconds(2)
+  ) async throws -> (status: Int, body: String) {
     guard url.hasPrefix("http://") else { throw Failure(description: "not an http:// URL: \(url)") }
     let request = {
       var request = HTTPClientRequest(url: url)
       request.headers.add(name: "User-Agent", value: "switchyard")
       request.headers.add(name: "Connection", value: "close")
+      for header in headers { request.headers.replaceOrAdd(name: header.name, value: header.value) }
       return request
     }()
     return try await withThrowingTaskGroup(of: (status: Int, body: String)?.self) { group in

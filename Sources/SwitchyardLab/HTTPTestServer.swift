@@ -23,6 +23,15 @@ public final class HTTPTestServer: Sendable {
   fileprivate final class SharedState: Sendable {
     let requests = Atomic<Int>(0)
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// The request targets received last, oldest first (at most ``HTTPTestServer/keptPaths``).
+    let paths = Mutex<[String]>([])
+
+    func received(path: String) {
+      paths.withLock { paths in
+        if paths.count >= HTTPTestServer.keptPaths { paths.removeFirst(paths.count - HTTPTestServer.keptPaths + 1) }
+        paths.append(path)
+      }
+    }
   }
 
   private init(name: String, port: Int, serverChannel: any Channel, state: SharedState) {
@@ -75,6 +84,16 @@ public final class HTTPTestServer: Sendable {
   /// How many requests the server has answered.
   public var requestCount: Int { state.requests.load(ordering: .relaxed) }
 
+  /// How many request targets ``receivedPaths`` keeps: the most recent ones.
+  public static let keptPaths = 1_000
+
+  /// The request targets (path and query string, as the request line had them) of the last
+  /// ``keptPaths`` requests, oldest first: what a proxy in front forwarded, for tests of path rewriting.
+  public var receivedPaths: [String] { state.paths.withLock { $0 } }
+
+  /// The request target of the last request, if there was one.
+  public var lastPath: String? { state.paths.withLock { $0.last } }
+
   /// How many client connections are open.
   public var connectionCount: Int { state.connections.withLock { $0.count } }
 
@@ -123,6 +142,7 @@ private final class HelloHandler: ChannelInboundHandler {
     switch unwrapInboundIn(data) {
     case .head(let head):
       keepAlive = head.isKeepAlive
+      state.received(path: head.uri)
     case .body:
       break
     case .end:
