@@ -24,7 +24,8 @@ extension RuntimeAPI {
     let prepare = "prepare map \(path)"
     let prepared = try await UnixSocketClient.request(prepare, socketPath: socketPath, timeout: timeout)
     guard let version = Self.preparedVersion(prepared) else {
-      throw HAProxyError(.unexpectedReply, "HAProxy did not prepare a new map version", command: prepare, reply: prepared)
+      throw HAProxyError(
+        .unexpectedReply, "HAProxy did not prepare a new map version", command: prepare, reply: prepared)
     }
     do {
       for payload in Self.mapPayloads(entries) {

@@ -217,7 +217,8 @@ struct ControllerCommand: AsyncParsableCommand {
     let defaultServiceName: ServiceName?
     do {
       defaultServiceName =
-        noDefaultService ? nil : try defaultService.map { try ServiceName(validating: $0) } ?? serviceNames.first ?? .backend
+        noDefaultService
+        ? nil : try defaultService.map { try ServiceName(validating: $0) } ?? serviceNames.first ?? .backend
     } catch let error as RegistrationError {
       throw ValidationError("--default-service: \(error.reason)")
     }

@@ -75,7 +75,8 @@ public final class ControllerMetrics: Sendable {
       "Rendered configurations that failed validation and were not installed."
     )
     invalidEntries = gauge(
-      "switchyard_invalid_entries", "Entries under /services/ or /switchyard/ (overrides, routes, service settings) skipped as invalid.")
+      "switchyard_invalid_entries",
+      "Entries under /services/ or /switchyard/ (overrides, routes, service settings) skipped as invalid.")
     overrides = gauge("switchyard_overrides", "Operators' overrides (drain, maint) in force.")
     routeUpdates = counter(
       "switchyard_route_updates_total", [], "Routes map replacements sent to HAProxy through the Runtime API.")

@@ -42,7 +42,9 @@ extension DesiredState {
   /// The `tcp` services that get a frontend of their own, with their ports, in the backends' order; and
   /// why the others do not. A port the node listens on (clients, stats) or that a service before it
   /// takes is left to that one, on every node alike.
-  public func tcpListeners(node: NodeSettings) -> (listeners: [(backend: DesiredBackend, port: Int)], conflicts: [String]) {
+  public func tcpListeners(node: NodeSettings) -> (
+    listeners: [(backend: DesiredBackend, port: Int)], conflicts: [String]
+  ) {
     var taken: [Int: String] = [node.listen.port: "the node's listen address", node.stats.port: "the stats page"]
     var listeners: [(backend: DesiredBackend, port: Int)] = []
     var conflicts: [String] = []
