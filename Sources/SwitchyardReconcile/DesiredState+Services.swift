@@ -16,7 +16,9 @@ extension DesiredState {
     return RouteTable(routes: routes, httpBackends: http, tcpServices: tcp)
   }
 
-  /// The services a node serves, in order, and those of them that only linger.
+  /// The services a node serves, in order, and those of them that only linger: every service with an
+  /// instance (of those in the node's filter, when it has one), the default service, and every service
+  /// the filter names.
   ///
   /// - Parameters:
   ///   - registered: the services with at least one valid instance.
@@ -29,6 +31,9 @@ extension DesiredState {
   ) -> (services: [ServiceName], lingering: Set<ServiceName>) {
     var served = registered.filter(node.serves)
     if let defaultService = node.defaultService { served.insert(defaultService) }
+    // The services a node is told to serve have their backends from the start, as the default one:
+    // their first registration needs no reload.
+    if let filter = node.serviceFilter { served.formUnion(filter) }
     let lingering = Set(previous.filter { !served.contains($0) && node.serves($0) && running($0) })
     served.formUnion(lingering)
     let ordered = served.sorted { lhs, rhs in

@@ -175,8 +175,8 @@ public struct NodeSettings: Sendable, Hashable {
   public let stats: HostPort
   /// Who may read the stats page; `nil` leaves it open to anyone who can reach ``stats``.
   public let statsAuth: StatsAuth?
-  /// The services this node serves, when it serves only some (`--service`); `nil` serves every service
-  /// that has registrations in etcd.
+  /// The services this node serves, when it serves only some (`--service`): each has its backend from
+  /// the start, registered or not; `nil` serves every service that has registrations in etcd.
   public let serviceFilter: Set<ServiceName>?
   /// Where a request that matches no route goes; `nil` answers it with a 404. Its backend exists even
   /// while the service has no instance (it then answers 503), as the original's `backend` did.

@@ -144,6 +144,9 @@ import Testing
     let (services, _) = DesiredState.servedServices(
       registered: [Self.web, Self.api], previous: [], running: { _ in true }, node: node)
     #expect(services == [Self.api])
+    let (pinned, _) = DesiredState.servedServices(
+      registered: [], previous: [], running: { _ in false }, node: node)
+    #expect(pinned == [Self.api])
     #expect(node.routesMapPath == "/tmp/lb1/routes.map")
     #expect(throws: SettingsError.self) {
       try NodeSettings(
