@@ -1,7 +1,7 @@
 /// The sizes of a bench run: the full sizes, or small ones for `--quick`.
 public struct BenchOptions: Sendable, Hashable {
   /// The scenarios, in the order they run.
-  public static let allScenarios = ["convergence", "dataplane", "churn", "burst", "scale"]
+  public static let allScenarios = ["convergence", "dataplane", "churn", "burst", "scale", "routes"]
   /// The update strategies, in the order they run.
   public static let allStrategies = ["runtime", "reload"]
 

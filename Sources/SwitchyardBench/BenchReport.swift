@@ -175,6 +175,11 @@ public struct BenchReport: Sendable, Hashable {
     ]
     let goals = goalsTable()
     if !goals.isEmpty { out += ["", "### Issue 11's figures, runtime and reload side by side", ""] + goals }
+    let routeGoals = routeGoalsTable()
+    if !routeGoals.isEmpty {
+      let sizes = quick ? " (--quick sizes: a smaller fleet than the issue's; see the variants)" : ""
+      out += ["", "### Issue 24's figures, routes\(sizes)", ""] + routeGoals
+    }
     var names: [String] = []
     for scenario in scenarios where !names.contains(scenario.name) { names.append(scenario.name) }
     for name in names {

@@ -127,6 +127,19 @@ public struct BenchRunner: Sendable {
               try await scenarios.scale(strategy: strategy)
             })
         }
+      case "routes" where strategies.contains("runtime"):
+        // Routes go through the Runtime API's maps; the sizes are in RouteBenchSizes.
+        runs.append(
+          PlannedRun(name: name, strategy: "runtime", label: "routes: route put") { try await scenarios.routePuts() })
+        runs.append(
+          PlannedRun(name: "routes-fleet", strategy: "runtime", label: "routes: fleet") {
+            try await scenarios.routeFleet()
+          })
+        runs.append(
+          PlannedRun(name: "routes-fairness", strategy: "runtime", label: "routes: fairness past the round-robin limit")
+          {
+            try await scenarios.routeFairness()
+          })
       default:
         break
       }

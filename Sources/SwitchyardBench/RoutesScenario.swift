@@ -1,0 +1,118 @@
+import Foundation
+import SwitchyardLab
+import SwitchyardProcess
+
+/// Issue 24's routes: how fast a route written to etcd carries traffic (``routePuts()``), what a fleet of
+/// services and routes costs (``routeFleet()``, in RouteFleetScenario.swift), and how evenly a backend
+/// past HAProxy's round-robin limit spreads requests (``routeFairness()``, in RouteFairnessScenario.swift).
+/// Each runs the `runtime` strategy, on a controller that serves every service in etcd.
+extension Scenarios {
+  /// The service that routes under measurement point to: one instance, on the probe test server, so an
+  /// answer from `probe` says that the route was used.
+  static let routedService = "routed"
+
+  /// The pause between two probes of a route: one request at a time, then 1 ms, so the poller leaves the
+  /// controller and HAProxy their share of the two cores (a route sends every request to one server, so
+  /// there is no round robin to outwait with parallel requests, as convergence must).
+  static let routePollPause = Duration.milliseconds(1)
+
+  /// `(--quick: …)` for a variant whose sizes `--quick` shrinks.
+  func quickNote(_ full: String) -> String {
+    options.quick ? " (--quick; full size: \(full))" : ""
+  }
+
+  // MARK: Route put → first request routed
+
+  /// `routePuts` times: a new route to an existing service with a path prefix of its own is written, and
+  /// the LB is probed on that path until the service answers (put acknowledged → its first answer is in);
+  /// then the route is deleted and probed until no request sent has reached it for the quiet period
+  /// (delete acknowledged → the last request it still routed was sent), as convergence measures
+  /// instances. Unmatched paths go to the default service (`backend`, the six-server fleet).
+  func routePuts() async throws -> ScenarioResult {
+    let sizes = RouteBenchSizes(quick: options.quick)
+    var result = ScenarioResult(
+      name: "routes",
+      strategy: "runtime",
+      variant: "\(sizes.routePuts) new routes, default service of 6 servers" + quickNote("200")
+    )
+    try await lab.withEverythingCleared {
+      try await lab.registerFleet()
+      try await lab.register("probe-0", service: Self.routedService, port: lab.probe.port)
+      try await LBNode.with(lab: lab, strategy: "runtime", services: []) { node in
+        try await lab.waitFleetServing(node)
+        try await node.waitUntil(backend: "svc_\(Self.routedService)", interval: .milliseconds(20)) { _, active in
+          active.contains("probe-0")
+        }
+        let reloadsBefore = try await node.reloads()
+        let updatesBefore = try await node.metric("switchyard_route_updates_total")
+        var puts: [Double] = []
+        var deletes: [Double] = []
+        var timeouts = 0
+        let probe = lab.probe.name
+        for run in 0..<sizes.routePuts {
+          let name = "put-\(run)"
+          let path = "/\(name)/x"
+          // Longer than the controller's quiet window: the controller is idle when the next write comes.
+          try await Task.sleep(for: .milliseconds(120))
+          try await lab.putRoute(
+            name, service: Self.routedService, pathPrefix: "/\(name)", stripPrefix: run.isMultiple(of: 2))
+          let acknowledged = ContinuousClock.now
+          if let routed = try await firstAnswer(
+            port: node.listenPort, path: path, after: acknowledged, where: { $0.from(probe) })
+          {
+            puts.append(milliseconds(acknowledged.duration(to: routed)))
+          } else {
+            timeouts += 1
+          }
+
+          try await Task.sleep(for: .milliseconds(120))
+          try await lab.deleteRoute(name)
+          let deleted = ContinuousClock.now
+          if let last = try await lastRouted(port: node.listenPort, path: path, after: deleted, to: probe) {
+            deletes.append(milliseconds(deleted.duration(to: last)))
+          } else {
+            timeouts += 1
+          }
+        }
+        result.add("route_puts", Double(sizes.routePuts))
+        result.add("put", LatencySummary(milliseconds: puts))
+        result.add("delete", LatencySummary(milliseconds: deletes))
+        result.add("timeouts", Double(timeouts))
+        result.add("map_updates", try await node.metric("switchyard_route_updates_total") - updatesBefore)
+        result.add("reloads", try await node.reloads() - reloadsBefore)
+      }
+    }
+    return result
+  }
+
+  /// Probes `path` one request at a time until an answer meets `wanted`; returns when that answer was in,
+  /// or `nil` after 10 s.
+  func firstAnswer(
+    port: Int, path: String, after start: ContinuousClock.Instant, where wanted: (RouteAnswer) -> Bool
+  ) async throws -> ContinuousClock.Instant? {
+    let deadline = start.advanced(by: .seconds(10))
+    while ContinuousClock.now < deadline {
+      if let answer = await BenchLab.probe(port: port, path: path), wanted(answer) { return answer.answered }
+      try await Task.sleep(for: Self.routePollPause)
+    }
+    return nil
+  }
+
+  /// Probes `path` one request at a time until none sent in the last quiet period (``BenchOptions/removalQuietPeriod``)
+  /// reached `server`; returns when the last request that still reached it was sent (`start` if none did),
+  /// or `nil` after 10 s.
+  func lastRouted(port: Int, path: String, after start: ContinuousClock.Instant, to server: String) async throws
+    -> ContinuousClock.Instant?
+  {
+    let deadline = start.advanced(by: .seconds(10))
+    var lastReached = start
+    while lastReached.duration(to: .now) < options.removalQuietPeriod {
+      guard ContinuousClock.now < deadline else { return nil }
+      if let answer = await BenchLab.probe(port: port, path: path), answer.from(server), answer.sent > lastReached {
+        lastReached = answer.sent
+      }
+      try await Task.sleep(for: Self.routePollPause)
+    }
+    return lastReached
+  }
+}
