@@ -302,6 +302,16 @@ struct ServiceSetCommand: AsyncParsableCommand {
     if instances.count == 0 {
       lines.append("note: \(service) has no registered instance; the settings apply when one registers")
     }
+    if let port = updated.port {
+      let others = try await client.getPaginated(.prefix(ServiceSettings.root)).kvs.compactMap { entry in
+        try? ServiceSettings.parse(key: entry.key, value: entry.value)
+      }
+      for other in others where other.service != service && other.port == port {
+        lines.append(
+          "note: service \(other.service) has port \(port) too; the nodes report the clash (switchyard status) "
+            + "and serve the port for one of them")
+      }
+    }
     return lines
   }
 
