@@ -116,7 +116,7 @@ public struct LocalCluster: Sendable {
     if secure {
       var security = layout.security
       security.certificateDays = certificateDays
-      try security.create(users: [AccessPolicy.root, AccessPolicy.statusUser] + users.map(\.name))
+      try security.create(users: AccessPolicy.clusterUsers + users.map(\.name))
       say("Made a local CA, certificates and passwords in \(security.pkiDirectory) and \(security.secretsDirectory).")
     }
     do {
@@ -128,7 +128,8 @@ public struct LocalCluster: Sendable {
           try await layout.security.configureAuth(etcd, users: users)
         }
         say(
-          "Authentication on: roles \(AccessPolicy.registrarRole) and \(AccessPolicy.controllerRole), one user per part."
+          "Authentication on: roles \(AccessPolicy.registrarRole), \(AccessPolicy.controllerRole) and "
+            + "\(AccessPolicy.operatorRole), one user per part."
         )
       }
       say("Starting \(lbNodes) LB node(s)…")

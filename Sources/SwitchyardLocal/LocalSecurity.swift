@@ -10,32 +10,50 @@ import SwitchyardPKI
 /// Who may do what in a secure local cluster's etcd: one role per kind of part, each part its own user.
 ///
 /// - `registrar` (backends) may read and write registrations, `/services/<service>/<id>`, and nothing
-///   else. Its range starts at `/services/-`, the lowest character a service name may start with, so a
-///   delete of the prefix `/services/` as a whole falls outside it and etcd refuses it.
-/// - `controller` (LB nodes, and `switchyard status`) may read and watch `/services/` and the operators'
-///   overrides, `/switchyard/overrides/`, and write nothing.
+///   else. Its range starts at `/services/-`, the lowest character a
+///   service name may start with, so a delete of the prefix `/services/` as a whole falls outside it and etcd
+///   refuses it. Routes, service settings and overrides are out of its reach: a backend cannot send another
+///   service's traffic to itself, change how it is balanced, or undo its own drain.
+/// - `controller` (LB nodes, and `switchyard status`) may read and watch everything a controller serves from:
+///   `/services/`, the operators' overrides (`/switchyard/overrides/`), routes (`/switchyard/routes/`) and
+///   service settings (`/switchyard/services/`), and write nothing.
+/// - `operator` (the user `operator`: `switchyard up` writing the sample routes, and the operator's commands
+///   that connect to a secure local cluster without credentials of their own) may read and write routes,
+///   service settings and overrides, and read registrations (to count instances and name the one an override
+///   is about), and nothing else: no registration, user or role.
 /// - `root` sets this up and is used by no part.
 public enum AccessPolicy {
   /// The role of backends and sidecars.
   public static let registrarRole = "registrar"
   /// The role of LB nodes' controllers.
   public static let controllerRole = "controller"
+  /// The role of operators: routes, service settings and overrides.
+  public static let operatorRole = "operator"
   /// etcd's all-powerful user and role.
   public static let root = "root"
   /// The read-only user `switchyard status` reads registrations with.
   public static let statusUser = "status"
+  /// The user with the role `operator`.
+  public static let operatorUser = "operator"
+  /// The users every secure local cluster has besides its parts' own, each with a certificate and a password.
+  public static var clusterUsers: [String] { [root, statusUser, operatorUser] }
 
   /// Every key a registration can have (service names are ASCII letters, digits, `-`, `_` and `.`, the
   /// lowest of which is `-`), and not the bare prefix.
   public static var registrationKeys: KeyRange { .range(from: "/services/-", to: "/services0") }
 
+  /// The keyspaces that only operators write: overrides, routes and service settings.
+  public static var operatorPrefixes: [String] { [InstanceOverride.root, Route.root, ServiceSettings.root] }
+
   /// The permissions of each role this policy creates.
   public static var roles: [(name: String, permissions: [Permission])] {
     [
       (registrarRole, [Permission(.readWrite, registrationKeys)]),
+      (controllerRole, ([RegistrationKey.root] + operatorPrefixes).map { Permission(.read, .prefix($0)) }),
       (
-        controllerRole,
-        [Permission(.read, .prefix("/services/")), Permission(.read, .prefix(InstanceOverride.root))]
+        operatorRole,
+        [Permission(.read, .prefix(RegistrationKey.root))]
+          + operatorPrefixes.map { Permission(.readWrite, .prefix($0)) }
       ),
     ]
   }
@@ -252,8 +270,8 @@ public struct LocalSecurity: Sendable {
 
   // MARK: - etcd
 
-  /// Creates the roles, `root`, the status user and `users` (each with the role given) in an etcd that
-  /// has authentication off, then turns authentication on. Run once, as the `root` client certificate.
+  /// Creates the roles, `root`, the status and operator users and `users` (each with the role given) in an
+  /// etcd that has authentication off, then turns authentication on. Run once, as the `root` client certificate.
   public func configureAuth(_ etcd: EtcdClient, users: [(name: String, role: String)]) async throws {
     for role in AccessPolicy.roles {
       try await etcd.addRole(role.name)
@@ -261,7 +279,10 @@ public struct LocalSecurity: Sendable {
     }
     try await etcd.addUser(AccessPolicy.root, password: try password(of: AccessPolicy.root))
     try await etcd.grantRole(AccessPolicy.root, to: AccessPolicy.root)
-    for user in [(AccessPolicy.statusUser, AccessPolicy.controllerRole)] + users {
+    let clusterUsers = [
+      (AccessPolicy.statusUser, AccessPolicy.controllerRole), (AccessPolicy.operatorUser, AccessPolicy.operatorRole),
+    ]
+    for user in clusterUsers + users {
       try await addUser(user.0, role: user.1, to: etcd)
     }
     try await etcd.enableAuth()

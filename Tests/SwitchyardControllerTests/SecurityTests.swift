@@ -2,6 +2,7 @@ import EtcdClient
 import Foundation
 import Logging
 import SwitchyardLocal
+import SwitchyardModel
 import SwitchyardPKI
 import SwitchyardTestSupport
 import Testing
@@ -10,8 +11,8 @@ import Testing
 /// as `switchyard up --secure` sets it up: ``LocalSecurity`` makes the CA, certificates and passwords, and
 /// ``LocalSecurity/configureAuth(_:users:)`` the roles and users.
 @Suite(.serialized) struct SecurityTests {
-  /// A secure etcd with users `backend-1` (registrar) and `lb1` (controller), and simple tokens that expire
-  /// after `tokenTTL` seconds without use.
+  /// A secure etcd with users `backend-1` (registrar) and `lb1` (controller) besides `root`, `status` and
+  /// `operator`, and simple tokens that expire after `tokenTTL` seconds without use.
   private func withSecureEtcd(
     tokenTTL: Int = 300,
     _ body: (LocalSecurity, [String]) async throws -> Void
@@ -19,7 +20,7 @@ import Testing
     let directory = try TemporaryDirectory(prefix: "secure")
     defer { directory.remove() }
     let security = LocalSecurity(home: directory.path)
-    try security.create(users: [AccessPolicy.root, AccessPolicy.statusUser, "backend-1", "lb1"])
+    try security.create(users: AccessPolicy.clusterUsers + ["backend-1", "lb1"])
     let root = security.clientPair(for: AccessPolicy.root)
     let files = TLSFiles(
       caCertificate: security.caCertificate,
@@ -112,6 +113,94 @@ import Testing
       try await client(security, endpoints, as: AccessPolicy.root) { etcd in
         let keys = try await etcd.get(.prefix("")).kvs.map(\.keyString)
         #expect(keys == ["/services/backend/backend-1"])
+      }
+    }
+  }
+
+  /// Issue 24: routes and service settings are the operator's. The user `operator` may put and delete them (and
+  /// overrides) and read registrations; a registrar can neither write, delete nor read them; a controller (and
+  /// `status`) reads and watches them and writes nothing.
+  @Test func routesAndSettingsAreTheOperatorsOnly() async throws {
+    try await withSecureEtcd { security, endpoints in
+      let web = try ServiceName(validating: "web")
+      let route = try Route(name: RouteName(validating: "web"), service: web, pathPrefix: "/web", stripPrefix: true)
+      let settings = try ServiceSettings(service: web, balance: .leastconn)
+      let override = "\(InstanceOverride.root)web/web-1"
+      _ = try await client(security, endpoints, as: "backend-1") { etcd in
+        try await etcd.put("/services/web/web-1", value: #"{"address":"127.0.0.1","port":9001}"#)
+      }
+      try await client(security, endpoints, as: AccessPolicy.operatorUser) { etcd in
+        try await etcd.put(route.path, value: route.encoded())
+        try await etcd.put(settings.path, value: settings.encoded())
+        try await etcd.put(override, value: #"{"state":"drain"}"#)
+        // `route ls` counts instances; `drain` checks that the instance is registered.
+        let registered = try await etcd.get(.prefix("/services/")).kvs.map(\.keyString)
+        #expect(registered == ["/services/web/web-1"])
+        let registration = await failure { _ = try await etcd.put("/services/web/intruder", value: "{}") }
+        #expect(registration?.code == .permissionDenied, "\(String(describing: registration))")
+        let unregister = await failure { _ = try await etcd.delete(.key("/services/web/web-1")) }
+        #expect(unregister?.code == .permissionDenied, "\(String(describing: unregister))")
+        let outside = await failure { _ = try await etcd.put("/elsewhere", value: "x") }
+        #expect(outside?.code == .permissionDenied, "\(String(describing: outside))")
+        let users = await failure { _ = try await etcd.users() }
+        #expect(users?.code == .permissionDenied, "\(String(describing: users))")
+      }
+      for user in ["lb1", AccessPolicy.statusUser] {
+        try await client(security, endpoints, as: user) { etcd in
+          let routes = try await etcd.get(.prefix(Route.root))
+          #expect(routes.kvs.map(\.value) == [route.encoded()], "\(user)")
+          let services = try await etcd.get(.prefix(ServiceSettings.root)).kvs.map(\.value)
+          #expect(services == [settings.encoded()], "\(user)")
+          // A controller watches both prefixes from its read's revision + 1.
+          let next = routes.header.revision + 1
+          let watches = [Route.root, ServiceSettings.root].map {
+            etcd.watch(.prefix($0), options: WatchOptions(startRevision: next))
+          }
+          for (forbidden, put) in [
+            (route.path, route.encoded()), (settings.path, settings.encoded()), (override, Array("{}".utf8)),
+          ] {
+            let write = await failure { _ = try await etcd.put(forbidden, value: put) }
+            #expect(write?.code == .permissionDenied, "\(user) put \(forbidden): \(String(describing: write))")
+            let delete = await failure { _ = try await etcd.delete(.key(forbidden)) }
+            #expect(delete?.code == .permissionDenied, "\(user) delete \(forbidden): \(String(describing: delete))")
+          }
+          let changed = try await client(security, endpoints, as: AccessPolicy.operatorUser) { operatorClient in
+            _ = try await operatorClient.put(route.path, value: route.encoded())
+            return try await operatorClient.put(settings.path, value: settings.encoded()).header.revision
+          }
+          for watch in watches {
+            let seen = try await withTimeout(.seconds(10)) {
+              for try await response in watch where !response.events.isEmpty {
+                return response.events.map(\.kv.modRevision)
+              }
+              return []
+            }
+            #expect(seen.allSatisfy { $0 <= changed } && !seen.isEmpty, "\(user): \(seen)")
+          }
+        }
+      }
+      try await client(security, endpoints, as: "backend-1") { etcd in
+        for (key, value) in [(route.path, route.encoded()), (settings.path, settings.encoded())] {
+          let write = await failure { _ = try await etcd.put(key, value: value) }
+          #expect(write?.code == .permissionDenied, "registrar put \(key): \(String(describing: write))")
+          #expect(write?.message.contains("permission denied") == true)
+          let delete = await failure { _ = try await etcd.delete(.key(key)) }
+          #expect(delete?.code == .permissionDenied, "registrar delete \(key): \(String(describing: delete))")
+          let read = await failure { _ = try await etcd.get(.key(key)) }
+          #expect(read?.code == .permissionDenied, "registrar read \(key): \(String(describing: read))")
+        }
+        let wholePrefix = await failure { _ = try await etcd.delete(.prefix("/switchyard/")) }
+        #expect(wholePrefix?.code == .permissionDenied, "\(String(describing: wholePrefix))")
+      }
+      try await client(security, endpoints, as: AccessPolicy.operatorUser) { etcd in
+        for key in [route.path, settings.path, override] {
+          let deleted = try await etcd.delete(.key(key)).deleted
+          #expect(deleted == 1, "\(key)")
+        }
+      }
+      try await client(security, endpoints, as: AccessPolicy.root) { etcd in
+        let keys = try await etcd.get(.prefix("")).kvs.map(\.keyString)
+        #expect(keys == ["/services/web/web-1"])
       }
     }
   }
@@ -278,7 +367,7 @@ private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Se
     #expect(LocalSecurity.parseExpiry("notAfter=garbage") == nil)
   }
 
-  @Test func policyRangesCoverEveryRegistrationAndNotThePrefix() {
+  @Test func policyRangesCoverEveryRegistrationAndNotThePrefix() throws {
     let range = AccessPolicy.registrationKeys
     let start = String(decoding: range.key, as: UTF8.self)
     let end = String(decoding: range.rangeEnd, as: UTF8.self)
@@ -286,5 +375,12 @@ private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Se
       #expect(key >= start && key < end, "\(key)")
     }
     #expect("/services/" < start, "a delete of the whole prefix must fall outside the registrar's range")
+    // Routes, service settings and overrides are out of the registrar's reach.
+    for prefix in AccessPolicy.operatorPrefixes { #expect(!(prefix >= start && prefix < end), "\(prefix)") }
+    let roles = Dictionary(uniqueKeysWithValues: AccessPolicy.roles.map { ($0.name, $0.permissions) })
+    let controller = try #require(roles[AccessPolicy.controllerRole])
+    #expect(controller.count == 4 && controller.allSatisfy { $0.kind == .read })
+    let operatorRole = try #require(roles[AccessPolicy.operatorRole])
+    #expect(operatorRole.filter { $0.kind == .readWrite }.count == AccessPolicy.operatorPrefixes.count)
   }
 }
