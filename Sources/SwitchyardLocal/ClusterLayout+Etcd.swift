@@ -14,6 +14,14 @@ extension ClusterLayout {
     return try await withEtcdClient(configuration: configuration, logger: logger, body)
   }
 
+  /// Runs `body` with a client of a cluster's etcd that has no authentication.
+  func withPlainEtcd<Result: Sendable>(_ body: (EtcdClient) async throws -> Result) async throws -> Result {
+    var logger = Logger(label: "switchyard.setup")
+    logger.logLevel = .critical
+    return try await withEtcdClient(
+      configuration: try EtcdConfiguration(endpoints: etcdEndpoints), logger: logger, body)
+  }
+
   /// Makes certificates, passwords and etcd users (as root) for parts about to start in a secure cluster.
   func addUsers(for specs: [PartSpec]) async throws {
     let users = specs.compactMap(ClusterLayout.etcdUser(of:))

@@ -4,13 +4,27 @@ public enum PartKind: String, Sendable, Codable, Hashable, CaseIterable {
   case etcd
   /// A load-balancer node: `switchyard controller` and the HAProxy it runs.
   case lb
-  /// A sample backend: `switchyard backend`.
+  /// A sample backend: `switchyard backend`, service `backend`, which `switchyard scale` scales and requests
+  /// that match no route reach.
   case backend
+  /// An instance of the second sample service, `web` (`switchyard backend --service web`), reached through
+  /// its routes (``ClusterLayout/webRoutes``).
+  case web
+
+  /// The order parts are listed and started in: etcd members, LB nodes, backends, then `web`.
+  var rank: Int {
+    switch self {
+    case .etcd: 0
+    case .lb: 1
+    case .backend: 2
+    case .web: 3
+    }
+  }
 }
 
 /// One process of the local cluster and how to start it.
 public struct PartSpec: Sendable, Codable, Hashable {
-  /// `etcd1`, `lb1`, `backend-1`.
+  /// `etcd1`, `lb1`, `backend-1`, `web-1`.
   public var name: String
   /// What it is.
   public var kind: PartKind
@@ -36,7 +50,7 @@ public struct PartSpec: Sendable, Codable, Hashable {
     return arguments[flag + 1]
   }
 
-  /// The number in its name: 1 for `etcd1` and `backend-1`.
+  /// The number in its name: 1 for `etcd1`, `backend-1` and `web-1`.
   public var index: Int {
     Int(name.reversed().prefix { $0.isNumber }.reversed().map(String.init).joined()) ?? 0
   }
@@ -217,16 +231,27 @@ public struct ClusterLayout: Sendable {
 
   /// Backend number `index` on `port`.
   public func backend(_ index: Int, port: Int) -> PartSpec {
-    PartSpec(
-      name: "backend-\(index)",
-      kind: .backend,
+    sampleService(.backend, index: index, port: port)
+  }
+
+  /// Instance number `index` of the second sample service, `web`, on `port`.
+  public func web(_ index: Int, port: Int) -> PartSpec {
+    sampleService(.web, index: index, port: port, service: Self.webService)
+  }
+
+  /// `switchyard backend` as part `<kind>-<index>` (its instance id too), registered under `service` (the
+  /// backend's default, `backend`, when `nil`).
+  private func sampleService(_ kind: PartKind, index: Int, port: Int, service: String? = nil) -> PartSpec {
+    let name = "\(kind.rawValue)-\(index)"
+    return PartSpec(
+      name: name,
+      kind: kind,
       executable: switchyard,
-      arguments: [
-        "backend",
+      arguments: ["backend"] + (service.map { ["--service", $0] } ?? []) + [
         "--etcd-endpoints", etcdEndpoints,
         "--listen", "127.0.0.1:\(port)",
-        "--id", "backend-\(index)",
-      ] + credentials("backend-\(index)"),
+        "--id", name,
+      ] + credentials(name),
       ports: [port],
       address: "http://127.0.0.1:\(port)",
       healthURL: "http://127.0.0.1:\(port)/healthz"

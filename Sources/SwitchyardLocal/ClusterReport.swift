@@ -6,9 +6,9 @@ import SwitchyardModel
 public struct ClusterReport: Sendable, Codable {
   /// One part.
   public struct Part: Sendable, Codable {
-    /// `etcd1`, `lb1`, `backend-1`.
+    /// `etcd1`, `lb1`, `backend-1`, `web-1`.
     public var name: String
-    /// `etcd`, `lb` or `backend`.
+    /// `etcd`, `lb`, `backend` or `web`.
     public var kind: String
     /// Its PID while it runs.
     public var pid: Int32?

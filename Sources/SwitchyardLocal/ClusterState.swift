@@ -26,7 +26,7 @@ public struct ClusterState: Sendable, Codable {
   public var switchyard: String
   /// The etcd executable.
   public var etcd: String
-  /// Every part, etcd members first, then LB nodes, then backends.
+  /// Every part, etcd members first, then LB nodes, then backends, then the instances of `web`.
   public var parts: [PartRecord]
   /// Whether the cluster was started with `up --secure` (absent in state files from before it existed).
   public var secure: Bool?

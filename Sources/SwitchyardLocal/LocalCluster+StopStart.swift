@@ -111,8 +111,8 @@ extension LocalCluster {
     return haproxy
   }
 
-  /// Stops everything in order (backends, then LB nodes with their HAProxy, then etcd) and checks that every
-  /// port is free. With `purge`, removes the state directory too.
+  /// Stops everything in order (backends and `web`, then LB nodes with their HAProxy, then etcd) and checks
+  /// that every port is free. With `purge`, removes the state directory too.
   public func down(purge: Bool) async throws {
     guard FileManager.default.fileExists(atPath: home) else {
       say("Nothing to stop: \(home) does not exist.")
@@ -144,21 +144,23 @@ extension LocalCluster {
     say("Everything stopped; every port is free.")
   }
 
-  /// Stops every part, kind by kind, and every LB node's HAProxy with its node (also one whose controller
-  /// crashed); returns what could not be stopped.
+  /// Stops every part, stage by stage (the instances of both sample services together, then the LB nodes,
+  /// then etcd), and every LB node's HAProxy with its node (also one whose controller crashed); returns what
+  /// could not be stopped.
   @discardableResult
   func stopAll(_ state: inout ClusterState) async throws -> [String] {
     var problems: [String] = []
-    for kind in [PartKind.backend, .lb, .etcd] {
-      let records = state.parts(kind).filter(\.isRunning)
+    let stages: [Set<PartKind>] = [[.backend, .web], [.lb], [.etcd]]
+    for kinds in stages {
+      let records = state.parts.filter { kinds.contains($0.spec.kind) && $0.isRunning }
       if !records.isEmpty {
         say("Stopping \(records.map(\.spec.name).joined(separator: ", "))…")
         await withTaskGroup(of: Void.self) { group in
           for record in records { group.addTask { await launcher.terminate(record) } }
         }
       }
-      if kind == .lb { problems += await orphans.stopAll() }
-      for index in state.parts.indices where state.parts[index].spec.kind == kind {
+      if kinds.contains(.lb) { problems += await orphans.stopAll() }
+      for index in state.parts.indices where kinds.contains(state.parts[index].spec.kind) {
         state.parts[index].pid = nil
       }
       try state.save(home: home)

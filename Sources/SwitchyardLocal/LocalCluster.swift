@@ -48,10 +48,16 @@ public struct LocalCluster: Sendable {
   /// Returns `false` (and starts nothing) when a cluster already runs in `home`; with `secure`, its
   /// certificates that expire within 7 days are renewed then.
   ///
+  /// Besides the `backends` instances of the service `backend`, one instance of a second sample service,
+  /// `web` (part `web-1`), starts, and two routes to it are written to etcd before the LB nodes start (see
+  /// ``ClusterLayout/webRoutes()``): `/web/` and the host `web.localhost` reach it, every other request
+  /// goes to `backend`. `up` waits until every LB node routes `/web/` to it too.
+  ///
   /// With `secure`, a new local CA issues the etcd members' certificate and one client certificate per
   /// user; etcd requires TLS with client certificates on client and peer ports, authentication is on, and
   /// each LB node and backend connects as its own user (role `controller` or `registrar`, see
-  /// ``AccessPolicy``). `certificateDays` is the validity of the certificates (not the CA's).
+  /// ``AccessPolicy``); the routes are written as the user `operator`. `certificateDays` is the validity of
+  /// the certificates (not the CA's).
   public func up(
     backends: Int,
     lbNodes: Int,
@@ -112,7 +118,8 @@ public struct LocalCluster: Sendable {
     let layout = ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: secure)
     var state = ClusterState(ports: ports, switchyard: switchyard, etcd: etcd, parts: [], secure: secure)
     let backendSpecs = try (0..<backends).map { try layout.backend($0 + 1, port: FreePort.allocate()) }
-    let users = (layout.lbNodes() + backendSpecs).compactMap(ClusterLayout.etcdUser(of:))
+    let webSpecs = [layout.web(1, port: try FreePort.allocate())]
+    let users = (layout.lbNodes() + backendSpecs + webSpecs).compactMap(ClusterLayout.etcdUser(of:))
     if secure {
       var security = layout.security
       security.certificateDays = certificateDays
@@ -132,6 +139,12 @@ public struct LocalCluster: Sendable {
             + "\(AccessPolicy.operatorRole), one user per part."
         )
       }
+      let routes = try ClusterLayout.webRoutes()
+      let revision = try await layout.writeWebRoutes()
+      say(
+        "Wrote the routes \(routes.map { "\($0.name)" }.joined(separator: " and ")) to \(ClusterLayout.webService) "
+          + "(etcd revision \(revision)\(secure ? ", as user \(AccessPolicy.operatorUser)" : ""))."
+      )
       say("Starting \(lbNodes) LB node(s)…")
       for spec in layout.lbNodes() { try launcher.launch(spec, into: &state) }
       try await readiness.waitHealthy(state.parts(.lb))
@@ -140,7 +153,11 @@ public struct LocalCluster: Sendable {
         for spec in backendSpecs { try launcher.launch(spec, into: &state) }
         try await readiness.waitHealthy(state.parts(.backend))
       }
+      say("Starting \(ClusterLayout.webService), the second sample service…")
+      for spec in webSpecs { try launcher.launch(spec, into: &state) }
+      try await readiness.waitHealthy(state.parts(.web))
       try await readiness.waitRouting(state)
+      try await readiness.waitWebRoutes(state)
     } catch {
       say("Start-up failed: \(error)")
       say("Stopping what was started; the logs stay in \(home)/logs.")
@@ -148,6 +165,8 @@ public struct LocalCluster: Sendable {
       try? FileManager.default.removeItem(atPath: ClusterState.path(home: home))
       throw error
     }
+    say("\(ClusterLayout.webService) (\(webSpecs.map(\.name).joined(separator: ", "))) is reached through its routes:")
+    for example in layout.webExamples { say("  \(example)") }
     return true
   }
 

@@ -9,8 +9,8 @@ import SwitchyardPKI
 
 /// Who may do what in a secure local cluster's etcd: one role per kind of part, each part its own user.
 ///
-/// - `registrar` (backends) may read and write registrations, `/services/<service>/<id>`, and nothing
-///   else. Its range starts at `/services/-`, the lowest character a
+/// - `registrar` (backends, and the second sample service `web`) may read and write registrations,
+///   `/services/<service>/<id>`, and nothing else. Its range starts at `/services/-`, the lowest character a
 ///   service name may start with, so a delete of the prefix `/services/` as a whole falls outside it and etcd
 ///   refuses it. Routes, service settings and overrides are out of its reach: a backend cannot send another
 ///   service's traffic to itself, change how it is balanced, or undo its own drain.
@@ -63,7 +63,7 @@ public enum AccessPolicy {
     switch kind {
     case .etcd: nil
     case .lb: controllerRole
-    case .backend: registrarRole
+    case .backend, .web: registrarRole
     }
   }
 }

@@ -20,7 +20,8 @@ struct PartLauncher: Sendable {
   }
 
   /// Starts `spec` with its log in `logs/<name>.log`, and records its PID in `state` (replacing an earlier
-  /// record of the same part), which is saved at once.
+  /// record of the same part; a new part goes after the last of its kind, so that the parts stay in the
+  /// order of ``PartKind/rank``), which is saved at once.
   func launch(_ spec: PartSpec, into state: inout ClusterState) throws {
     let logPath = "\(home)/logs/\(spec.name).log"
     let pid = try DetachedProcess.spawn(spec.executable, arguments: spec.arguments, logPath: logPath)
@@ -30,7 +31,8 @@ struct PartLauncher: Sendable {
     if let index = state.parts.firstIndex(where: { $0.spec.name == spec.name }) {
       state.parts[index] = record
     } else {
-      state.parts.append(record)
+      let next = state.parts.firstIndex { $0.spec.kind.rank > spec.kind.rank } ?? state.parts.endIndex
+      state.parts.insert(record, at: next)
     }
     try state.save(home: home)
     say("  \(spec.name): pid \(pid), \(spec.address)")

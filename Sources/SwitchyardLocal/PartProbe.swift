@@ -41,11 +41,15 @@ struct PartProbe: Sendable {
     return try? JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
   }
 
-  /// Which backends answer through an LB node (`Hello from <name>`); `503` answers count as none.
-  func backendsSeen(through node: PartSpec, tries: Int) async -> Set<String> {
+  /// Which backends answer through an LB node (`Hello from <name>`) when asked for `path`, with `host` as the
+  /// `Host` header when given; `503` answers count as none.
+  func backendsSeen(through node: PartSpec, path: String = "/", host: String? = nil, tries: Int) async -> Set<String> {
     var seen: Set<String> = []
+    let headers = host.map { [(name: "Host", value: $0)] } ?? []
     for _ in 0..<tries {
-      guard let (status, body) = try? await HTTPCheck.get(node.address + "/"), status == 200 else { continue }
+      guard let (status, body) = try? await HTTPCheck.get(node.address + path, headers: headers), status == 200 else {
+        continue
+      }
       seen.insert(
         body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .whitespacesAndNewlines))
     }

@@ -100,6 +100,40 @@ struct Readiness: Sendable {
     return stopped
   }
 
+  /// Waits until every running LB node routes ``ClusterLayout/webPath`` (the route `web`) and the host
+  /// ``ClusterLayout/webHost`` (the route `web-host`) to exactly the running instances of `web`, and its
+  /// `/state` lists them (it may lag the traffic by a second after the reload that made `web`'s backend),
+  /// so that the table `up` prints shows what the nodes serve.
+  func waitWebRoutes(_ state: ClusterState) async throws {
+    let expected = Set(state.parts(.web).filter(\.isRunning).map(\.spec.name))
+    let nodes = state.parts(.lb).filter(\.isRunning)
+    guard !expected.isEmpty, !nodes.isEmpty else { return }
+    let routes: [(path: String, host: String?, what: String)] = [
+      (ClusterLayout.webPath, nil, ClusterLayout.webPath),
+      ("/", ClusterLayout.webHost, "Host \(ClusterLayout.webHost)"),
+    ]
+    let names = nodes.map(\.spec.name).joined(separator: " and ")
+    say("Waiting until \(names) route \(routes.map(\.what).joined(separator: " and ")) to \(ClusterLayout.webService)…")
+    try await poll("every LB node to route to \(expected.sorted().joined(separator: ", "))") {
+      var lagging: [String] = []
+      for node in nodes {
+        for route in routes {
+          let seen = await probe.backendsSeen(
+            through: node.spec, path: route.path, host: route.host, tries: expected.count * 3 + 1)
+          if seen != expected {
+            lagging.append("\(node.spec.name) routes \(route.what) to [\(seen.sorted().joined(separator: ", "))]")
+          }
+        }
+        let services = await probe.controllerSnapshot(node.spec)?.services ?? []
+        let listed = services.filter { $0.name == ClusterLayout.webService }.flatMap(\.servers).filter(\.registered)
+        if Set(listed.map(\.name)) != expected {
+          lagging.append("\(node.spec.name)'s /state lists [\(listed.map(\.name).sorted().joined(separator: ", "))]")
+        }
+      }
+      return lagging.isEmpty ? nil : lagging.joined(separator: "; ")
+    }
+  }
+
   /// Ports of `state` still in use after up to 10 s, with their owners where known; HAProxy of an LB node
   /// still running counts too.
   func portsStillInUse(_ state: ClusterState) async -> [String] {

@@ -6,7 +6,8 @@ import SwitchyardProcess
 import SwitchyardTestSupport
 import Testing
 
-/// The local-cluster commands end to end: `up`, `scale`, `status --json`, `down`, as a user runs them.
+/// The local-cluster commands end to end: `up`, `scale`, `status --json`, `down`, as a user runs them; the
+/// second sample service, `web`, reached through its routes on every LB node.
 @Suite(.serialized) struct LocalClusterTests {
   @Test func upScaleStatusDown() async throws {
     let directory = try TemporaryDirectory(prefix: "local")
@@ -17,8 +18,16 @@ import Testing
     do {
       let up = try await switchyard(["up", "--backends", "2", "--home", home] + portFlags, timeout: .seconds(180))
       #expect(up.contains("backend-2 is healthy"), "\(up)")
+      #expect(up.contains("web-1 is healthy"), "\(up)")
       #expect(up.contains("curl http://127.0.0.1:\(ports[6])"))
-      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2"]) }
+      // How to reach `web`, through each of its routes.
+      #expect(up.contains("curl http://127.0.0.1:\(ports[6])/web/"), "\(up)")
+      #expect(up.contains("curl -H 'Host: web.localhost' http://127.0.0.1:\(ports[6])/"), "\(up)")
+      // `/` round-robins the backends alone; `/web/` and the host web.localhost reach web, on both nodes.
+      for url in lbURLs {
+        try await expectServing(url, ["backend-1", "backend-2"])
+        try await expectWebRoutes(url)
+      }
       // A second `up` reports the running cluster and starts nothing.
       let again = try await switchyard(["up", "--backends", "2", "--home", home] + portFlags)
       #expect(again.contains("already up"))
@@ -37,7 +46,8 @@ import Testing
       let json = try await switchyard(["status", "--json", "--home", home])
       let report = try JSONDecoder().decode(ClusterReport.self, from: Data(json.utf8))
       reported = report
-      #expect(report.parts.map(\.name) == ["etcd1", "etcd2", "etcd3", "lb1", "lb2", "backend-1"])
+      #expect(report.parts.map(\.name) == ["etcd1", "etcd2", "etcd3", "lb1", "lb2", "backend-1", "web-1"])
+      #expect(report.parts.last?.kind == "web")
       #expect(report.parts.allSatisfy { $0.health == "healthy" && $0.pid != nil })
       var configuration = try EtcdConfiguration(endpoints: "127.0.0.1:\(ports[1])")
       configuration.requestTimeout = .seconds(5)
@@ -45,10 +55,12 @@ import Testing
         try await etcd.get(.prefix("/services/")).kvs.map { String(decoding: $0.key, as: UTF8.self) }
       }
       #expect(report.registrations.map(\.key) == inEtcd)
-      #expect(inEtcd == ["/services/backend/backend-1"])
+      #expect(inEtcd == ["/services/backend/backend-1", "/services/web/web-1"])
       for node in report.nodes {
-        let registered = node.state.services.flatMap(\.servers).filter(\.registered).map(\.name)
-        #expect(registered == ["backend-1"], "\(node.name)")
+        let registered = Dictionary(
+          uniqueKeysWithValues: node.state.services.map { ($0.name, $0.servers.filter(\.registered).map(\.name)) })
+        #expect(registered == ["backend": ["backend-1"], "web": ["web-1"]], "\(node.name)")
+        #expect(node.state.routes?.map(\.name) == ["web", "web-host"], "\(node.name)")
       }
       #expect(report.nodes.map(\.name) == ["lb1", "lb2"])
 
@@ -62,6 +74,20 @@ import Testing
       #expect(during.parts.first { $0.name == "etcd2" }?.health == "stopped")
       for url in lbURLs { try await expectServing(url, ["backend-1"]) }
       _ = try await switchyard(["start", "etcd2", "--home", home], timeout: .seconds(60))
+
+      // web stopped: its routes answer 503 (a service with no instance), `/` still serves the backends;
+      // started again, it is routed to again.
+      let webStopped = try await switchyard(["stop", "web-1", "--home", home], timeout: .seconds(60))
+      #expect(webStopped.contains("web-1 stopped"), "\(webStopped)")
+      for url in lbURLs {
+        try await retrying(timeout: .seconds(15)) {
+          let (status, _) = try await HTTPLoadClient.get(url + "web/")
+          guard status == 503 else { throw TestSupportError("\(url)web/ answered \(status), not 503") }
+        }
+        try await expectServing(url, ["backend-1"])
+      }
+      _ = try await switchyard(["start", "web-1", "--home", home], timeout: .seconds(60))
+      for url in lbURLs { try await expectWebRoutes(url) }
       reported = try JSONDecoder().decode(
         ClusterReport.self,
         from: Data(try await switchyard(["status", "--json", "--home", home]).utf8)
@@ -84,6 +110,8 @@ import Testing
       if let pid = node.state.haproxyPID { #expect(!runs(pid), "HAProxy of \(node.name) still runs") }
     }
     for port in ports { #expect(isFree(port), "port \(port) is still in use") }
+    let webPort = reported?.parts.first { $0.name == "web-1" }?.address.split(separator: ":").last.flatMap { Int($0) }
+    #expect(webPort.map(isFree) == true, "web-1's port \(String(describing: webPort)) is still in use")
   }
 
   /// Issue 10, item 3: a part that crashed is found and taken in hand again by the commands. After a full
@@ -238,6 +266,22 @@ func expectServing(_ url: String, _ names: Set<String>) async throws {
       seen.insert(body.replacingOccurrences(of: "Hello from ", with: "").trimmingCharacters(in: .newlines))
     }
     guard seen == names else { throw TestSupportError("\(url) serves \(seen.sorted()), expected \(names.sorted())") }
+  }
+}
+
+/// Waits until `url` (an LB node) sends `/web/` and `Host: web.localhost` to web-1, which sees the path
+/// without the prefix (`/web/healthz` reaches its `/healthz`).
+func expectWebRoutes(_ url: String) async throws {
+  try await retrying(timeout: .seconds(10)) {
+    for (path, host, expected) in [
+      ("web/", nil, "Hello from web-1"), ("web", nil, "Hello from web-1"), ("web/healthz", nil, "ok"),
+      ("", "web.localhost", "Hello from web-1"), ("", "WEB.localhost:8001", "Hello from web-1"),
+    ] {
+      let (status, body) = try await HTTPLoadClient.get(url + path, host: host)
+      guard status == 200, body.trimmingCharacters(in: .newlines) == expected else {
+        throw TestSupportError("\(url)\(path) (Host \(host ?? "-")) answered \(status) \(body), not \(expected)")
+      }
+    }
   }
 }
 

@@ -6,7 +6,8 @@ import Testing
 
 /// `switchyard up --secure` end to end, as a user runs it: TLS and authentication in the whole local cluster,
 /// scaling with no failed request, status and `switchyard etcd` with the state directory's credentials,
-/// certificate renewal picked up by a running etcd, and no password in any log or state file.
+/// certificate renewal picked up by a running etcd, and no password in any log or state file. The routes of
+/// the second sample service, `web`, are written as the user `operator` and served by both nodes.
 @Suite(.serialized) struct SecureClusterTests {
   @Test func upScaleRenewStatusDown() async throws {
     let directory = try TemporaryDirectory(prefix: "secure-local")
@@ -21,7 +22,12 @@ import Testing
         timeout: .seconds(180))
       outputs.append(up)
       #expect(up.contains("Authentication on"), "\(up)")
-      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2", "backend-3"]) }
+      #expect(up.contains("Wrote the routes web-host and web to web"), "\(up)")
+      #expect(up.contains("as user operator"), "\(up)")
+      for url in lbURLs {
+        try await expectServing(url, ["backend-1", "backend-2", "backend-3"])
+        try await expectWebRoutes(url)
+      }
 
       // Every part connects as its own user, with TLS.
       let cluster = try #require(try ClusterState.load(home: home))
@@ -58,7 +64,7 @@ import Testing
 
       // status reads the registrations (as the read-only user `status`).
       let report = try await clusterStatus(home: home)
-      #expect(report.registrations.map(\.key) == ["/services/backend/backend-1"])
+      #expect(report.registrations.map(\.key) == ["/services/backend/backend-1", "/services/web/web-1"])
       #expect(report.parts.allSatisfy { $0.health == "healthy" }, "\(report.parts.map { "\($0.name) \($0.health)" })")
       let status = try await switchyard(["status", "--home", home])
       outputs.append(status)
@@ -71,6 +77,9 @@ import Testing
       let keys = try await switchyard(
         ["etcd", "get", "/services/", "--prefix", "--keys-only"], environment: environment)
       #expect(keys.contains("/services/backend/backend-1"), "\(keys)")
+      let routes = try await switchyard(
+        ["etcd", "get", "/switchyard/routes/", "--prefix", "--keys-only"], environment: environment)
+      #expect(routes.contains("/switchyard/routes/web") && routes.contains("/switchyard/routes/web-host"), "\(routes)")
       // Without credentials etcd serves nothing: a plain client cannot even connect.
       var plain = try EtcdConfiguration(endpoints: "https://127.0.0.1:\(ports[0])")
       plain.tls = .init(caCertificatePath: "\(home)/pki/ca.pem")
@@ -93,7 +102,10 @@ import Testing
       #expect(renewedReport.certificates?.contains("expire within") == false, "\(renewedReport.certificates ?? "")")
       // New connections with the renewed certificates work: a new backend registers and is routed to.
       outputs.append(try await switchyard(["scale", "backend=2", "--home", home], timeout: .seconds(120)))
-      for url in lbURLs { try await expectServing(url, ["backend-1", "backend-2"]) }
+      for url in lbURLs {
+        try await expectServing(url, ["backend-1", "backend-2"])
+        try await expectWebRoutes(url)
+      }
 
       // No password in any log or state file of ours (etcd's own data directories excepted: etcd 3.4 keeps
       // the requests that created users in its write-ahead log; docs/security.md says so).

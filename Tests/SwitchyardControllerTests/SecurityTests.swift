@@ -382,5 +382,6 @@ private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Se
     #expect(controller.count == 4 && controller.allSatisfy { $0.kind == .read })
     let operatorRole = try #require(roles[AccessPolicy.operatorRole])
     #expect(operatorRole.filter { $0.kind == .readWrite }.count == AccessPolicy.operatorPrefixes.count)
+    #expect(AccessPolicy.role(of: .web) == AccessPolicy.registrarRole)
   }
 }
