@@ -109,7 +109,8 @@ extension Scenarios {
         applied = try await node.metric("switchyard_applied_revision") >= Double(revision)
       }
       if applied && !serversIn {
-        serversIn = try await node.servers(backend: nil).all.count >= servers
+        // Counted, not collected by name: every service has instances `i0`, `i1`, `i2`.
+        serversIn = try await node.runtime.serversState().count >= servers
       }
       if applied && serversIn {
         for index in pending.sorted() {
