@@ -25,9 +25,11 @@ extension Scenarios {
 
   /// `routePuts` times: a new route to an existing service with a path prefix of its own is written, and
   /// the LB is probed on that path until the service answers (put acknowledged → its first answer is in);
-  /// then the route is deleted and probed until no request sent has reached it for the quiet period
-  /// (delete acknowledged → the last request it still routed was sent), as convergence measures
-  /// instances. Unmatched paths go to the default service (`backend`, the six-server fleet).
+  /// then the route is deleted and probed until the default service answers (delete acknowledged → its
+  /// first answer is in) and no request sent in the quiet period has reached the route's service (delete
+  /// acknowledged → the last request the route still carried was sent, as convergence measures instances).
+  /// Unmatched paths go to the default service (`backend`, the six-server fleet). The probe's round trip
+  /// (a new connection each, 1–3 ms here) bounds both figures' resolution.
   func routePuts() async throws -> ScenarioResult {
     let sizes = RouteBenchSizes(quick: options.quick)
     var result = ScenarioResult(
@@ -47,6 +49,7 @@ extension Scenarios {
         let updatesBefore = try await node.metric("switchyard_route_updates_total")
         var puts: [Double] = []
         var deletes: [Double] = []
+        var lastRouted: [Double] = []
         var timeouts = 0
         let probe = lab.probe.name
         for run in 0..<sizes.routePuts {
@@ -68,8 +71,9 @@ extension Scenarios {
           try await Task.sleep(for: .milliseconds(120))
           try await lab.deleteRoute(name)
           let deleted = ContinuousClock.now
-          if let last = try await lastRouted(port: node.listenPort, path: path, after: deleted, to: probe) {
-            deletes.append(milliseconds(deleted.duration(to: last)))
+          if let moved = try await routeLeft(port: node.listenPort, path: path, after: deleted, server: probe) {
+            deletes.append(milliseconds(deleted.duration(to: moved.firstElsewhere)))
+            lastRouted.append(milliseconds(deleted.duration(to: moved.lastRouted)))
           } else {
             timeouts += 1
           }
@@ -77,6 +81,7 @@ extension Scenarios {
         result.add("route_puts", Double(sizes.routePuts))
         result.add("put", LatencySummary(milliseconds: puts))
         result.add("delete", LatencySummary(milliseconds: deletes))
+        result.add("delete_last_routed", LatencySummary(milliseconds: lastRouted))
         result.add("timeouts", Double(timeouts))
         result.add("map_updates", try await node.metric("switchyard_route_updates_total") - updatesBefore)
         result.add("reloads", try await node.reloads() - reloadsBefore)
@@ -98,21 +103,30 @@ extension Scenarios {
     return nil
   }
 
-  /// Probes `path` one request at a time until none sent in the last quiet period (``BenchOptions/removalQuietPeriod``)
-  /// reached `server`; returns when the last request that still reached it was sent (`start` if none did),
-  /// or `nil` after 10 s.
-  func lastRouted(port: Int, path: String, after start: ContinuousClock.Instant, to server: String) async throws
-    -> ContinuousClock.Instant?
+  /// Probes `path` one request at a time after the route that sent it to `server` was deleted, until an
+  /// answer came from elsewhere and no request sent in the last quiet period
+  /// (``BenchOptions/removalQuietPeriod``) reached `server`. Returns when the first answer from elsewhere
+  /// was in (an upper bound of when the route left, like a put's figure) and when the last request that
+  /// still reached `server` was sent (a lower bound, as convergence measures a delete: `start` if none
+  /// did); `nil` after 10 s.
+  func routeLeft(port: Int, path: String, after start: ContinuousClock.Instant, server: String) async throws
+    -> (firstElsewhere: ContinuousClock.Instant, lastRouted: ContinuousClock.Instant)?
   {
     let deadline = start.advanced(by: .seconds(10))
     var lastReached = start
-    while lastReached.duration(to: .now) < options.removalQuietPeriod {
+    var firstElsewhere: ContinuousClock.Instant?
+    while firstElsewhere == nil || lastReached.duration(to: .now) < options.removalQuietPeriod {
       guard ContinuousClock.now < deadline else { return nil }
-      if let answer = await BenchLab.probe(port: port, path: path), answer.from(server), answer.sent > lastReached {
-        lastReached = answer.sent
+      if let answer = await BenchLab.probe(port: port, path: path) {
+        if answer.from(server) {
+          if answer.sent > lastReached { lastReached = answer.sent }
+        } else if answer.status == 200 && firstElsewhere == nil {
+          firstElsewhere = answer.answered
+        }
       }
       try await Task.sleep(for: Self.routePollPause)
     }
-    return lastReached
+    guard let firstElsewhere else { return nil }
+    return (firstElsewhere, lastReached)
   }
 }
