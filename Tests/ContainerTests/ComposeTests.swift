@@ -2,8 +2,9 @@ import Foundation
 import SwitchyardTestSupport
 import Testing
 
-/// The container image and compose.yaml, run for real with podman: three etcd containers, two LB nodes
-/// and scaled backends, through `scripts/container.sh` as the README runs them.
+/// The container image and compose.yaml, run for real with podman: three etcd containers, two LB nodes,
+/// scaled backends and the second sample service `web` behind its routes, through `scripts/container.sh` as
+/// the README runs them.
 @Suite(
   "Containers: the image and compose.yaml under podman",
   .serialized,
@@ -11,7 +12,7 @@ import Testing
 )
 struct ComposeTests {
   @Test(
-    "Build, up with 3 backends, scale 5 and 2 without a failed request, a crashed backend restarts, lose etcd1 and lb1, down leaves nothing"
+    "Build, up with 3 backends and web behind its routes, scale 5 and 2 without a failed request, a crashed backend restarts, lose etcd1 and lb1, down leaves nothing"
   )
   func wholeProject() async throws {
     let project = try ComposeProject()
@@ -36,7 +37,9 @@ struct ComposeTests {
       #expect(Set(bodies).count == 3, "port \(port) served \(bodies)")
       #expect(Dictionary(grouping: bodies, by: { $0 }).values.allSatisfy { $0.count == 2 }, "port \(port): \(bodies)")
     }
-    try await project.expectHealthy(["etcd1_1", "etcd2_1", "etcd3_1", "lb1_1", "lb2_1", "backend_1"])
+    try await project.expectHealthy(["etcd1_1", "etcd2_1", "etcd3_1", "lb1_1", "lb2_1", "backend_1", "web_1"])
+    // The one-shot `routes` wrote web's routes: both nodes send /web/ and the host web.localhost to it.
+    try await project.expectWebRoutes(within: .seconds(60))
 
     // Scaling under load from a client that polls both nodes.
     var load = try project.startLoad(ports: [project.lb1Port, project.lb2Port])
@@ -229,6 +232,25 @@ final class ComposeProject: Sendable {
       try await Task.sleep(for: .milliseconds(500))
     }
     throw TestSupportError(.timedOut, "not serving \(backends) backends within \(timeout): \(last)")
+  }
+
+  /// Waits until both LB nodes send `/web/` (prefix stripped: `/web/healthz` is web's `/healthz`) and the
+  /// host `web.localhost` to web-1.
+  func expectWebRoutes(within timeout: Duration) async throws {
+    try await retrying(timeout: timeout, every: .milliseconds(500)) {
+      for port in [self.lb1Port, self.lb2Port] {
+        for (path, host, expected) in [
+          ("/web/", nil, "Hello from web-1"), ("/web/healthz", nil, "ok"), ("/", "web.localhost", "Hello from web-1"),
+        ] {
+          let (status, body) = try await HTTPLoadClient.get(
+            "http://127.0.0.1:\(port)\(path)", host: host, timeout: .seconds(3))
+          guard status == 200, body.trimmingCharacters(in: .whitespacesAndNewlines) == expected else {
+            throw TestSupportError(
+              .notHealthy, "port \(port) \(path) (Host \(host ?? "-")) answered \(status) \(body), not \(expected)")
+          }
+        }
+      }
+    }
   }
 
   /// How often podman has restarted a container (its restart policy at work).
