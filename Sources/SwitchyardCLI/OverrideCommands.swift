@@ -65,7 +65,7 @@ struct EnableCommand: AsyncParsableCommand {
 
   func run() async throws {
     let key = try OverrideTarget.parse(instance)
-    let deleted = try await etcd.withClient(localClusterRoot: true) { client in
+    let deleted = try await etcd.withClient(localCluster: .operator) { client in
       try await client.delete(.key(InstanceOverride.path(for: key)))
     }
     if deleted.deleted == 0 {
@@ -105,7 +105,7 @@ struct OverrideTarget: ParsableArguments {
   func write(_ state: InstanceState, etcd: EtcdOptions) async throws {
     let key = try Self.parse(instance)
     let override = try InstanceOverride(instance: key, state: state, reason: reason)
-    let (revision, registered) = try await etcd.withClient(localClusterRoot: true) { client in
+    let (revision, registered) = try await etcd.withClient(localCluster: .operator) { client in
       let put = try await client.put(override.path, value: override.encoded())
       return (put.header.revision, try await client.value(of: key.path) != nil)
     }

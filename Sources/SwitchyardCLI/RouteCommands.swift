@@ -188,7 +188,7 @@ struct OperatorError: Error, CustomStringConvertible {
 func runOperatorCommand(_ etcd: EtcdOptions, _ body: (EtcdClient) async throws -> [String]) async throws {
   let lines: [String]
   do {
-    lines = try await etcd.withClient(localClusterRoot: true, body)
+    lines = try await etcd.withClient(localCluster: .operator, body)
   } catch let error as OperatorError {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
     throw ExitCode.failure
