@@ -20,7 +20,8 @@ import Testing
   /// The routes of the matrix, as operators would put them.
   static let routes: [(name: String, json: String)] = [
     ("exact", #"{"service":"exact","hosts":["a.example.com"]}"#),
-    ("exact-admin", #"{"service":"exact","hosts":["c.example.com"],"path_prefix":"/admin"}"#),
+    // One host may be given as `host`.
+    ("exact-admin", #"{"service":"exact","host":"c.example.com","path_prefix":"/admin"}"#),
     ("wild", #"{"service":"wild","hosts":["*.example.com"]}"#),
     ("wild-api", #"{"service":"wildapi","hosts":["*.example.com"],"path_prefix":"/api"}"#),
     ("api", #"{"service":"api","path_prefix":"/api"}"#),
@@ -220,6 +221,10 @@ import Testing
       #expect(took <= .seconds(1), "the first request of a new service was served \(took) after its registration")
       #expect(late.receivedPaths.contains("/late/first"))
       #expect(try await node.reloadCount() == reloadsBefore + 1)
+      // A new service is an ordinary event: no pass fails over it.
+      let failedPasses = try await node.metric("switchyard_reconciles_total{result=\"failed\"}") ?? 0
+      let failureLines = node.log().split(separator: "\n").filter { $0.contains("Reconcile pass failed") }
+      #expect(failedPasses == 0, "\(failedPasses) failed reconcile passes: \(failureLines)")
 
       // The lingering backend stays only until a reload that happens anyway: this one. Its route still
       // answers 503.

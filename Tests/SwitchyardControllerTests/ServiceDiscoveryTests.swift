@@ -104,13 +104,18 @@ import Testing
       var servers: [HTTPTestServer] = []
       for name in names { servers.append(try await HTTPTestServer.start(name: name)) }
       defer { Task { [servers] in for server in servers + steady { await server.close() } } }
-      // The routes are there first: 0 reloads, 503 until their service registers.
+      // The routes are there first: 0 reloads, 503 until their service registers. Eight hosts each make
+      // a map of 400 entries and some 30 kB, more than one Runtime API request carries.
       var revision: Int64 = 0
       for name in names {
-        revision = try await etcd.putRoute(name, #"{"service":"\#(name)","hosts":["\#(name).example.com"]}"#)
+        let hosts =
+          ["\(name).example.com"] + (1...7).map { "\(name)-\($0).a-rather-long-domain-name-for-maps.example.net" }
+        let list = hosts.map { "\"\($0)\"" }.joined(separator: ",")
+        revision = try await etcd.putRoute(name, #"{"service":"\#(name)","hosts":[\#(list)]}"#)
       }
       try await node.waitApplied(revision)
       #expect(try await node.request("/", host: "burst-01.example.com").status == 503)
+      #expect(try await node.routesInHAProxy().count == 400)
       let reloadsBefore = try await node.reloadCount()
       let load = try HTTPLoadClient.start(url: node.url, connections: 4)
       try await Task.sleep(for: .milliseconds(300))
@@ -142,15 +147,19 @@ import Testing
       let reloads = try await node.reloadCount() - reloadsBefore
       let report = await load.stop()
       let slowest = servedAfter.values.max() ?? .zero
+      let failedPasses = try await node.metric("switchyard_reconciles_total{result=\"failed\"}") ?? 0
       print(
-        "burst: 50 services registered in \(registered); all serving after \(slowest); \(reloads) reloads; load on another service: \(report)"
+        "burst: 50 services registered in \(registered); all serving after \(slowest); \(reloads) reloads; \(Int(failedPasses)) failed passes; load on another service: \(report)"
       )
       #expect(pending.isEmpty, "not serving after 15 s: \(pending.sorted())")
+      let lastHost = "burst-50-7.a-rather-long-domain-name-for-maps.example.net"
+      #expect(servedBy(try await node.request("/", host: lastHost).body) == "burst-50")
       #expect(slowest <= .seconds(3), "the last of 50 new services served \(slowest) after the burst started")
       #expect(reloads >= 1 && reloads <= 3, "50 new services cost \(reloads) reloads")
       #expect(report.failures == 0, "\(report)")
       #expect(report.successes > 100, "\(report)")
       #expect(try await node.showProc().failedReloads == 0)
+      #expect(failedPasses == 0, "reconcile passes failed over new services")
     }
   }
 
