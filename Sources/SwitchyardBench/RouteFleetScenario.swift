@@ -40,7 +40,8 @@ extension Scenarios {
   /// before the controller starts: first sync (controller started → it has applied etcd's revision, HAProxy
   /// has every server, and a sample of routes answers from their services' servers), the controller's and
   /// HAProxy's memory, idle CPU, and route changes on that fleet (a path route pointed at the probe service
-  /// and back: put acknowledged → first answer from the new target).
+  /// and back: put acknowledged → first answer from the new target), with the controller's CPU time per
+  /// change.
   func routeFleet() async throws -> ScenarioResult {
     let sizes = RouteBenchSizes(quick: options.quick)
     var result = ScenarioResult(
@@ -77,14 +78,22 @@ extension Scenarios {
         let idleStart = ContinuousClock.now
         try await Task.sleep(for: options.idleCPUDuration)
         let idleSeconds = KeepAliveLoad.seconds(idleStart.duration(to: .now))
-        result.add("idle_cpu_percent", (node.cpuSeconds() - controllerBefore) / idleSeconds * 100)
+        let idleShare = (node.cpuSeconds() - controllerBefore) / idleSeconds
+        result.add("idle_cpu_percent", idleShare * 100)
         result.add("haproxy_idle_cpu_percent", (node.haproxyCPUSeconds() - haproxyBefore) / idleSeconds * 100)
 
         let reloadsBefore = try await node.reloads()
+        let cpuBeforeChanges = node.cpuSeconds()
+        let changesStart = ContinuousClock.now
         let changes = try await fleetRouteChanges(node, sizes: sizes)
+        let changesSeconds = KeepAliveLoad.seconds(changesStart.duration(to: .now))
+        let changed = changes.latencies.count + changes.timeouts
         result.add("route_changes", Double(changes.latencies.count))
         result.add("change", LatencySummary(milliseconds: changes.latencies))
         result.add("change_timeouts", Double(changes.timeouts))
+        // The controller's CPU time over the changes, less what it spends idle over as long, per change.
+        let changeCPU = node.cpuSeconds() - cpuBeforeChanges - idleShare * changesSeconds
+        result.add("controller_cpu_per_change_ms", changed > 0 ? changeCPU / Double(changed) * 1000 : 0)
         result.add("reloads", try await node.reloads() - reloadsBefore)
         result.add("controller_peak_rss_mb", ResidentMemory.peakMegabytes(of: node.controller.pid))
         result.add("haproxy_worker_peak_rss_mb", node.haproxyWorkers.map(ResidentMemory.peakMegabytes).reduce(0, +))
