@@ -57,7 +57,8 @@ struct UpCommand: AsyncParsableCommand {
       "etcd with TLS (client certificates required) and authentication; each part its own etcd user.",
       discussion: """
         A local CA and certificates go to <state dir>/pki, passwords to <state dir>/secrets (0600). Backends \
-        get the role registrar (write /services/ only), LB nodes the role controller (read /services/ only). \
+        get the role registrar (write /services/ only), LB nodes the role controller (read registrations, \
+        routes, service settings and overrides); route, service, drain and enable use the role operator. \
         Run again on a running secure cluster, it renews the certificates that expire within 7 days.
         """
     )
@@ -137,6 +138,9 @@ struct UpCommand: AsyncParsableCommand {
 
       Try:
         curl http://127.0.0.1:\(lb)                     # three times: three different backends
+        curl http://127.0.0.1:\(lb)/web/                # the second service, web, by its route
+        curl -H 'Host: web.localhost' http://127.0.0.1:\(lb)/   # the same service, by host
+        switchyard route ls                           # the routes in etcd (docs/routing.md)
         switchyard scale backend=5                    # start two more; scale down drains first
         etcdctl get /services/backend --prefix        # the registrations (etcd1 is on :\(ports.etcdClient[0]))
         etcdctl watch /services/backend --prefix      # watch them change
@@ -158,6 +162,8 @@ extension UpCommand {
 
       Try:
         curl http://127.0.0.1:\(lb)                     # three times: three different backends
+        curl http://127.0.0.1:\(lb)/web/                # the second service, web, by its route
+        switchyard route ls                           # as the operator user
         switchyard etcd get /services/backend --prefix   # as root, with the credentials in the state directory
         ETCDCTL_PASSWORD="$(cat \(security.passwordFile(for: AccessPolicy.root)))" \\
           etcdctl --endpoints https://127.0.0.1:\(ports.etcdClient[0]) --cacert \(security.caCertificate) \\

@@ -140,12 +140,18 @@ final class Applier: Sendable {
     return nil
   }
 
+  /// Brings HAProxy's routes to `desired`'s alone, in a pass that changed nothing else: no server to
+  /// observe, no structure to compare. A refused replacement falls back to a reload (``applyRoutes(_:)``).
+  func applyRoutesOnly(_ desired: DesiredState) async throws {
+    _ = try await applyRoutes(desired)
+  }
+
   /// Brings HAProxy's routes map to `desired`'s, when it differs from what HAProxy holds: one atomic
   /// replacement through the Runtime API. Returns `false` when HAProxy refused it and a reload (which
   /// reads the map file) was made instead.
   private func applyRoutes(_ desired: DesiredState) async throws -> Bool {
     let text = desired.routes.mapText
-    guard await writer.routesInHAProxy != text else { return true }
+    guard writer.routesInHAProxy != text else { return true }
     let clock = ContinuousClock()
     let started = clock.now
     do {
@@ -158,7 +164,7 @@ final class Applier: Sendable {
         writer.render(desired), desired: desired, cause: .fallback, reason: "the routes map was refused")
       return false
     }
-    await writer.routesApplied(text)
+    writer.routesApplied(text)
     metrics.routeUpdates.increment()
     logger.info(
       "Routes applied through the Runtime API",
@@ -233,7 +239,8 @@ final class Applier: Sendable {
       logger.warning("HAProxy took long to reload", metadata: metadata)
     }
     await writer.markLoaded()
-    queue.requestFullPass(now: false)
+    // At once: the pass that reloaded looked only at its own backends, and /state must show the new ones.
+    queue.requestFullPass()
     switch cause {
     case .structure: metrics.reloadsStructural.increment()
     case .fallback: metrics.reloadsFallback.increment()

@@ -26,8 +26,9 @@ actor ConfigWriter {
   /// The routes map file as installed.
   private var installedMap: String?
   /// The routes HAProxy holds: the map file it last read, or what the Runtime API replaced it with
-  /// since; `nil` when not known (an adopted HAProxy).
-  private(set) var routesInHAProxy: String?
+  /// since; `nil` when not known (an adopted HAProxy). Behind a lock, not the actor: a pass that changes
+  /// routes must not wait while a flush syncs the file.
+  private let routesLoaded = Mutex<String?>(nil)
   /// The desired state the file is behind, if it is. Behind a lock, not the actor: a pass marks it on
   /// its way to HAProxy and must not wait while a flush syncs the file.
   private let behind = Mutex<DesiredState?>(nil)
@@ -84,12 +85,16 @@ actor ConfigWriter {
   /// HAProxy read the installed file (a start or a reload).
   func markLoaded() {
     loadedText = installedText
-    routesInHAProxy = installedMap
+    routesLoaded.withLock { $0 = installedMap }
   }
 
+  /// The routes HAProxy holds, when known: the map file it last read, or what the Runtime API replaced it
+  /// with since.
+  nonisolated var routesInHAProxy: String? { routesLoaded.withLock { $0 } }
+
   /// HAProxy took `routes` through the Runtime API.
-  func routesApplied(_ routes: String) {
-    routesInHAProxy = routes
+  nonisolated func routesApplied(_ routes: String) {
+    routesLoaded.withLock { $0 = routes }
   }
 
   /// Starts a flush beside the reconcile loop, unless one runs; the periodic check asks again while the

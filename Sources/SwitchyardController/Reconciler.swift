@@ -139,9 +139,10 @@ final class Reconciler: Sendable {
     writer.fileIsBehind(desired)
     let leaving = applier.leavingBackends
     var followUp = false
-    if !scope.isEmpty || !leaving.isEmpty || desired.routes != previous.routes || served != before
-      || applier.reloadPending
-    {
+    if scope.isEmpty && leaving.isEmpty && served == before && !applier.reloadPending {
+      // Only routes changed (or nothing HAProxy runs): no backend to observe, no structure to compare.
+      if desired.routes != previous.routes { try await applier.applyRoutesOnly(desired) }
+    } else {
       let structure = ConfigRenderer.structure(desired, settings: settings)
       followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))
     }
