@@ -181,12 +181,42 @@ final class FaultCluster {
     return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
   }
 
-  /// The servers that take new requests in `lb`'s HAProxy (not draining, not in maintenance), as
-  /// `address:port`, from the Runtime API.
-  func servingSet(_ lb: String) async throws -> Set<String> {
-    let api = RuntimeAPI(socketPath: "\(stateDirectory(lb))/admin.sock", timeout: .seconds(2), logger: quietLogger)
-    let servers = try await api.serversState(backend: "svc_backend")
+  /// `lb`'s HAProxy Runtime API.
+  func runtimeAPI(_ lb: String) -> RuntimeAPI {
+    RuntimeAPI(socketPath: "\(stateDirectory(lb))/admin.sock", timeout: .seconds(2), logger: quietLogger)
+  }
+
+  /// The servers that take new requests in `lb`'s HAProxy backend `backend` (not draining, not in
+  /// maintenance), as `address:port`, from the Runtime API.
+  func servingSet(_ lb: String, backend: String = "svc_backend") async throws -> Set<String> {
+    let servers = try await runtimeAPI(lb).serversState(backend: backend)
     return Set(servers.filter { !$0.isMaint && !$0.isDrain }.map { "\($0.address ?? "?"):\($0.port)" })
+  }
+
+  /// The routes map file `lb`'s controller keeps (the default: `routes.map` beside the admin socket).
+  func routesMapPath(_ lb: String) -> String { "\(stateDirectory(lb))/routes.map" }
+
+  /// The routes map as `lb`'s HAProxy holds it now (`show map`), as `key value` lines.
+  func routesInHAProxy(_ lb: String) async throws -> Set<String> {
+    Set(try await runtimeAPI(lb).showMap(routesMapPath(lb)).map { "\($0.key) \($0.value)" })
+  }
+
+  /// The routes map file on `lb`'s disk, as `key value` lines.
+  func routesOnDisk(_ lb: String) throws -> Set<String> {
+    let text = try String(contentsOfFile: routesMapPath(lb), encoding: .utf8)
+    return Set(text.split(separator: "\n").map(String.init))
+  }
+
+  /// `lb`'s `/state`.
+  func state(_ lb: String) async throws -> NodeSnapshot {
+    let (status, body) = try await HTTPLoadClient.get("\(adminURL(lb))/state", timeout: .seconds(2))
+    guard status == 200 else { throw TestSupportError("\(lb)'s /state answered \(status)") }
+    return try JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
+  }
+
+  /// The etcd member listening at `endpoint` (`address:port`, as `/state` names the watch's member).
+  func etcdMember(at endpoint: String) -> String? {
+    Self.etcdNames.first { endpoint.hasPrefix("\(lab.host($0).address):") }
   }
 
   /// The nodes whose serving set holds `address` (a node that does not answer counts as not serving it).
@@ -208,14 +238,19 @@ final class FaultCluster {
 
   // MARK: - Backends
 
-  /// Starts `switchyard backend` with instance id `id` on `host` (default: the host of the same name),
-  /// known to the test as `name` (default: `id`; a second process with the same id needs another).
-  func startBackend(_ id: String, on host: String? = nil, port: Int = 8080, as name: String? = nil) throws {
+  /// Starts `switchyard backend` with instance id `id` of `service` on `host` (default: the host of the
+  /// same name), known to the test as `name` (default: `id`; a second process with the same id needs another).
+  func startBackend(
+    _ id: String, on host: String? = nil, port: Int = 8080, as name: String? = nil, service: String = "backend"
+  ) throws {
     let host = lab.host(host ?? id)
     let (tool, arguments) = lab.command(
       on: host,
       switchyardBinary,
-      ["backend", "--id", id, "--listen", "\(host.address):\(port)", "--etcd-endpoints", endpoints]
+      [
+        "backend", "--id", id, "--service", service, "--listen", "\(host.address):\(port)", "--etcd-endpoints",
+        endpoints,
+      ]
     )
     let name = name ?? id
     backends[name] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(name))
@@ -235,10 +270,10 @@ final class FaultCluster {
 
   // MARK: - What etcd says
 
-  /// The registrations of service `backend` that take traffic (state up), as `id → address:port`;
-  /// entries that do not parse are left out, as the controller leaves them out.
-  func registrations(_ client: EtcdClient) async throws -> [String: String] {
-    let result = try await client.getPaginated(.prefix("/services/backend/"), pageSize: 500)
+  /// The registrations of `service` that take traffic (state up), as `id → address:port`; entries that
+  /// do not parse are left out, as the controller leaves them out.
+  func registrations(_ client: EtcdClient, service: String = "backend") async throws -> [String: String] {
+    let result = try await client.getPaginated(.prefix("/services/\(service)/"), pageSize: 500)
     var found: [String: String] = [:]
     for kv in result.kvs {
       guard let key = try? RegistrationKey(parsing: kv.keyString), let value = try? Registration.parse(kv.value),
@@ -263,10 +298,10 @@ final class FaultCluster {
   /// Waits until `id` is served by each of `nodes` (its address in the serving set); returns the time each
   /// took, nil for a node that did not within `timeout`.
   func timeUntilServed(
-    _ id: String, address: String, by nodes: [String] = lbNames, timeout: Duration
+    _ id: String, address: String, by nodes: [String] = lbNames, backend: String = "svc_backend", timeout: Duration
   ) async -> [String: Duration?] {
     await timeUntil(nodes: nodes, timeout: timeout, every: .milliseconds(25)) { lb, _ in
-      (try? await servingSet(lb))?.contains(address) == true
+      (try? await servingSet(lb, backend: backend))?.contains(address) == true
     } refresh: {
       nil
     }
@@ -274,9 +309,11 @@ final class FaultCluster {
 
   /// Waits until `address` is out of each node's serving set (draining, in maintenance or gone); returns
   /// the time each took, nil for a node that did not within `timeout`.
-  func timeUntilOutOfRotation(_ address: String, timeout: Duration) async -> [String: Duration?] {
+  func timeUntilOutOfRotation(
+    _ address: String, backend: String = "svc_backend", timeout: Duration
+  ) async -> [String: Duration?] {
     await timeUntil(nodes: Self.lbNames, timeout: timeout, every: .milliseconds(25)) { lb, _ in
-      (try? await servingSet(lb)).map { !$0.contains(address) } ?? false
+      (try? await servingSet(lb, backend: backend)).map { !$0.contains(address) } ?? false
     } refresh: {
       nil
     }
@@ -284,7 +321,7 @@ final class FaultCluster {
 
   /// Polls each node until `reached` holds for it, with `refresh` read once per round; returns the time
   /// each node took from the start, nil for a node that did not get there within `timeout`.
-  private func timeUntil(
+  func timeUntil(
     nodes: [String],
     timeout: Duration,
     every interval: Duration,
@@ -322,6 +359,11 @@ final class FaultCluster {
       process.kill()
     }
     await lab.shutdown()
+    // HAProxy's own output (its ALERT lines), kept beside the others.
+    for lb in Self.lbNames {
+      try? FileManager.default.copyItem(
+        atPath: "\(stateDirectory(lb))/haproxy.log", toPath: directory.path("\(lb)-haproxy.log"))
+    }
     directory.keepLogs(in: "SWITCHYARD_FAULT_LOGS")
     directory.remove()
   }

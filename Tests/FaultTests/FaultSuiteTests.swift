@@ -62,6 +62,12 @@ struct FaultSuiteTests {
     var failuresWithin: Duration?
     /// Extra writes the scenario makes itself.
     var ownWrites: Int64 = 0
+    /// When set, the most reloads the scenario may cost (its setup and teardown not counted).
+    var reloadLimit: Int?
+    /// What the scenario needs in place before its figures start (services, routes); not counted.
+    var setup: (@Sendable (ScenarioContext) async throws -> Void)?
+    /// Removes what `setup` put in place, after the figures are taken, also when the scenario failed.
+    var teardown: (@Sendable (ScenarioContext) async throws -> Void)?
     var body: @Sendable (ScenarioContext) async throws -> Void
   }
 
@@ -188,6 +194,22 @@ struct FaultSuiteTests {
       await context.healed()
       try await context.cluster.stopBackend("x1")
     },
+    // Issue 24: routes and service settings face the same faults.
+    Scenario(
+      name: "routes changed while lb1's etcd member is frozen (SIGSTOP) for 12 s", reloadLimit: 0,
+      setup: { try await $0.routesSetup() }, teardown: { try await $0.removeFixture() },
+      body: { try await $0.routesWhileFrozen() }
+    ),
+    Scenario(
+      name: "hostile routes and service settings written over valid ones", ownWrites: 120, reloadLimit: 0,
+      setup: { try await $0.hostileRoutesSetup() }, teardown: { try await $0.removeFixture() },
+      body: { try await $0.hostileRoutes() }
+    ),
+    Scenario(
+      name: "a tcp service's settings claim the node's own ports (listen, stats, admin), then its own again",
+      ownWrites: 4, setup: { try await $0.portClaimsSetup() }, teardown: { try await $0.removeFixture() },
+      body: { try await $0.portClaims() }
+    ),
   ]
 
   /// `3 / 0 (0.81 s)`: failed requests per node, and the longest time from a node's first failure to its last.

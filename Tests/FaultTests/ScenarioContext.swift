@@ -33,6 +33,8 @@ final class ScenarioContext: @unchecked Sendable {
   let events: RegistrationEvents
   private(set) var figures: ScenarioFigures
   private var faultStart = ContinuousClock.now
+  /// What the scenario's setup started and wrote, for its teardown.
+  let fixture = ScenarioFixture()
 
   init(cluster: FaultCluster, etcd: EtcdClient, events: RegistrationEvents, name: String) {
     self.cluster = cluster
@@ -237,21 +239,40 @@ final class ScenarioContext: @unchecked Sendable {
     await healed()
   }
 
-  private func reloadCount() async throws -> Double {
+  func reloadCount() async throws -> Double {
     var total = 0.0
     for lb in FaultCluster.lbNames { total += try await cluster.metric(lb, "switchyard_haproxy_reloads_total") }
     return total
   }
 
+  /// Requests the scenario sent beside the steady load (routed load), counted in its figures.
+  private var extra = SteadyLoad.Report()
+
+  /// Adds requests the scenario sent itself, and their failures by node, to its figures.
+  func addRequests(_ requests: Int, failures: [String: Int], errors: [String]) {
+    extra.requests += requests
+    for (lb, count) in failures { extra.failures[lb, default: 0] += count }
+    extra.errors += errors
+  }
+
   func finish(load: SteadyLoad.Report, writes: Int64, lost: [String]) -> ScenarioFigures {
-    figures.requests = load.requests
-    figures.failures = load.failures
+    figures.requests = load.requests + extra.requests
+    figures.failures = load.failures.merging(extra.failures, uniquingKeysWith: +)
+    figures.errors = load.errors + extra.errors
     figures.failureWindows = load.failureWindows
-    figures.errors = load.errors
     figures.etcdWrites = writes
     figures.lost = lost
     return figures
   }
 
   func addReloads(_ count: Double) { figures.reloads = count }
+
+  /// Sets what the table shows for a change made during the fault, and the convergence after the heal.
+  func record(changeApplied: [String: Duration?]? = nil, convergence: [String: Duration?]? = nil) {
+    if let changeApplied { figures.changeApplied = changeApplied }
+    if let convergence { figures.convergence = convergence }
+  }
+
+  /// The scenario's name, for the messages of its issues.
+  var name: String { figures.name }
 }

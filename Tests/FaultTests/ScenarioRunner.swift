@@ -9,11 +9,28 @@ struct ScenarioRunner {
   let events: RegistrationEvents
 
   func run(_ scenario: FaultSuiteTests.Scenario) async throws -> ScenarioFigures {
-    let revisionBefore = try await etcd.get(.key("/")).header.revision
-    let reloadsBefore = try await reloads()
-    let load = try SteadyLoad.start(cluster)
-    try await Task.sleep(for: .seconds(1))
     let context = ScenarioContext(cluster: cluster, etcd: etcd, events: events, name: scenario.name)
+    let started = ContinuousClock.now
+    if let setup = scenario.setup {
+      do {
+        try await setup(context)
+      } catch {
+        await tearDown(scenario, context)
+        throw TestSupportError("\(scenario.name): the setup failed: \(error)")
+      }
+    }
+    let revisionBefore: Int64
+    let reloadsBefore: [String: Double]
+    let load: SteadyLoad
+    do {
+      revisionBefore = try await etcd.get(.key("/")).header.revision
+      reloadsBefore = try await reloads()
+      load = try SteadyLoad.start(cluster)
+    } catch {
+      await tearDown(scenario, context)
+      throw error
+    }
+    try? await Task.sleep(for: .seconds(1))
     var bodyError: (any Error)?
     do {
       try await scenario.body(context)
@@ -28,18 +45,28 @@ struct ScenarioRunner {
     }
     try await Task.sleep(for: .seconds(1))
     let report = await load.stop()
-    let revisionAfter = try await etcd.get(.key("/")).header.revision
+    let revisionAfter: Int64
+    do {
+      revisionAfter = try await etcd.get(.key("/")).header.revision
+    } catch {
+      await tearDown(scenario, context)
+      throw error
+    }
     let lost = events.takeDeletions().compactMap { key -> String? in
       let id = String(key.dropFirst("/services/backend/".count))
       return scenario.mayLose.contains(id) || key.hasPrefix("/services/backend/EVIL") ? nil : id
     }
     // A restarted controller counts from 0 again.
-    let reloadsAfter = try await reloads()
+    let reloadsAfter = (try? await reloads()) ?? reloadsBefore
     context.addReloads(
       FaultCluster.lbNames.reduce(0) { sum, lb in
         let (before, after) = (reloadsBefore[lb] ?? 0, reloadsAfter[lb] ?? 0)
         return sum + (after >= before ? after - before : after)
       })
+    if scenario.setup != nil {
+      let (seconds, attoseconds) = started.duration(to: .now).components
+      context.note(String(format: "took %.1f s with its setup", Double(seconds) + Double(attoseconds) / 1e18))
+    }
     let figures = context.finish(load: report, writes: revisionAfter - revisionBefore, lost: lost)
     let name = scenario.name
     if let bodyError { Issue.record("\(name): \(bodyError)") }
@@ -56,10 +83,24 @@ struct ScenarioRunner {
       figures.etcdWrites <= FaultSuiteTests.writeBudget + scenario.ownWrites,
       "\(name): \(figures.etcdWrites) etcd writes")
     #expect(figures.requests > 0, "\(name): the load sent no request")
+    if let limit = scenario.reloadLimit {
+      #expect(Int(figures.reloads) <= limit, "\(name): \(Int(figures.reloads)) reloads (at most \(limit))")
+    }
+    await tearDown(scenario, context)
     if let settleError {
       throw TestSupportError("\(name): the system did not settle after the scenario: \(settleError)")
     }
     return figures
+  }
+
+  /// Removes what the scenario's setup put in place; a failure there is recorded, not thrown.
+  private func tearDown(_ scenario: FaultSuiteTests.Scenario, _ context: ScenarioContext) async {
+    guard let teardown = scenario.teardown else { return }
+    do {
+      try await teardown(context)
+    } catch {
+      Issue.record("\(scenario.name): the teardown failed: \(error)")
+    }
   }
 
   private func reloads() async throws -> [String: Double] {

@@ -1,0 +1,114 @@
+import EtcdClient
+import SwitchyardTestSupport
+import Synchronization
+import Testing
+
+/// Every write to etcd during a scenario, from a watch on the whole keyspace that starts at the
+/// scenario's first revision, so that each write can be put down to who made it.
+///
+/// etcd does not say who wrote a key, so writes are attributed by what they are:
+/// - the test's own: a put of a key and value the test put, or a delete of a key it deleted (a request
+///   repeated after a frozen member woke up counts here too, and shows as more writes than requests);
+/// - registrars': under `/services/`, a put with a lease (every registrar writes under its lease) or a
+///   delete (a revoked or expired lease);
+/// - anything else: someone else, which in the fault cluster can only be a controller. Controllers
+///   never write; the count must stay 0.
+final class EtcdWriteLog: Sendable {
+  struct Write: Sendable, Hashable {
+    var key: [UInt8]
+    var value: [UInt8]
+    var isDelete: Bool
+    var lease: Int64
+    var revision: Int64
+    var seen: ContinuousClock.Instant
+
+    var keyString: String { String(decoding: key, as: UTF8.self) }
+  }
+
+  private let writes = Mutex<[Write]>([])
+  private let ownPuts = Mutex<Set<[UInt8]>>([])
+  private let ownDeletes = Mutex<Set<[UInt8]>>([])
+  private let requests = Mutex(0)
+  private let task = Mutex<Task<Void, Never>?>(nil)
+  let etcd: EtcdClient
+
+  /// Starts watching every key from `revision` on.
+  init(_ etcd: EtcdClient, from revision: Int64) {
+    self.etcd = etcd
+    let watch = Task {
+      do {
+        for try await response in etcd.watch(.all, options: WatchOptions(startRevision: revision)) {
+          let now = ContinuousClock.now
+          let new = response.events.map { event in
+            Write(
+              key: event.kv.key, value: event.kv.value, isDelete: event.kind == .delete, lease: event.kv.lease,
+              revision: event.kv.modRevision, seen: now)
+          }
+          self.writes.withLock { $0 += new }
+        }
+      } catch {
+        if !Task.isCancelled { Issue.record("the write log's watch ended: \(error)") }
+      }
+    }
+    task.withLock { $0 = watch }
+  }
+
+  /// Puts `value` at `key` as the test; returns the write's revision.
+  @discardableResult
+  func put(_ key: some EtcdBytesConvertible, _ value: some EtcdBytesConvertible) async throws -> Int64 {
+    let (keyBytes, valueBytes) = (key.etcdBytes, value.etcdBytes)
+    ownPuts.withLock { _ = $0.insert(keyBytes + [0] + valueBytes) }
+    requests.withLock { $0 += 1 }
+    return try await etcd.put(keyBytes, value: valueBytes).header.revision
+  }
+
+  /// Deletes `key` as the test; returns the revision after it.
+  @discardableResult
+  func delete(_ key: some EtcdBytesConvertible) async throws -> Int64 {
+    let keyBytes = key.etcdBytes
+    ownDeletes.withLock { _ = $0.insert(keyBytes) }
+    requests.withLock { $0 += 1 }
+    return try await etcd.delete(.key(keyBytes)).header.revision
+  }
+
+  /// The writes seen so far.
+  var all: [Write] { writes.withLock { $0 } }
+
+  /// The writes of the registration keys under `prefix` (`/services/web/`), in order.
+  func registrationWrites(under prefix: String) -> [Write] {
+    all.filter { $0.key.starts(with: Array(prefix.utf8)) }
+  }
+
+  /// What the writes were, by who made them.
+  struct Attribution {
+    var test = 0
+    var testRequests = 0
+    var registrars = 0
+    var others: [Write] = []
+    var total = 0
+  }
+
+  /// Waits until the log has seen `revision`, stops it and puts every write down to its writer.
+  func finish(upTo revision: Int64) async -> Attribution {
+    try? await retrying(timeout: .seconds(10), every: .milliseconds(50)) {
+      guard (all.last?.revision ?? 0) >= revision else { throw TestSupportError("the write log is behind") }
+    }
+    task.withLock { $0?.cancel() }
+    let (puts, deletes) = (ownPuts.withLock { $0 }, ownDeletes.withLock { $0 })
+    var result = Attribution(testRequests: requests.withLock { $0 })
+    let services = Array("/services/".utf8)
+    for write in all where write.revision <= revision {
+      result.total += 1
+      if write.isDelete ? deletes.contains(write.key) : puts.contains(write.key + [0] + write.value) {
+        result.test += 1
+      } else if write.key.starts(with: services) && (write.isDelete || write.lease != 0) {
+        result.registrars += 1
+      } else {
+        result.others.append(write)
+      }
+    }
+    return result
+  }
+
+  func stop() { task.withLock { $0?.cancel() } }
+}
