@@ -52,7 +52,17 @@ final class Applier: Sendable {
   /// Brings HAProxy to `desired` (for the backends in `scope`, or all): Runtime API commands, or a
   /// reload when they cannot. Returns whether removed servers still drain.
   func apply(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool {
-    for _ in 0..<4 {
+    var desired = desired
+    var structure = structure
+    for round in 0..<4 {
+      if round > 0, desired.backends.contains(where: \.isLingering) {
+        // A reload let the lingering backends go: the rounds after it compare without them.
+        let trimmed = desired.withoutLingering()
+        if supervisor.runningStructure == ConfigRenderer.structure(trimmed, settings: settings) {
+          desired = trimmed
+          structure = ConfigRenderer.structure(trimmed, settings: settings)
+        }
+      }
       // One Runtime API connection per round; a reload ends the round, since the connection belongs
       // to the worker that the reload retires.
       let finished = try await runtime.withRuntimeSession {
@@ -67,7 +77,11 @@ final class Applier: Sendable {
   /// follow-up pass is needed once HAProxy has what `desired` says, or `nil` when another round must
   /// look again.
   private func applyRound(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool? {
-    let backends = desired.backends.map(\.name).filter { scope?.contains($0) ?? true }
+    // A backend that only a reload creates cannot be asked about yet.
+    let running = supervisor.runningStructure ?? ""
+    let backends = desired.backends.map(\.name).filter { name in
+      scope.map { $0.contains(name) && running.contains("\nbackend \(name)\n") } ?? true
+    }
     var observed = try await runtime.observe(backends: backends, each: scope != nil)
     let now = ContinuousClock.now
     let (drainingFor, leaving) = removals.withLock { removals in
@@ -87,7 +101,7 @@ final class Applier: Sendable {
       scope: scope
     )
     if updateStrategy == .reload && !plan.isEmpty {
-      let rendered = writer.render(desired)
+      let rendered = writer.render(desired.withoutLingering())
       if await rendered.text != writer.loadedText {
         // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
         try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
@@ -113,7 +127,9 @@ final class Applier: Sendable {
         _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
       }
       let reason = plan.reloadReasons.joined(separator: "; ")
-      try await installAndReload(writer.render(desired), desired: desired, cause: .structure, reason: reason) {
+      try await installAndReload(
+        writer.render(desired.withoutLingering()), desired: desired, cause: .structure, reason: reason
+      ) {
         logger.notice("Reloading HAProxy", metadata: ["reason": "\(reason)", "revision": "\(desired.revision)"])
       }
       return nil
@@ -134,7 +150,7 @@ final class Applier: Sendable {
       return true
     case .failed:
       try await installAndReload(
-        writer.render(desired), desired: desired, cause: .fallback,
+        writer.render(desired.withoutLingering()), desired: desired, cause: .fallback,
         reason: "a Runtime API command was refused")
     }
     return nil
@@ -161,7 +177,8 @@ final class Applier: Sendable {
       logger.warning(
         "HAProxy refused the new routes map; falling back to a reload", metadata: ["error": "\(error)"])
       try await installAndReload(
-        writer.render(desired), desired: desired, cause: .fallback, reason: "the routes map was refused")
+        writer.render(desired.withoutLingering()), desired: desired, cause: .fallback,
+        reason: "the routes map was refused")
       return false
     }
     writer.routesApplied(text)

@@ -24,6 +24,8 @@ final class Reconciler: Sendable {
   private let last = Mutex<DesiredState?>(nil)
   /// The routes in force as of the last view that carried them.
   private let routes = Mutex<[Route]>([])
+  /// The structure of the last pass's desired state, to reuse while backends keep theirs.
+  private let lastStructure = Mutex<String?>(nil)
 
   init(
     configuration: ControllerConfiguration, source: RegistrationSource, queue: PassQueue, writer: ConfigWriter,
@@ -101,6 +103,7 @@ final class Reconciler: Sendable {
       try await supervisor.start(structure: rendered.structure)
       await writer.markLoaded()
     }
+    lastStructure.withLock { $0 = rendered.structure }
     let followUp = try await applier.apply(desired: desired, structure: rendered.structure, scope: nil)
     try await writer.install(rendered, revision: desired.revision, serversApplied: true)
     writer.caughtUp()
@@ -143,11 +146,30 @@ final class Reconciler: Sendable {
       // Only routes changed (or nothing HAProxy runs): no backend to observe, no structure to compare.
       if desired.routes != previous.routes { try await applier.applyRoutesOnly(desired) }
     } else {
-      let structure = ConfigRenderer.structure(desired, settings: settings)
+      let structure = structure(of: desired, previous: previous, changed: changed, sameServices: served == before)
       followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))
     }
     publisher.applied(revision: view.revision)
     return followUp
+  }
+
+  /// The structure of `desired`: the last pass's when the services are the same and every changed one kept
+  /// its structure (a server change on a fleet of many services renders nothing), else rendered again.
+  private func structure(
+    of desired: DesiredState, previous: DesiredState, changed: Set<ServiceName>, sameServices: Bool
+  ) -> String {
+    let kept =
+      sameServices
+      && changed.allSatisfy { service in
+        guard let new = desired.backend(for: service), let old = previous.backend(for: service) else {
+          return desired.backend(for: service) == nil && previous.backend(for: service) == nil
+        }
+        return new.hasSameStructure(as: old)
+      }
+    if kept, let cached = lastStructure.withLock({ $0 }) { return cached }
+    let structure = ConfigRenderer.structure(desired, settings: settings)
+    lastStructure.withLock { $0 = structure }
+    return structure
   }
 
   /// Whether HAProxy runs a backend for `service`: a service that lost its last instance keeps it until
@@ -169,7 +191,7 @@ final class Reconciler: Sendable {
     let leaving = applier.leavingBackends
     guard !leaving.isEmpty || applier.reloadPending else { return false }
     metrics.followUpPasses.increment()
-    let structure = ConfigRenderer.structure(desired, settings: settings)
+    let structure = lastStructure.withLock { $0 } ?? ConfigRenderer.structure(desired, settings: settings)
     return try await applier.apply(desired: desired, structure: structure, scope: leaving)
   }
 }

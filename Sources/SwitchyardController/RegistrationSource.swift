@@ -94,6 +94,7 @@ final class RegistrationSource: Sendable {
       revision: readRevision, entries: kvs.map { ($0.key, $0.value, $0.modRevision) })
     return state.withLock { state in
       mirror.apply(state.changeLog.finish())
+      if let previous = state.mirror { mirror.keepLastValid(from: previous) }
       state.mirror = mirror
       state.invalidGenerationSeen = mirror.invalidGeneration
       state.routesGenerationSeen = mirror.routesGeneration

@@ -127,6 +127,10 @@ public enum ConfigRenderer {
       "  retry-on conn-failure empty-response response-timeout",
       // A request whose client has gone is not sent again, nor kept in a queue.
       "  option abortonclose",
+      // On a reload the old worker keeps its idle keep-alive connections until their next request, and
+      // answers that one with `Connection: close`: closing them at once races a client that is sending
+      // on one (measured: a few failed requests per reload under keep-alive load).
+      "  option idle-close-on-response",
       "",
       "frontend http",
       "  bind \(settings.listen)",
@@ -235,6 +239,8 @@ public enum ConfigRenderer {
         "",
         "frontend tcp_\(backend.service.rawValue)",
         "  mode tcp",
+        // An HTTP-only option of the defaults section.
+        "  no option idle-close-on-response",
         "  bind \(settings.listen.address.hostPort(port))",
         "  timeout client \(duration(policy.serverTimeout))",
         "  default_backend \(backend.name)",

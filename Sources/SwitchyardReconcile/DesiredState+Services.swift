@@ -1,6 +1,15 @@
 import SwitchyardModel
 
 extension DesiredState {
+  /// This state without its lingering backends, and their routes answering 503: what a reload installs,
+  /// since a reload that happens anyway is the moment to let them go.
+  public func withoutLingering() -> DesiredState {
+    let gone = Set(backends.filter(\.isLingering).map(\.name))
+    guard !gone.isEmpty else { return self }
+    return DesiredState(
+      revision: revision, backends: backends.filter { !$0.isLingering }, routes: routes.redirecting(gone))
+  }
+
   /// This state with `table` as its routes.
   public func with(routes table: RouteTable) -> DesiredState {
     DesiredState(revision: revision, backends: backends, routes: table)

@@ -69,6 +69,22 @@ public struct DesiredBackend: Sendable, Hashable {
     self.isLingering = isLingering
   }
 
+  /// Whether `other` renders the same lines in the configuration's structure: the same mode, algorithm,
+  /// check and settings, and the same servers with host names (servers with addresses are the Runtime
+  /// API's). A pass whose backends all keep their structure need not render and compare it again.
+  public func hasSameStructure(as other: DesiredBackend) -> Bool {
+    guard name == other.name, checkPath == other.checkPath, balance == other.balance else { return false }
+    switch (settings, other.settings) {
+    case (nil, nil): break
+    case (let mine?, let theirs?) where mine.sameSettings(as: theirs): break
+    default: return false
+    }
+    let named = servers.filter { !$0.isDynamic }
+    let otherNamed = other.servers.filter { !$0.isDynamic }
+    return named.count == otherNamed.count
+      && zip(named, otherNamed).allSatisfy { $0.name == $1.name && $0.address == $1.address && $0.port == $1.port }
+  }
+
   /// The same backend without its settings' algorithm decided again.
   func replacing(servers: [DesiredServer]? = nil, isLingering: Bool? = nil) -> DesiredBackend {
     DesiredBackend(

@@ -92,6 +92,20 @@ public struct RegistrationMirror: Sendable {
     return touched
   }
 
+  /// Keeps in force the routes and settings of `previous` (an older mirror) whose keys hold an invalid
+  /// value here: a full read knows only the bad value, and the last valid one must stay in force.
+  public mutating func keepLastValid(from previous: RegistrationMirror) {
+    for key in invalidEntries.keys {
+      if key.starts(with: Self.routeRoot), routesByKey[key] == nil, let route = previous.routesByKey[key] {
+        routesByKey[key] = route
+      } else if key.starts(with: Self.settingsRoot), let service = settingsService(key),
+        settingsByService[service] == nil, let settings = previous.settingsByService[service]
+      {
+        settingsByService[service] = settings
+      }
+    }
+  }
+
   /// Applies a change under the routes' or the settings' keyspace; `nil` when the key is in neither.
   /// Returns the service whose settings changed (none for a route: ``routesGeneration`` moves).
   private mutating func applyPolicy(_ change: Change) -> Set<ServiceName>? {

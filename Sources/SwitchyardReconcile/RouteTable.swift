@@ -114,6 +114,20 @@ public struct RouteTable: Sendable, Hashable {
       entries: byKey.values.sorted(), conflicts: conflicts, rejected: rejected, routeCount: routes.count)
   }
 
+  /// This table with the entries of `backends` sent to ``unavailableBackend`` instead (backends a reload
+  /// removes).
+  public func redirecting(_ backends: Set<String>) -> RouteTable {
+    guard entries.contains(where: { backends.contains($0.backend) }) else { return self }
+    return RouteTable(
+      entries: entries.map { entry in
+        backends.contains(entry.backend)
+          ? Entry(
+            key: entry.key, backend: Self.unavailableBackend, stripSegments: entry.stripSegments, route: entry.route)
+          : entry
+      },
+      conflicts: conflicts, rejected: rejected, routeCount: routeCount)
+  }
+
   /// The map key of a host (or none) and a normalized path prefix: `api.example.com/v1/`, `*.example.com/`,
   /// `/static/`.
   public static func key(host: HostPattern?, pathPrefix: String) -> String {

@@ -185,9 +185,24 @@ import Testing
     #expect(listeners.map(\.backend.service) == [Self.api])
     #expect(conflicts.count == 1 && conflicts[0].contains("\"web\""))
     let text = ConfigRenderer.render(desired, settings: Fixture.settings).text
-    #expect(text.contains("frontend tcp_api\n  mode tcp\n  bind 127.0.0.1:6379\n"))
+    #expect(text.contains("frontend tcp_api\n  mode tcp\n  no option idle-close-on-response\n  bind 127.0.0.1:6379\n"))
     #expect(!text.contains("frontend tcp_web"))
     #expect(text.contains("backend svc_api\n  mode tcp\n  no option abortonclose\n"))
+  }
+
+  @Test func aBackendKeepsItsStructureWhileOnlyServersWithAddressesChange() throws {
+    let before = Fixture.desired([Fixture.instance("a", "127.0.0.1", 9001), Fixture.instance("h", "db.internal", 9002)])
+    let moved = Fixture.desired([Fixture.instance("a", "127.0.0.1", 9101), Fixture.instance("h", "db.internal", 9002)])
+    let renamed = Fixture.desired([
+      Fixture.instance("a", "127.0.0.1", 9001), Fixture.instance("h", "db2.internal", 9002),
+    ])
+    let backend = try #require(before.backends.first)
+    #expect(backend.hasSameStructure(as: try #require(moved.backends.first)))
+    #expect(!backend.hasSameStructure(as: try #require(renamed.backends.first)))
+    let tuned = DesiredState(
+      revision: 8, services: [.backend], instances: [],
+      settings: [.backend: try ServiceSettings(service: .backend, balance: .leastconn)])
+    #expect(!backend.hasSameStructure(as: try #require(tuned.backends.first)))
   }
 
   @Test func roundRobinGivesWayToRandomAboveHAProxysWeightLimitWithHysteresis() {
