@@ -66,4 +66,23 @@ import Testing
     #expect(mirror.settings.isEmpty)
     #expect(mirror.invalid.isEmpty)
   }
+
+  @Test func aFullReadKeepsTheLastValidValueOfAKeyThatHoldsABadOneNow() {
+    let before = Self.mirror()
+    var after = RegistrationMirror(
+      revision: 20,
+      entries: [
+        (Array("/switchyard/routes/web".utf8), Array(#"{"service":"web","path_prefix":"/a b"}"#.utf8), 15),
+        (Array("/switchyard/services/web".utf8), Array(#"{"balance":"fastest"}"#.utf8), 16),
+      ])
+    #expect(after.routes.isEmpty && after.settings.isEmpty)
+    after.keepLastValid(from: before)
+    #expect(after.routes.map(\.pathPrefix) == ["/web"])
+    #expect(after.settings.values.map(\.balance) == [.leastconn])
+    #expect(after.invalid.count == 2)
+    // A key deleted since, or valid now, takes nothing from the old mirror.
+    var fresh = RegistrationMirror(revision: 20, entries: [])
+    fresh.keepLastValid(from: before)
+    #expect(fresh.routes.isEmpty && fresh.settings.isEmpty)
+  }
 }
