@@ -45,6 +45,7 @@ extension Scenarios {
         try await node.waitUntil(backend: "svc_\(Self.routedService)", interval: .milliseconds(20)) { _, active in
           active.contains("probe-0")
         }
+        let roundTrip = try await probeRoundTrips(port: node.listenPort, path: "/")
         let reloadsBefore = try await node.reloads()
         let updatesBefore = try await node.metric("switchyard_route_updates_total")
         var puts: [Double] = []
@@ -83,11 +84,25 @@ extension Scenarios {
         result.add("delete", LatencySummary(milliseconds: deletes))
         result.add("delete_last_routed", LatencySummary(milliseconds: lastRouted))
         result.add("timeouts", Double(timeouts))
+        result.add("probe_round_trip", roundTrip)
         result.add("map_updates", try await node.metric("switchyard_route_updates_total") - updatesBefore)
         result.add("reloads", try await node.reloads() - reloadsBefore)
       }
     }
     return result
+  }
+
+  /// The round trip of 50 probes of `path` with nothing changing (sent → answer in): the part of every
+  /// figure above that is the probe's own, not the change's.
+  func probeRoundTrips(port: Int, path: String) async throws -> LatencySummary {
+    var samples: [Double] = []
+    for _ in 0..<50 {
+      if let answer = await BenchLab.probe(port: port, path: path), answer.status == 200 {
+        samples.append(milliseconds(answer.sent.duration(to: answer.answered)))
+      }
+      try await Task.sleep(for: Self.routePollPause)
+    }
+    return LatencySummary(milliseconds: samples)
   }
 
   /// Probes `path` one request at a time until an answer meets `wanted`; returns when that answer was in,
