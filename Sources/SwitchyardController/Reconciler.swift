@@ -149,7 +149,8 @@ final class Reconciler: Sendable {
       let structure = structure(of: desired, previous: previous, changed: changed, sameServices: served == before)
       followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))
     }
-    publisher.applied(revision: view.revision)
+    // A change that waits for its reload is not applied yet: the full pass after the reload says so.
+    if !applier.reloadPending { publisher.applied(revision: view.revision) }
     return followUp
   }
 
