@@ -53,23 +53,42 @@ final class EtcdWriteLog: Sendable {
     task.withLock { $0 = watch }
   }
 
-  /// Puts `value` at `key` as the test; returns the write's revision.
+  /// Puts `value` at `key` as the test, as an operator would: a request that times out (on a frozen
+  /// member the client does not send a write elsewhere by itself) is sent again, up to three times.
+  /// Returns the write's revision.
   @discardableResult
   func put(_ key: some EtcdBytesConvertible, _ value: some EtcdBytesConvertible) async throws -> Int64 {
     let (keyBytes, valueBytes) = (key.etcdBytes, value.etcdBytes)
     ownPuts.withLock { _ = $0.insert(keyBytes + [0] + valueBytes) }
-    requests.withLock { $0 += 1 }
-    return try await etcd.put(keyBytes, value: valueBytes).header.revision
+    return try await again { try await self.etcd.put(keyBytes, value: valueBytes).header.revision }
   }
 
-  /// Deletes `key` as the test; returns the revision after it.
+  /// Deletes `key` as the test (sent again as ``put(_:_:)`` is); returns the revision after it.
   @discardableResult
   func delete(_ key: some EtcdBytesConvertible) async throws -> Int64 {
     let keyBytes = key.etcdBytes
     ownDeletes.withLock { _ = $0.insert(keyBytes) }
-    requests.withLock { $0 += 1 }
-    return try await etcd.delete(.key(keyBytes)).header.revision
+    return try await again { try await self.etcd.delete(.key(keyBytes)).header.revision }
   }
+
+  /// Requests the test sent again after a failure, with what failed.
+  private let retries = Mutex<[String]>([])
+
+  private func again(_ request: () async throws -> Int64) async throws -> Int64 {
+    for attempt in 1...3 {
+      requests.withLock { $0 += 1 }
+      do {
+        return try await request()
+      } catch  where attempt < 3 {
+        retries.withLock { $0.append("\(error)") }
+      }
+    }
+    // Unreachable: the third attempt returns or throws.
+    throw TestSupportError("no attempt left")
+  }
+
+  /// The failures after which the test sent a request again.
+  var resent: [String] { retries.withLock { $0 } }
 
   /// The writes seen so far.
   var all: [Write] { writes.withLock { $0 } }

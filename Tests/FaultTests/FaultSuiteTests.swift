@@ -201,6 +201,11 @@ struct FaultSuiteTests {
       body: { try await $0.routesWhileFrozen() }
     ),
     Scenario(
+      name: "routes changed while lb2's controller is killed (-9), then 16 settings reloads on its adopted HAProxy",
+      setup: { try await $0.routesSetup() }, teardown: { try await $0.removeFixture() },
+      body: { try await $0.routesWhileControllerKilled() }
+    ),
+    Scenario(
       name: "hostile routes and service settings written over valid ones", ownWrites: 120, reloadLimit: 0,
       setup: { try await $0.hostileRoutesSetup() }, teardown: { try await $0.removeFixture() },
       body: { try await $0.hostileRoutes() }

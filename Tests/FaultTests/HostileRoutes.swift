@@ -141,8 +141,8 @@ extension ScenarioContext {
       }
     }
     try await waitReloadsSettled()
-    // A reload leaves a full pass pending until the next change: let this change take it, so that the
-    // body's first phase sees only watch events.
+    // One more change, applied by both nodes: whatever pass the setup's reloads left to run has run, so
+    // the body's first phase sees only watch events.
     try await putFixture(RouteFixture.key("fault-poke"), #"{"service":"web","hosts":["poke.example.com"]}"#)
     try await retrying(timeout: .seconds(10), every: .milliseconds(100)) {
       for lb in FaultCluster.lbNames {
@@ -216,6 +216,7 @@ extension ScenarioContext {
       _ = await load.stop()
       throw error
     }
+    await healed()
     for (request, result) in seen.sorted(by: { $0.key.description < $1.key.description }) {
       addRequests(result.requests, failures: result.failures, errors: result.errors)
       let expected = request == Self.tcpRequest ? "tcpsvc" : "web"
@@ -226,7 +227,8 @@ extension ScenarioContext {
     let writes = await log.finish(upTo: revision)
     note(
       "etcd writes: \(writes.total) = \(writes.test) by the test (\(writes.testRequests) requests), "
-        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)")
+        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)"
+        + (log.resent.isEmpty ? "" : "; requests sent again after: \(log.resent)"))
     #expect(
       writes.others.isEmpty, "\(name): writes by neither the test nor a registrar: \(writes.others.map(\.keyString))")
     // The runner holds the scenario to its reload limit (0); this says which phase reloaded.
@@ -376,6 +378,7 @@ extension ScenarioContext {
     } catch {
       Issue.record("\(name): port \(Self.tcpPort) not served again within 5 s: \(error)")
     }
+    await healed()
   }
 
   /// GETs on every node's listen port, stats page and admin `/state`, every 100 ms for `duration`; the
