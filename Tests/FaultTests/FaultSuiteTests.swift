@@ -201,6 +201,11 @@ struct FaultSuiteTests {
       body: { try await $0.routesWhileFrozen() }
     ),
     Scenario(
+      name: "routes changed while the etcd leader is frozen (SIGSTOP) for 12 s", reloadLimit: 0,
+      setup: { try await $0.routesSetup() }, teardown: { try await $0.removeFixture() },
+      body: { try await $0.routesWhileFrozen(leader: true) }
+    ),
+    Scenario(
       name: "routes changed while lb2's controller is killed (-9), then 16 settings reloads on its adopted HAProxy",
       setup: { try await $0.routesSetup() }, teardown: { try await $0.removeFixture() },
       body: { try await $0.routesWhileControllerKilled() }

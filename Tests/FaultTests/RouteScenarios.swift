@@ -201,7 +201,10 @@ extension ScenarioContext {
   /// within the change deadline after etcd acknowledged the write, and never from the old one again on
   /// that node. 0 reloads, 0 etcd writes by the controllers, and after the thaw both nodes' maps, map
   /// files and servers equal what etcd holds.
-  func routesWhileFrozen() async throws {
+  ///
+  /// With `leader`, the member frozen is the Raft leader instead: the other two elect another, and every
+  /// lease must be renewed through it.
+  func routesWhileFrozen(leader: Bool = false) async throws {
     let log = EtcdWriteLog(etcd, from: try await etcd.get(.key("/")).header.revision + 1)
     defer { log.stop() }
     let reloadsBefore = try await reloadCount()
@@ -215,11 +218,12 @@ extension ScenarioContext {
     let stopped: Bool
     do {
       try await Task.sleep(for: .seconds(1))
-      let watched = try await cluster.state("lb1").etcdWatchEndpoint
-      let other = try? await cluster.state("lb2").etcdWatchEndpoint
-      let name = watched.flatMap(cluster.etcdMember(at:)) ?? "etcd1"
+      let watched = (try await cluster.state("lb1").etcdWatchEndpoint).flatMap(cluster.etcdMember(at:))
+      let other = (try? await cluster.state("lb2").etcdWatchEndpoint)?.flatMap(cluster.etcdMember(at:))
+      let raftLeader = try await cluster.leader(etcd)
+      let name = leader ? raftLeader : watched ?? "etcd1"
       note(
-        "froze \(name), which lb1 watched (lb2 watched \(other.flatMap(cluster.etcdMember(at:)) ?? "none"))"
+        "froze \(name)\(name == raftLeader ? ", the leader" : ""); lb1 watched \(watched ?? "none"), lb2 \(other ?? "none")"
       )
       member = cluster.etcdProcess(name)
       member?.signal(SIGSTOP)
