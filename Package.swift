@@ -103,6 +103,7 @@ let package = Package(
         "AddressText",
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardProcess",
         "SwitchyardModel",
         "SwitchyardReconcile",
         .product(name: "Logging", package: "swift-log"),

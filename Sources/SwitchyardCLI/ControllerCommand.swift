@@ -251,6 +251,7 @@ struct ControllerCommand: AsyncParsableCommand {
         serviceFilter: serviceNames.isEmpty ? nil : serviceNames,
         defaultService: defaultServiceName,
         adminSocketPath: directory + "/admin.sock",
+        reservedPorts: [adminAddress.port],
         healthCheck: health.healthCheck,
         hardStopAfter: .seconds(hardStopAfter),
         retries: health.retries,

@@ -20,6 +20,11 @@ final class Applier: Sendable {
   private let logger: Logger
   private let removals = Mutex(RemovalTracker())
   private let reloadGate: Mutex<ReloadGate<ContinuousClock.Instant>>
+  /// The structure whose reload HAProxy last refused, and when: it is not tried again for a while, since
+  /// each try pauses the old worker's listeners while the new one fails to start.
+  private let refusedReload = Mutex<(structure: String, at: ContinuousClock.Instant)?>(nil)
+  /// How long a structure whose reload failed waits before it is tried again.
+  static let refusedReloadBackoff = Duration.seconds(30)
 
   init(
     configuration: ControllerConfiguration, runtime: RuntimeClient, writer: ConfigWriter,
@@ -44,7 +49,9 @@ final class Applier: Sendable {
 
   /// Whether a structural change waits for its reload (``ReloadGate``): the pass it is due at must
   /// look, even with nothing else to do.
-  var reloadPending: Bool { reloadGate.withLock { $0.isPending } }
+  var reloadPending: Bool {
+    reloadGate.withLock { $0.isPending } || refusedReload.withLock { $0 != nil }
+  }
 
   /// The backends with servers leaving (draining, or deletes deferred).
   var leavingBackends: Set<String> { removals.withLock { $0.leavingBackends } }
@@ -108,7 +115,17 @@ final class Applier: Sendable {
         return nil
       }
     }
-    if plan.needsReload, let wait = reloadGate.withLock({ $0.wait(now: .now) }) {
+    let refusedWait = refusedReload.withLock { refused -> Duration? in
+      guard let refused else { return nil }
+      // A reload installs the state without its lingering backends: compare with what it would install.
+      let reloaded =
+        desired.backends.contains(where: \.isLingering)
+        ? ConfigRenderer.structure(desired.withoutLingering(), settings: settings) : structure
+      guard refused.structure == reloaded else { return nil }
+      let left = Self.refusedReloadBackoff - refused.at.duration(to: .now)
+      return left > .zero ? left : nil
+    }
+    if plan.needsReload, let wait = refusedWait ?? reloadGate.withLock({ $0.wait(now: .now) }) {
       // Changes that need a reload wait a little for others to share it; the rest goes on meanwhile.
       // Routes wait too: they may name a backend that only the reload creates.
       if !plan.commands.isEmpty {
@@ -118,7 +135,10 @@ final class Applier: Sendable {
       logger.debug("A structural change waits for its reload", metadata: ["wait": "\(wait)"])
       return !plan.draining.isEmpty
     }
-    if !plan.needsReload { reloadGate.withLock { $0.settled() } }
+    if !plan.needsReload {
+      reloadGate.withLock { $0.settled() }
+      refusedReload.withLock { $0 = nil }
+    }
     if plan.needsReload {
       // Backends the reload does not change take their changes now: a reload can be slow, and a
       // configuration HAProxy rejects must not hold them back. A refused command is put right by
@@ -249,7 +269,16 @@ final class Applier: Sendable {
     beforeReload()
     let clock = ContinuousClock()
     let started = clock.now
-    try await supervisor.reload(structure: rendered.structure)
+    do {
+      try await supervisor.reload(structure: rendered.structure)
+    } catch {
+      refusedReload.withLock { $0 = (rendered.structure, .now) }
+      logger.error(
+        "HAProxy refused the reload; this configuration is tried again in \(Self.refusedReloadBackoff) at the earliest",
+        metadata: ["error": "\(error)"])
+      throw error
+    }
+    refusedReload.withLock { $0 = nil }
     reloadGate.withLock { $0.reloaded(now: .now) }
     let took = started.duration(to: clock.now)
     if let metadata = Self.slowReloadReport(took: took, reason: reason, desired: desired) {

@@ -1,5 +1,6 @@
 import Logging
 import SwitchyardModel
+import SwitchyardProcess
 import SwitchyardReconcile
 import Synchronization
 
@@ -87,6 +88,7 @@ final class Reconciler: Sendable {
     var desired = DesiredState(
       revision: view.revision, services: served, instances: view.instances, previous: previous,
       settings: view.settings, lingering: lingering)
+    desired = desired.with(unavailablePorts: unbindablePorts(desired))
     let routeList = view.routes ?? []
     routes.withLock { $0 = routeList }
     desired = desired.with(routes: desired.routeTable(routeList))
@@ -127,6 +129,9 @@ final class Reconciler: Sendable {
     var desired = previous.updating(
       services: changed, instances: view.instances, revision: view.revision, serving: served == before ? nil : served,
       settings: view.settings, lingering: lingering)
+    if served != before || changed.contains(where: { desired.backend(for: $0)?.mode == .tcp }) {
+      desired = desired.with(unavailablePorts: unbindablePorts(desired))
+    }
     if let routeList = view.routes { routes.withLock { $0 = routeList } }
     // The table follows the routes and which backends exist in which mode.
     if view.routes != nil || Self.routeTargets(desired) != Self.routeTargets(previous) {
@@ -173,15 +178,33 @@ final class Reconciler: Sendable {
     return structure
   }
 
+  /// The ports `tcp` services ask for that HAProxy does not listen on yet and that cannot be bound now
+  /// (another process has them): a reload whose new worker cannot bind fails, and HAProxy pauses the old
+  /// worker's listeners while it tries. Ports HAProxy listens on already are its own.
+  private func unbindablePorts(_ desired: DesiredState) -> [Int: String] {
+    let running = supervisor.runningStructure ?? ""
+    var problems: [Int: String] = [:]
+    for backend in desired.backends where backend.mode == .tcp {
+      guard let port = backend.settings?.port else { continue }
+      let bind = settings.listen.address.hostPort(port)
+      if running.contains("  bind \(bind)\n") { continue }
+      if let problem = PortProbe.bindProblem(host: settings.listen.address.text, port: port) {
+        problems[port] = problem
+      }
+    }
+    return problems
+  }
+
   /// Whether HAProxy runs a backend for `service`: a service that lost its last instance keeps it until
   /// a reload happens anyway.
   private func runsBackend(_ service: ServiceName) -> Bool {
     supervisor.runningStructure?.contains("\nbackend \(service.haproxyBackendName)\n") ?? false
   }
 
-  /// What the route table depends on besides the routes: the backends and their modes.
+  /// What the route table and the route problems depend on besides the routes: the backends, their modes
+  /// and their tcp ports.
   private static func routeTargets(_ state: DesiredState) -> [String] {
-    state.backends.map { "\($0.name) \($0.mode.rawValue)" }
+    state.backends.map { "\($0.name) \($0.mode.rawValue) \($0.settings?.port ?? 0)" }
   }
 
   /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so

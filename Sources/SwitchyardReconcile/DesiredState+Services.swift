@@ -7,12 +7,19 @@ extension DesiredState {
     let gone = Set(backends.filter(\.isLingering).map(\.name))
     guard !gone.isEmpty else { return self }
     return DesiredState(
-      revision: revision, backends: backends.filter { !$0.isLingering }, routes: routes.redirecting(gone))
+      revision: revision, backends: backends.filter { !$0.isLingering }, routes: routes.redirecting(gone),
+      unavailablePorts: unavailablePorts)
+  }
+
+  /// This state with `ports` as the ports that cannot be listened on now.
+  public func with(unavailablePorts ports: [Int: String]) -> DesiredState {
+    ports == unavailablePorts
+      ? self : DesiredState(revision: revision, backends: backends, routes: routes, unavailablePorts: ports)
   }
 
   /// This state with `table` as its routes.
   public func with(routes table: RouteTable) -> DesiredState {
-    DesiredState(revision: revision, backends: backends, routes: table)
+    DesiredState(revision: revision, backends: backends, routes: table, unavailablePorts: unavailablePorts)
   }
 
   /// The route table of `routes` against this state's backends.
@@ -60,10 +67,16 @@ extension DesiredState {
     listeners: [(backend: DesiredBackend, port: Int)], conflicts: [String]
   ) {
     var taken: [Int: String] = [node.listen.port: "the node's listen address", node.stats.port: "the stats page"]
+    for port in node.reservedPorts where taken[port] == nil { taken[port] = "the controller's admin endpoint" }
     var listeners: [(backend: DesiredBackend, port: Int)] = []
     var conflicts: [String] = []
     for backend in backends where backend.mode == .tcp {
       guard let port = backend.settings?.port else { continue }
+      if let problem = unavailablePorts[port] {
+        conflicts.append(
+          "service \"\(backend.service)\": port \(port) cannot be listened on (\(problem)); it gets no listener")
+        continue
+      }
       if let holder = taken[port] {
         conflicts.append("service \"\(backend.service)\": port \(port) is taken by \(holder); it gets no listener")
         continue

@@ -101,15 +101,21 @@ public struct DesiredState: Sendable, Hashable {
   public let backends: [DesiredBackend]
   /// The routes, as HAProxy's map holds them.
   public let routes: RouteTable
+  /// Ports a `tcp` service asks for that cannot be listened on now, and why: they get no listener
+  /// (``tcpListeners(node:)``). The controller finds them by trying to bind before a reload would.
+  public let unavailablePorts: [Int: String]
 
   /// The health-check path used when a service has no instance that names one: `/`, as in the original.
   public static let defaultCheckPath = "/"
 
   /// Creates a state directly (for tests and tools).
-  public init(revision: Int64, backends: [DesiredBackend], routes: RouteTable = .empty) {
+  public init(
+    revision: Int64, backends: [DesiredBackend], routes: RouteTable = .empty, unavailablePorts: [Int: String] = [:]
+  ) {
     self.revision = revision
     self.backends = backends
     self.routes = routes
+    self.unavailablePorts = unavailablePorts
     index = Self.index(backends)
   }
 
@@ -137,6 +143,7 @@ public struct DesiredState: Sendable, Hashable {
     let byService = Dictionary(grouping: instances, by: \.key.service)
     self.revision = revision
     routes = previous?.routes ?? .empty
+    unavailablePorts = previous?.unavailablePorts ?? [:]
     backends = services.map { service in
       let members = byService[service] ?? []
       let previousBackend = previous?.backend(for: service)
@@ -194,7 +201,7 @@ public struct DesiredState: Sendable, Hashable {
         let lingers = lingering.contains(service)
         return backend.isLingering == lingers ? backend : backend.replacing(isLingering: lingers)
       },
-      routes: routes)
+      routes: routes, unavailablePorts: unavailablePorts)
   }
 
   /// The backend of `service`, if the node serves it.

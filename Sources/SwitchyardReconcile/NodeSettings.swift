@@ -181,6 +181,8 @@ public struct NodeSettings: Sendable, Hashable {
   /// Where a request that matches no route goes; `nil` answers it with a 404. Its backend exists even
   /// while the service has no instance (it then answers 503), as the original's `backend` did.
   public let defaultService: ServiceName?
+  /// Other ports of the node that a `tcp` service must not take (the controller's admin endpoint).
+  public let reservedPorts: Set<Int>
   /// Absolute path of the map file that holds the routes (``RouteTable``); the controller keeps it and
   /// HAProxy's copy of it in step.
   public let routesMapPath: String
@@ -208,6 +210,7 @@ public struct NodeSettings: Sendable, Hashable {
     defaultService: ServiceName? = .backend,
     adminSocketPath: String,
     routesMapPath: String? = nil,
+    reservedPorts: Set<Int> = [],
     healthCheck: HealthCheck = HealthCheck(),
     hardStopAfter: Duration = .seconds(30),
     retries: Int = 3,
@@ -244,6 +247,7 @@ public struct NodeSettings: Sendable, Hashable {
     self.serviceFilter = serviceFilter.map(Set.init)
     self.defaultService = defaultService
     self.routesMapPath = mapPath
+    self.reservedPorts = reservedPorts
     self.adminSocketPath = adminSocketPath
     self.healthCheck = healthCheck
     self.hardStopAfter = hardStopAfter

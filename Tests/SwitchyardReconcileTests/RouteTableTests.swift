@@ -205,6 +205,24 @@ import Testing
     #expect(!backend.hasSameStructure(as: try #require(tuned.backends.first)))
   }
 
+  @Test func aTCPServiceGetsNoListenerOnAReservedOrUnbindablePort() throws {
+    let node = try NodeSettings(
+      nodeID: "lb1", listen: HostPort(parsing: "127.0.0.1:8001"), stats: HostPort(parsing: "127.0.0.1:8401"),
+      adminSocketPath: "/tmp/lb1/admin.sock", reservedPorts: [9101])
+    let desired = DesiredState(
+      revision: 3, services: [.backend, Self.api, Self.web], instances: [],
+      settings: [
+        Self.api: try ServiceSettings(service: Self.api, mode: .tcp, port: 9101),
+        Self.web: try ServiceSettings(service: Self.web, mode: .tcp, port: 7000),
+      ]
+    ).with(unavailablePorts: [7000: "Address already in use"])
+    let (listeners, conflicts) = desired.tcpListeners(node: node)
+    #expect(listeners.isEmpty)
+    #expect(conflicts.count == 2)
+    #expect(conflicts.contains { $0.contains("admin endpoint") })
+    #expect(conflicts.contains { $0.contains("Address already in use") })
+  }
+
   @Test func roundRobinGivesWayToRandomAboveHAProxysWeightLimitWithHysteresis() {
     let limit = BackendPolicy.roundRobinWeightLimit
     #expect(BackendPolicy.effectiveBalance(configured: .roundrobin, weightSum: limit, previous: nil) == .roundrobin)
