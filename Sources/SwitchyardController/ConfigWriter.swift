@@ -92,6 +92,11 @@ actor ConfigWriter {
   /// with since.
   nonisolated var routesInHAProxy: String? { routesLoaded.withLock { $0 } }
 
+  /// What HAProxy holds is not known (an HAProxy adopted again): the next pass replaces its routes.
+  nonisolated func routesUnknown() {
+    routesLoaded.withLock { $0 = nil }
+  }
+
   /// HAProxy took `routes` through the Runtime API.
   nonisolated func routesApplied(_ routes: String) {
     routesLoaded.withLock { $0 = routes }

@@ -59,9 +59,21 @@ final class HAProxySupervisor: Sendable {
     metrics.haproxyRunning.set(to: 1)
   }
 
-  /// Starts HAProxy from the installed config file, whose structure is `structure`.
-  func start(structure: String) async throws {
-    let started = try await HAProxyProcess.start(stateDirectory: directory, executable: executable, logger: logger)
+  /// Starts HAProxy from the installed config file, whose structure is `structure`. Returns `false` when
+  /// an HAProxy of this state directory turned out to run (one this controller lost sight of) and was
+  /// adopted again instead: it runs the configuration it last read, not necessarily the installed one.
+  @discardableResult
+  func start(structure: String) async throws -> Bool {
+    let started: HAProxyProcess
+    do {
+      started = try await HAProxyProcess.start(stateDirectory: directory, executable: executable, logger: logger)
+    } catch let error as HAProxyError where error.code == .invalidState {
+      // Starting again would fail forever: take the running one back.
+      guard try await HAProxyProcess.adopt(stateDirectory: directory, logger: logger) != nil else { throw error }
+      logger.warning("HAProxy still ran though it seemed gone; adopting it again", metadata: ["error": "\(error)"])
+      try await adopt()
+      return false
+    }
     process.withLock { $0 = started }
     await recordRunning(structure)
     status.update {
@@ -70,6 +82,7 @@ final class HAProxySupervisor: Sendable {
     }
     metrics.haproxyRunning.set(to: 1)
     logger.notice("HAProxy started", metadata: ["haproxy.pid": "\(started.pid)"])
+    return true
   }
 
   /// With etcd unreachable and no HAProxy running, serves the last good config rather than nothing.
@@ -77,7 +90,7 @@ final class HAProxySupervisor: Sendable {
   func startFromLastGoodIfStopped(structure lastGood: String?) async -> Bool {
     guard !Task.isCancelled, !isRunning, let structure = lastGood else { return false }
     do {
-      try await start(structure: structure)
+      guard try await start(structure: structure) else { return false }
       logger.notice("Started HAProxy from the last good configuration while etcd is unreachable")
       return true
     } catch {

@@ -102,8 +102,11 @@ final class Reconciler: Sendable {
     if !supervisor.isRunning { try await writer.install(rendered, revision: desired.revision) }
     last.withLock { $0 = desired }
     if !supervisor.isRunning {
-      try await supervisor.start(structure: rendered.structure)
-      await writer.markLoaded()
+      if try await supervisor.start(structure: rendered.structure) {
+        await writer.markLoaded()
+      } else {
+        writer.routesUnknown()
+      }
     }
     lastStructure.withLock { $0 = rendered.structure }
     let followUp = try await applier.apply(desired: desired, structure: rendered.structure, scope: nil)
