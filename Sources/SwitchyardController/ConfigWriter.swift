@@ -32,6 +32,9 @@ actor ConfigWriter {
   /// The desired state the file is behind, if it is. Behind a lock, not the actor: a pass marks it on
   /// its way to HAProxy and must not wait while a flush syncs the file.
   private let behind = Mutex<DesiredState?>(nil)
+  /// Whether more than the routes map is behind (servers or structure changed since the last install):
+  /// a pass that changed only routes leaves the config text as it is, and the flush writes the map alone.
+  private let configBehind = Mutex(false)
   /// The flush that runs, if any. Behind a lock too: the loop asks for a flush on its way to the next
   /// pass and must not wait for one that is rendering or syncing.
   private let flush = Mutex<Task<Void, Never>?>(nil)
@@ -70,13 +73,15 @@ actor ConfigWriter {
   }
 
   /// The file is behind `desired`: a flush is to bring it up.
-  nonisolated func fileIsBehind(_ desired: DesiredState) {
+  nonisolated func fileIsBehind(_ desired: DesiredState, routesOnly: Bool = false) {
     behind.withLock { $0 = desired }
+    if !routesOnly { configBehind.withLock { $0 = true } }
   }
 
   /// The file was installed for the newest desired state.
   nonisolated func caughtUp() {
     behind.withLock { $0 = nil }
+    configBehind.withLock { $0 = false }
   }
 
   /// Whether the file is behind the desired state.
@@ -128,9 +133,32 @@ actor ConfigWriter {
   /// unchanged structure needs no `haproxy -c`. The text is rendered off the actor.
   nonisolated func flushNow() async throws {
     guard let desired = behind.withLock({ $0 }) else { return }
-    let rendered = render(desired)
-    try await performInstall(rendered, revision: desired.revision, serversApplied: true)
+    if configBehind.withLock({ $0 }) {
+      // Taken before the render: a pass that marks the config behind meanwhile sets it again.
+      configBehind.withLock { $0 = false }
+      do {
+        try await performInstall(render(desired), revision: desired.revision, serversApplied: true)
+      } catch {
+        configBehind.withLock { $0 = true }
+        throw error
+      }
+    } else {
+      // Only routes changed: the config text would be the same; rendering it for a large fleet costs
+      // tens of milliseconds that the next change should not share the machine with.
+      try await installRoutesMap(desired.routes.mapText)
+    }
     behind.withLock { if $0?.revision == desired.revision { $0 = nil } }
+  }
+
+  /// Writes the routes map file alone, when it differs from the installed one.
+  private func installRoutesMap(_ map: String) throws {
+    guard map != installedMap else { return }
+    do {
+      try DurableFile.replace(map, at: settings.routesMapPath)
+    } catch {
+      throw ControllerError("the routes map was not written; the last one stays: \(error)")
+    }
+    installedMap = map
   }
 
   /// The structure of the installed config, when the config file and its structure are both there.
@@ -141,14 +169,7 @@ actor ConfigWriter {
 
   private func performInstall(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool) async throws {
     // The map first: `haproxy -c` reads the file the configuration names, and HAProxy loads it on a reload.
-    if rendered.routesMap != installedMap {
-      do {
-        try DurableFile.replace(rendered.routesMap, at: settings.routesMapPath)
-      } catch {
-        throw ControllerError("the routes map was not written; the last one stays: \(error)")
-      }
-      installedMap = rendered.routesMap
-    }
+    try installRoutesMap(rendered.routesMap)
     guard rendered.text != installedText else { return }
     let validate = Self.needsValidation(
       structure: rendered.structure, installedStructure: installedStructure, serversApplied: serversApplied)

@@ -147,10 +147,11 @@ final class Reconciler: Sendable {
     publisher.report(
       conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: scope)
     last.withLock { $0 = desired }
-    writer.fileIsBehind(desired)
     let leaving = applier.leavingBackends
+    let routesOnly = scope.isEmpty && leaving.isEmpty && served == before && !applier.reloadPending
+    writer.fileIsBehind(desired, routesOnly: routesOnly)
     var followUp = false
-    if scope.isEmpty && leaving.isEmpty && served == before && !applier.reloadPending {
+    if routesOnly {
       // Only routes changed (or nothing HAProxy runs): no backend to observe, no structure to compare.
       if desired.routes != previous.routes { try await applier.applyRoutesOnly(desired) }
     } else {
