@@ -16,7 +16,7 @@ struct BenchCommand: AsyncParsableCommand {
       """
   )
 
-  @Flag(help: "Small sizes: everything in about two minutes (for CI).")
+  @Flag(help: "Small sizes: everything in about two and a half minutes (for CI).")
   var quick = false
 
   @Option(help: "Directory for latest.md and latest.json.", completion: .directory)
