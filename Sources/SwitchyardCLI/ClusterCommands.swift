@@ -257,7 +257,15 @@ struct StatusCommand: AsyncParsableCommand {
     }
     if let revision = report.etcdRevision {
       lines.append("Registrations in etcd (revision \(revision)):")
-      lines += report.registrations.map { "  \($0.key) \($0.value)" }
+      // Keys and values as read from etcd, with anything but printable ASCII escaped: no value can
+      // forge a line of the report or send the terminal a control sequence.
+      func printable(_ text: String) -> String {
+        text.unicodeScalars.map {
+          (0x20...0x7E).contains($0.value) ? String($0) : "\\u{\(String($0.value, radix: 16))}"
+        }
+        .joined()
+      }
+      lines += report.registrations.map { "  \(printable($0.key)) \(printable($0.value))" }
     } else {
       lines.append("etcd did not answer.")
     }
