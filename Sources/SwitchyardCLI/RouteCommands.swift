@@ -21,7 +21,7 @@ struct RouteCommand: AsyncParsableCommand {
 }
 
 /// `switchyard route set NAME --service SVC [--host HOST]... [--path-prefix PREFIX] [--strip-prefix]`.
-struct RouteSetCommand: AsyncParsableCommand {
+struct RouteSetCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "set",
     abstract: "Create or replace a route: requests for these hosts and path prefix go to a service.",
@@ -79,10 +79,6 @@ struct RouteSetCommand: AsyncParsableCommand {
     return route
   }
 
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
-  }
-
   /// Writes the route and says what it wrote, and what keeps it from taking requests, if anything.
   func execute(client: EtcdClient) async throws -> [String] {
     let route = try route()
@@ -110,7 +106,7 @@ struct RouteSetCommand: AsyncParsableCommand {
 }
 
 /// `switchyard route rm NAME`.
-struct RouteRemoveCommand: AsyncParsableCommand {
+struct RouteRemoveCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "rm",
     abstract: "Remove a route; its requests go to the next route that matches, or the default service.",
@@ -125,10 +121,6 @@ struct RouteRemoveCommand: AsyncParsableCommand {
   /// The name, validated.
   func routeName() throws -> RouteName {
     do { return try RouteName(validating: name) } catch { throw ValidationError("NAME: \(error.reason)") }
-  }
-
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
   }
 
   /// Deletes the route and says whether there was one.
@@ -150,7 +142,7 @@ struct RouteRemoveCommand: AsyncParsableCommand {
 }
 
 /// `switchyard route ls [--json]`.
-struct RouteListCommand: AsyncParsableCommand {
+struct RouteListCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "ls",
     abstract: "List the routes in etcd with their service's instance count, conflicts and invalid entries.",
@@ -159,10 +151,6 @@ struct RouteListCommand: AsyncParsableCommand {
 
   @Flag(help: "Print JSON.") var json = false
   @OptionGroup var etcd: EtcdOptions
-
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
-  }
 
   /// The listing, as text lines or one JSON document.
   func execute(client: EtcdClient) async throws -> [String] {
@@ -182,21 +170,30 @@ struct OperatorError: Error, CustomStringConvertible {
   init(_ description: String) { self.description = description }
 }
 
-/// Runs `body` with a client for `etcd` and prints the lines it returns. In a secure local cluster, options
-/// that name no endpoint or credential use its `root` (as `drain` and `enable` do). An ``OperatorError`` or
-/// a ``ValidationError`` thrown by `body` is printed as `error: …` and ends the command with status 1.
-func runOperatorCommand(_ etcd: EtcdOptions, _ body: (EtcdClient) async throws -> [String]) async throws {
-  let lines: [String]
-  do {
-    lines = try await etcd.withClient(localCluster: .operator, body)
-  } catch let error as OperatorError {
-    FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-    throw ExitCode.failure
-  } catch let error as ValidationError {
-    FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
-    throw ExitCode.failure
+/// A command that reads or writes routes or service settings: it connects with the usual etcd options (as
+/// the operator user in a secure local cluster when they name no endpoint or credential), runs
+/// ``execute(client:)`` and prints the lines it returns. An ``OperatorError`` or a ``ValidationError`` it
+/// throws is printed as `error: …` and ends the command with status 1.
+protocol OperatorCommand: AsyncParsableCommand {
+  var etcd: EtcdOptions { get }
+  /// What the command does with a connected client; the lines to print.
+  func execute(client: EtcdClient) async throws -> [String]
+}
+
+extension OperatorCommand {
+  func run() async throws {
+    let lines: [String]
+    do {
+      lines = try await etcd.withClient(localCluster: .operator) { client in try await execute(client: client) }
+    } catch let error as OperatorError {
+      FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+      throw ExitCode.failure
+    } catch let error as ValidationError {
+      FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+      throw ExitCode.failure
+    }
+    for line in lines { print(line) }
   }
-  for line in lines { print(line) }
 }
 
 /// `value` as pretty JSON with sorted keys.

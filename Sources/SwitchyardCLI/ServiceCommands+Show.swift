@@ -5,7 +5,7 @@ import SwitchyardModel
 import SwitchyardReconcile
 
 /// `switchyard service show NAME [--json]`.
-struct ServiceShowCommand: AsyncParsableCommand {
+struct ServiceShowCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "show",
     abstract: "Show a service's settings in etcd, the values in force with the defaults filled in, its instances."
@@ -16,10 +16,6 @@ struct ServiceShowCommand: AsyncParsableCommand {
   @OptionGroup var etcd: EtcdOptions
 
   func validate() throws { _ = try serviceName(name) }
-
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
-  }
 
   /// The report, as text lines or one JSON document.
   func execute(client: EtcdClient) async throws -> [String] {
@@ -35,7 +31,7 @@ struct ServiceShowCommand: AsyncParsableCommand {
 }
 
 /// `switchyard service rm NAME`.
-struct ServiceRemoveCommand: AsyncParsableCommand {
+struct ServiceRemoveCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "rm",
     abstract: "Remove a service's settings: the node's defaults apply again.",
@@ -46,10 +42,6 @@ struct ServiceRemoveCommand: AsyncParsableCommand {
   @OptionGroup var etcd: EtcdOptions
 
   func validate() throws { _ = try serviceName(name) }
-
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
-  }
 
   /// Deletes the settings and says whether there were any.
   func execute(client: EtcdClient) async throws -> [String] {
@@ -66,7 +58,7 @@ struct ServiceRemoveCommand: AsyncParsableCommand {
 }
 
 /// `switchyard service ls [--json]`.
-struct ServiceListCommand: AsyncParsableCommand {
+struct ServiceListCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "ls",
     abstract: "List the services with registrations or settings: instances, mode, port, balance.",
@@ -75,10 +67,6 @@ struct ServiceListCommand: AsyncParsableCommand {
 
   @Flag(help: "Print JSON.") var json = false
   @OptionGroup var etcd: EtcdOptions
-
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
-  }
 
   /// The listing, as text lines or one JSON document.
   func execute(client: EtcdClient) async throws -> [String] {

@@ -22,7 +22,7 @@ struct ServiceCommand: AsyncParsableCommand {
 }
 
 /// `switchyard service set NAME [--balance ALGO] [--check-path PATH | --check-tcp] …`.
-struct ServiceSetCommand: AsyncParsableCommand {
+struct ServiceSetCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "set",
     abstract: "Change some settings of a service; the others stay as they are.",
@@ -258,13 +258,15 @@ struct ServiceSetCommand: AsyncParsableCommand {
     }
   }
 
-  func run() async throws {
-    try await runOperatorCommand(etcd) { client in try await execute(client: client) }
+  /// Reads the settings, merges the flags, and writes the result in a transaction that holds only while
+  /// the key is as read.
+  func execute(client: EtcdClient) async throws -> [String] {
+    try await execute(client: client, beforeWrite: nil)
   }
 
-  /// Reads the settings, merges the flags, and writes the result in a transaction that holds only while
-  /// the key is as read. `beforeWrite` runs between the read and the write (tests use it to race a writer).
-  func execute(client: EtcdClient, beforeWrite: (@Sendable () async throws -> Void)? = nil) async throws -> [String] {
+  /// ``execute(client:)``, with `beforeWrite` run between the read and the write (tests use it to race a
+  /// writer).
+  func execute(client: EtcdClient, beforeWrite: (@Sendable () async throws -> Void)?) async throws -> [String] {
     let service = try serviceName()
     let key = ServiceSettings.path(for: service)
     let existing = try await client.get(.key(key)).kvs.first
