@@ -131,3 +131,21 @@ final class EtcdWriteLog: Sendable {
 
   func stop() { task.withLock { $0?.cancel() } }
 }
+
+extension ScenarioContext {
+  /// Finishes `log` at etcd's current revision, notes who wrote what, and checks that only the test and
+  /// the registrars wrote: a controller never writes to etcd.
+  @discardableResult
+  func judgeWrites(_ log: EtcdWriteLog) async throws -> EtcdWriteLog.Attribution {
+    let revision = try await etcd.get(.key("/")).header.revision
+    let writes = await log.finish(upTo: revision)
+    note(
+      "etcd writes: \(writes.total) = \(writes.test) by the test (\(writes.testRequests) requests), "
+        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)"
+        + (log.resent.isEmpty ? "" : "; requests sent again after: \(log.resent)"))
+    #expect(
+      writes.others.isEmpty,
+      "\(name): writes by neither the test nor a registrar: \(writes.others.map { "\($0.keyString) @\($0.revision)" })")
+    return writes
+  }
+}

@@ -223,14 +223,7 @@ extension ScenarioContext {
       #expect(Set(result.services.keys) == [expected], "\(name): \(request) was answered by \(result.services)")
       note("load on \(request): \(result.requests) requests, \(result.totalFailures) failed")
     }
-    let revision = try await etcd.get(.key("/")).header.revision
-    let writes = await log.finish(upTo: revision)
-    note(
-      "etcd writes: \(writes.total) = \(writes.test) by the test (\(writes.testRequests) requests), "
-        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)"
-        + (log.resent.isEmpty ? "" : "; requests sent again after: \(log.resent)"))
-    #expect(
-      writes.others.isEmpty, "\(name): writes by neither the test nor a registrar: \(writes.others.map(\.keyString))")
+    try await judgeWrites(log)
     // The runner holds the scenario to its reload limit (0); this says which phase reloaded.
     note("reloads after the full read too: \(Int(try await reloadCount() - reloadsBefore))")
   }

@@ -67,15 +67,7 @@ extension ScenarioContext {
     judge(
       seen,
       allowed: [RouteFixture.webHost: ["web"], RouteFixture.shop: ["backend"], RouteFixture.move: ["web", "backend"]])
-    let revision = try await etcd.get(.key("/")).header.revision
-    let writes = await log.finish(upTo: revision)
-    note(
-      "etcd writes: \(writes.total) = \(writes.test) by the test (\(writes.testRequests) requests), "
-        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)"
-        + (log.resent.isEmpty ? "" : "; requests sent again after: \(log.resent)"))
-    #expect(
-      writes.others.isEmpty,
-      "\(name): writes by neither the test nor a registrar: \(writes.others.map { "\($0.keyString) @\($0.revision)" })")
+    try await judgeWrites(log)
   }
 
   /// Sets web's balance `times` times, alternating leastconn and roundrobin: each a structural change, one

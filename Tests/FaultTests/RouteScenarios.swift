@@ -268,15 +268,7 @@ extension ScenarioContext {
     #expect(stopped, "\(name): web2 did not stop cleanly")
     judge(changes, prober)
     judge(seen)
-    let revision = try await etcd.get(.key("/")).header.revision
-    let writes = await log.finish(upTo: revision)
-    note(
-      "etcd writes: \(writes.total) = \(writes.test) by the test (\(writes.testRequests) requests), "
-        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)"
-        + (log.resent.isEmpty ? "" : "; requests sent again after: \(log.resent)"))
-    #expect(
-      writes.others.isEmpty,
-      "\(name): writes by neither the test nor a registrar: \(writes.others.map { "\($0.keyString) @\($0.revision)" })")
+    try await judgeWrites(log)
     let lostWeb = log.registrationWrites(under: "/services/web/").filter {
       $0.isDelete && $0.keyString != "/services/web/web2"
     }
