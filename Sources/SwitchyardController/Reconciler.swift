@@ -136,14 +136,18 @@ final class Reconciler: Sendable {
       desired = desired.with(unavailablePorts: unbindablePorts(desired))
     }
     if let routeList = view.routes { routes.withLock { $0 = routeList } }
-    // The table follows the routes and which backends exist in which mode.
-    if view.routes != nil || Self.routeTargets(desired) != Self.routeTargets(previous) {
+    // The table follows the routes and which backends exist in which mode. Only the changed services'
+    // backends can differ from the last pass's: the others were carried over.
+    let targetsChanged =
+      served != before || desired.unavailablePorts != previous.unavailablePorts
+      || changed.contains { Self.routeTarget(desired.backend(for: $0)) != Self.routeTarget(previous.backend(for: $0)) }
+    if view.routes != nil || targetsChanged {
       let routeList = routes.withLock { $0 }
       desired = desired.with(routes: desired.routeTable(routeList))
       publisher.report(
         routes: routeList, table: desired.routes, listenerConflicts: desired.tcpListeners(node: settings).conflicts)
     }
-    let scope = Set(desired.backends.filter { changed.contains($0.service) }.map(\.name))
+    let scope = Set(changed.compactMap { desired.backend(for: $0)?.name })
     publisher.report(
       conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: scope)
     last.withLock { $0 = desired }
@@ -205,10 +209,10 @@ final class Reconciler: Sendable {
     supervisor.runningStructure?.contains("\nbackend \(service.haproxyBackendName)\n") ?? false
   }
 
-  /// What the route table and the route problems depend on besides the routes: the backends, their modes
-  /// and their tcp ports.
-  private static func routeTargets(_ state: DesiredState) -> [String] {
-    state.backends.map { "\($0.name) \($0.mode.rawValue) \($0.settings?.port ?? 0)" }
+  /// What the route table and the route problems depend on in a backend besides the routes: its mode and
+  /// its tcp port.
+  private static func routeTarget(_ backend: DesiredBackend?) -> [String?] {
+    [backend?.mode.rawValue, backend?.settings?.port.map(String.init)]
   }
 
   /// A pass that only follows up on draining servers: etcd has said nothing new since the last pass, so
