@@ -146,7 +146,11 @@ public struct RouteTable: Sendable, Hashable {
   /// the request to the default service. `host` is the Host header (any case, perhaps with a port).
   /// Pure: for tests, `switchyard route ls` and the docs' examples.
   public func match(host: String?, path: String) -> Entry? {
-    let lowered = host.map { String($0.split(separator: ":", omittingEmptySubsequences: false)[0]).lowercased() } ?? ""
+    // As the frontend: lower-cased, a trailing `:digits` removed (`[::1]:8001` keeps its brackets).
+    var lowered = host?.lowercased() ?? ""
+    if let colon = lowered.lastIndex(of: ":"), lowered[lowered.index(after: colon)...].allSatisfy(\.isASCIIDigit) {
+      lowered = String(lowered[..<colon])
+    }
     let slashed = path + "/"
     var candidates = [lowered + slashed]
     if !lowered.isEmpty {
@@ -163,4 +167,8 @@ public struct RouteTable: Sendable, Hashable {
   private func longestPrefix(of input: String) -> Entry? {
     entries.filter { input.hasPrefix($0.key) }.max { $0.key.utf8.count < $1.key.utf8.count }
   }
+}
+
+extension Character {
+  fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
