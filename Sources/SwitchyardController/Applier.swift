@@ -111,7 +111,7 @@ final class Applier: Sendable {
       let rendered = writer.render(desired.withoutLingering())
       if await rendered.text != writer.loadedText {
         // The original demo's way, kept for comparisons: every change rewrites the file and reloads.
-        try await installAndReload(rendered, desired: desired, cause: .strategy, reason: Self.strategyReloadReason)
+        try await installAndReload(desired, rendered: rendered, cause: .strategy, reason: Self.strategyReloadReason)
         return nil
       }
     }
@@ -147,9 +147,7 @@ final class Applier: Sendable {
         _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
       }
       let reason = plan.reloadReasons.joined(separator: "; ")
-      try await installAndReload(
-        writer.render(desired.withoutLingering()), desired: desired, cause: .structure, reason: reason
-      ) {
+      try await installAndReload(desired, cause: .structure, reason: reason) {
         logger.notice("Reloading HAProxy", metadata: ["reason": "\(reason)", "revision": "\(desired.revision)"])
       }
       return nil
@@ -169,23 +167,17 @@ final class Applier: Sendable {
         scope: scope)
       return true
     case .failed:
-      try await installAndReload(
-        writer.render(desired.withoutLingering()), desired: desired, cause: .fallback,
-        reason: "a Runtime API command was refused")
+      try await installAndReload(desired, cause: .fallback, reason: "a Runtime API command was refused")
     }
     return nil
   }
 
-  /// Brings HAProxy's routes to `desired`'s alone, in a pass that changed nothing else: no server to
-  /// observe, no structure to compare. A refused replacement falls back to a reload (``applyRoutes(_:)``).
-  func applyRoutesOnly(_ desired: DesiredState) async throws {
-    _ = try await applyRoutes(desired)
-  }
-
   /// Brings HAProxy's routes map to `desired`'s, when it differs from what HAProxy holds: one atomic
   /// replacement through the Runtime API. Returns `false` when HAProxy refused it and a reload (which
-  /// reads the map file) was made instead.
-  private func applyRoutes(_ desired: DesiredState) async throws -> Bool {
+  /// reads the map file) was made instead. A pass that changed only routes calls it alone: no server to
+  /// observe, no structure to compare.
+  @discardableResult
+  func applyRoutes(_ desired: DesiredState) async throws -> Bool {
     let text = desired.routes.mapText
     guard writer.routesInHAProxy != text else { return true }
     let clock = ContinuousClock()
@@ -196,9 +188,7 @@ final class Applier: Sendable {
       metrics.runtimeCommandFailures.increment()
       logger.warning(
         "HAProxy refused the new routes map; falling back to a reload", metadata: ["error": "\(error)"])
-      try await installAndReload(
-        writer.render(desired.withoutLingering()), desired: desired, cause: .fallback,
-        reason: "the routes map was refused")
+      try await installAndReload(desired, cause: .fallback, reason: "the routes map was refused")
       return false
     }
     writer.routesApplied(text)
@@ -255,16 +245,19 @@ final class Applier: Sendable {
     return outcome
   }
 
-  /// Installs `rendered` (HAProxy reads the file on reload), then reloads; `beforeReload` runs once the
-  /// file is in place. The next pass reads everything: the new worker read the file, and the runtime
-  /// states of backends a scoped pass did not look at (drains in progress) are checked by a full pass.
+  /// Installs the configuration of `desired` (HAProxy reads the file on reload), then reloads;
+  /// `beforeReload` runs once the file is in place. A reload is the moment lingering backends go: the file
+  /// is rendered without them (`rendered`, when the caller has it already). The next pass reads
+  /// everything: the new worker read the file, and the runtime states of backends a scoped pass did not
+  /// look at (drains in progress) are checked by a full pass.
   private func installAndReload(
-    _ rendered: RenderedConfig,
-    desired: DesiredState,
+    _ desired: DesiredState,
+    rendered: RenderedConfig? = nil,
     cause: ReloadCause,
     reason: String,
     beforeReload: () -> Void = {}
   ) async throws {
+    let rendered = rendered ?? writer.render(desired.withoutLingering())
     try await writer.install(rendered, revision: desired.revision)
     beforeReload()
     let clock = ContinuousClock()

@@ -157,7 +157,7 @@ final class Reconciler: Sendable {
     var followUp = false
     if routesOnly {
       // Only routes changed (or nothing HAProxy runs): no backend to observe, no structure to compare.
-      if desired.routes != previous.routes { try await applier.applyRoutesOnly(desired) }
+      if desired.routes != previous.routes { try await applier.applyRoutes(desired) }
     } else {
       let structure = structure(of: desired, previous: previous, changed: changed, sameServices: served == before)
       followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))

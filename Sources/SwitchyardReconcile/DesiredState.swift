@@ -85,11 +85,11 @@ public struct DesiredBackend: Sendable, Hashable {
       && zip(named, otherNamed).allSatisfy { $0.name == $1.name && $0.address == $1.address && $0.port == $1.port }
   }
 
-  /// The same backend without its settings' algorithm decided again.
-  func replacing(servers: [DesiredServer]? = nil, isLingering: Bool? = nil) -> DesiredBackend {
+  /// The same backend, lingering or not.
+  func lingering(_ isLingering: Bool) -> DesiredBackend {
     DesiredBackend(
-      service: service, checkPath: checkPath, servers: servers ?? self.servers, settings: settings, balance: balance,
-      isLingering: isLingering ?? self.isLingering)
+      service: service, checkPath: checkPath, servers: servers, settings: settings, balance: balance,
+      isLingering: isLingering)
   }
 }
 
@@ -199,7 +199,7 @@ public struct DesiredState: Sendable, Hashable {
         // Unchanged, but it may have lost its last instance earlier and linger now, or no longer.
         let backend = backends[index[service]!]
         let lingers = lingering.contains(service)
-        return backend.isLingering == lingers ? backend : backend.replacing(isLingering: lingers)
+        return backend.isLingering == lingers ? backend : backend.lingering(lingers)
       },
       routes: routes, unavailablePorts: unavailablePorts)
   }
