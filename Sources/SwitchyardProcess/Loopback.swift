@@ -32,18 +32,10 @@ package enum Loopback {
     return fd
   }
 
-  /// Whether something listens on 127.0.0.1:`port` (or on all addresses): a bind attempt fails. With
-  /// `SO_REUSEADDR`, as servers bind, so connections in TIME_WAIT do not count.
+  /// Whether something listens on 127.0.0.1:`port` (or on all addresses): a bind attempt fails
+  /// (``PortProbe``, with `SO_REUSEADDR` as servers bind, so connections in TIME_WAIT do not count).
   package static func isPortInUse(_ port: Int) -> Bool {
-    guard let fd = try? socket() else { return false }
-    defer { close(fd) }
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var address = address(port: port)
-    let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    return result != 0
+    PortProbe.bindProblem(host: "127.0.0.1", port: port) != nil
   }
 
   /// 127.0.0.1:`port`.
