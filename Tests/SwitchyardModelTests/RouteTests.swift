@@ -3,7 +3,9 @@ import SwitchyardModel
 import Testing
 
 @Suite("Routes and host patterns")
-struct RouteTests {
+struct RouteTests: RefusedEntrySuite {
+  static let key = "/switchyard/routes/r"
+
   static let api = try! ServiceName(validating: "api")
 
   /// Whether an error's description is one safe log line: no line breaks, NUL or other control characters.
@@ -232,32 +234,8 @@ struct RouteTests {
     #expect(try Route.parse(key: Array(minimal.path.utf8), value: minimal.encoded()) == minimal)
   }
 
-  /// One entry that must be refused, and how.
-  struct Refused: CustomTestStringConvertible, Sendable {
-    var label: String
-    var key: [UInt8]
-    var value: [UInt8]
-    var code: RegistrationError.Code
-    var field: String?
-    var testDescription: String { label }
-
-    init(
-      _ label: String, key: String = "/switchyard/routes/r", _ value: String, _ code: RegistrationError.Code,
-      _ field: String?
-    ) {
-      self.init(label, keyBytes: Array(key.utf8), valueBytes: Array(value.utf8), code, field)
-    }
-
-    init(
-      _ label: String, keyBytes: [UInt8], valueBytes: [UInt8], _ code: RegistrationError.Code, _ field: String?
-    ) {
-      self.label = label
-      self.key = keyBytes
-      self.value = valueBytes
-      self.code = code
-      self.field = field
-    }
-  }
+  /// One entry that must be refused, and how; `key` defaults to this suite's.
+  typealias Refused = RefusedEntry<Self>
 
   static let refused: [Refused] = [
     // Keys.

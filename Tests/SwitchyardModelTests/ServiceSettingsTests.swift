@@ -3,7 +3,7 @@ import SwitchyardModel
 import Testing
 
 @Suite("Service settings")
-struct ServiceSettingsTests {
+struct ServiceSettingsTests: RefusedEntrySuite {
   static let redis = try! ServiceName(validating: "redis")
   static let key = "/switchyard/services/redis"
 
@@ -125,38 +125,8 @@ struct ServiceSettingsTests {
     try settings.validate()
   }
 
-  /// One entry that must be refused, and how.
-  struct Refused: CustomTestStringConvertible, Sendable {
-    var label: String
-    var key: [UInt8]
-    var value: [UInt8]
-    var code: RegistrationError.Code
-    var field: String?
-    var testDescription: String { label }
-
-    /// A value refused for one field.
-    init(_ label: String, _ value: String, _ field: String) {
-      self.init(
-        label, keyBytes: Array(ServiceSettingsTests.key.utf8), valueBytes: Array(value.utf8), .invalidField, field)
-    }
-
-    init(
-      _ label: String, key: String = ServiceSettingsTests.key, _ value: String, _ code: RegistrationError.Code,
-      _ field: String?
-    ) {
-      self.init(label, keyBytes: Array(key.utf8), valueBytes: Array(value.utf8), code, field)
-    }
-
-    init(
-      _ label: String, keyBytes: [UInt8], valueBytes: [UInt8], _ code: RegistrationError.Code, _ field: String?
-    ) {
-      self.label = label
-      self.key = keyBytes
-      self.value = valueBytes
-      self.code = code
-      self.field = field
-    }
-  }
+  /// One entry that must be refused, and how; `key` defaults to this suite's.
+  typealias Refused = RefusedEntry<Self>
 
   static let refused: [Refused] = [
     // Keys.
