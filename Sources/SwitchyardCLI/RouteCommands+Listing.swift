@@ -35,12 +35,7 @@ struct RouteListing: Sendable {
   }
 
   /// An entry that is not a valid route.
-  struct Invalid: Sendable, Hashable, Codable {
-    /// The key, escaped.
-    var key: String
-    /// Why, escaped.
-    var reason: String
-  }
+  typealias Invalid = NodeSnapshot.InvalidEntry
 
   /// What `route ls --json` prints.
   struct Document: Sendable, Codable {

@@ -22,12 +22,7 @@ struct ServiceListing: Sendable {
   }
 
   /// An entry that is not valid.
-  struct Invalid: Sendable, Hashable, Codable {
-    /// The key, escaped.
-    var key: String
-    /// Why, escaped.
-    var reason: String
-  }
+  typealias Invalid = NodeSnapshot.InvalidEntry
 
   /// What `service ls --json` prints.
   struct Document: Sendable, Codable {
