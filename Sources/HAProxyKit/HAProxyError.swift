@@ -16,6 +16,7 @@ public struct HAProxyError: Error, Hashable, CustomStringConvertible {
       case reloadFailed
       case processFailed
       case invalidState
+      case unsupportedVersion
     }
 
     private let wrapped: Wrapped
@@ -42,6 +43,8 @@ public struct HAProxyError: Error, Hashable, CustomStringConvertible {
     public static var processFailed: Self { Self(.processFailed) }
     /// The call does not fit the current state, such as starting HAProxy while one runs for the directory.
     public static var invalidState: Self { Self(.invalidState) }
+    /// The HAProxy release is older than the oldest one Switchyard supports (``HAProxyVersion/oldestSupported``).
+    public static var unsupportedVersion: Self { Self(.unsupportedVersion) }
 
     public var description: String {
       switch wrapped {
@@ -54,6 +57,7 @@ public struct HAProxyError: Error, Hashable, CustomStringConvertible {
       case .reloadFailed: "reload failed"
       case .processFailed: "process failed"
       case .invalidState: "invalid state"
+      case .unsupportedVersion: "unsupported version"
       }
     }
   }

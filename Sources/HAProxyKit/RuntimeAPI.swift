@@ -6,7 +6,7 @@ import Logging
 /// the connection; within ``withSession(_:)`` commands share one connection in interactive mode instead. Commands are checked before anything is sent: a newline, a carriage return or a `;` would
 /// let a caller's value start a second command, so they are refused, as is any non-printable character.
 ///
-/// The typed helpers check every reply against the one HAProxy 2.6 gives on success and throw
+/// The typed helpers check every reply against the ones HAProxy 2.6 and 3.0 give on success and throw
 /// ``HAProxyError/Code/unexpectedReply`` with the command and reply otherwise. Many successful commands
 /// answer with an empty line; many errors are plain sentences without a prefix (`No such server.`).
 ///
@@ -101,8 +101,9 @@ public struct RuntimeAPI: Sendable {
 
   /// Changes a server's address and port (`set server … addr … port …`).
   ///
-  /// HAProxy answers with what changed (`IP changed from '…' to '…', port changed from '…' to '…'`) or with
-  /// `no need to change the addr…`; both count as success.
+  /// HAProxy answers with what changed (`IP changed from '…' to '…', port changed from '…' to '…'`; 3.0
+  /// names only what changed) or that nothing did (`no need to change the addr…`, 3.0: `nothing
+  /// changed`); all count as success.
   public func setServerAddress(backend: String, server: String, address: String, port: Int) async throws {
     try await expect(try .setServerAddress(backend: backend, server: server, address: address, port: port))
   }
@@ -153,6 +154,20 @@ public struct RuntimeAPI: Sendable {
     } catch let error as HAProxyError {
       throw HAProxyError(error.code, error.message, command: command, reply: reply)
     }
+  }
+
+  /// The release of the worker that answers (`show info`, its `Version:` line). After a reload this is
+  /// the new worker's: a master re-executes its binary on reload, so an upgraded package takes effect then.
+  ///
+  /// - Throws: ``HAProxyError/Code/unexpectedReply`` when the reply holds no version.
+  public func version() async throws -> HAProxyVersion {
+    let command = "show info"
+    let reply = try await send(command)
+    let line = reply.split(whereSeparator: \.isNewline).first { $0.hasPrefix("Version:") }
+    guard let line, let version = HAProxyVersion(parsing: String(line)) else {
+      throw HAProxyError(.unexpectedReply, "show info holds no version", command: command, reply: reply)
+    }
+    return version
   }
 
   /// Current connections of each server of `backend` (`show servers conn <backend>`), to tell when a
@@ -222,8 +237,11 @@ public struct RuntimeAPI: Sendable {
       let path = try CommandValidation.serverPath(backend, server, id: id)
       try CommandValidation.checkAddress(address)
       try CommandValidation.checkPort(port)
+      // 2.6 names the address in every reply; 3.0 names only what changed (`port changed from …`) and
+      // answers `nothing changed` where 2.6 said `no need to change the addr…`.
       return Change("set server \(path) addr \(address) port \(port)") {
-        $0.hasPrefix("IP changed from ") || $0.hasPrefix("no need to change the addr")
+        $0.hasPrefix("IP changed from ") || $0.hasPrefix("port changed from ")
+          || $0.hasPrefix("no need to change the addr") || $0 == "nothing changed"
       }
     }
 

@@ -240,8 +240,8 @@ struct StatusCommand: AsyncParsableCommand {
       let state = node.state
       lines.append(
         "\(node.name): \(state.ready ? "ready" : "not ready (\(state.notReadyReasons.joined(separator: "; ")))"), "
-          + "applied revision \(state.appliedRevision), HAProxy pid \(state.haproxyPID.map(String.init) ?? "-"), "
-          + "reloads \(state.reloads)"
+          + "applied revision \(state.appliedRevision), HAProxy \(state.haproxyVersion ?? "?") "
+          + "pid \(state.haproxyPID.map(String.init) ?? "-"), reloads \(state.reloads)"
       )
       for service in state.services {
         let servers = service.servers.map { "\($0.name) \($0.address) \($0.adminState)/\($0.health)" }

@@ -95,8 +95,12 @@ final class Applier: Sendable {
       removals.update(desired: desired, observed: observed, now: now, scope: scope)
       return (removals.elapsed(now: now), removals.leavingBackends)
     }
-    // Connections matter only to servers that leave: ask for them where there are any.
-    try await runtime.addConnections(to: &observed, backends: backends.filter(leaving.contains))
+    // Connections matter only to servers that leave: ask for them where there are any, and only where
+    // `del server` does not close idle connections itself (before HAProxy 3.0).
+    let features = supervisor.features
+    if !features.deleteClosesIdleConnections {
+      try await runtime.addConnections(to: &observed, backends: backends.filter(leaving.contains))
+    }
     let plan = Planner.plan(
       desired: desired,
       structure: structure,
@@ -105,7 +109,8 @@ final class Applier: Sendable {
       drainingFor: drainingFor,
       settings: settings,
       policy: removalPolicy,
-      scope: scope
+      scope: scope,
+      features: features
     )
     if updateStrategy == .reload && !plan.isEmpty {
       let rendered = writer.render(desired.withoutLingering())

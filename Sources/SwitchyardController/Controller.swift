@@ -77,6 +77,8 @@ public final class Controller: Service, Sendable {
 
   /// Runs until cancelled or gracefully shut down; then stops HAProxy unless told to leave it running.
   public func run() async throws {
+    // An HAProxy too old to run the Runtime API path is refused before anything starts.
+    try await supervisor.checkExecutable()
     try await supervisor.adopt()
     queue.poke()
     await cancelWhenGracefulShutdown {

@@ -20,6 +20,7 @@ public final class ControllerStatus: Sendable {
     var haproxyPID: Int32?
     var haproxyRunning = false
     var haproxyAdopted = false
+    var haproxyVersion: String?
     var etcdConnected = false
     /// Why the last read of etcd failed, while it fails.
     var etcdError: String?
@@ -94,6 +95,7 @@ public final class ControllerStatus: Sendable {
         haproxyPID: state.haproxyPID,
         haproxyRunning: state.haproxyRunning,
         haproxyAdopted: state.haproxyAdopted,
+        haproxyVersion: state.haproxyVersion,
         etcdConnected: state.etcdConnected,
         watchSilentSeconds: state.lastWatchWord.map { Self.seconds($0.duration(to: now)) },
         etcdWatchEndpoint: state.watchEndpoint,

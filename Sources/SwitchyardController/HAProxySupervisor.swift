@@ -1,6 +1,7 @@
 import Foundation
 import HAProxyKit
 import Logging
+import SwitchyardReconcile
 import Synchronization
 
 /// The one owner of the node's HAProxy process: adopts the one a previous controller left running, starts
@@ -21,6 +22,8 @@ final class HAProxySupervisor: Sendable {
   private let process = Mutex<HAProxyProcess?>(nil)
   /// The structure of the configuration HAProxy runs.
   private let running = Mutex<String?>(nil)
+  /// The release of the executable (`haproxy -v`), then of the worker that runs (`show info`).
+  private let version = Mutex<HAProxyVersion?>(nil)
 
   /// Where the structure of the config HAProxy runs is kept, for a controller that adopts it.
   private var runningStructurePath: String { directory.path("running.structure") }
@@ -44,6 +47,55 @@ final class HAProxySupervisor: Sendable {
   /// The structure of the configuration HAProxy runs, once it was started, adopted or reloaded.
   var runningStructure: String? { running.withLock { $0 } }
 
+  /// The release that runs (or, before it runs, the executable's).
+  var haproxyVersion: HAProxyVersion? { version.withLock { $0 } }
+
+  /// What the release that runs does differently, for planning; 2.6's way until it is known.
+  var features: RuntimeFeatures {
+    version.withLock { $0.map { RuntimeFeatures(major: $0.major, minor: $0.minor) } ?? .haproxy26 }
+  }
+
+  /// Reads the executable's release (`haproxy -v`) and logs it; throws
+  /// ``HAProxyError/Code/unsupportedVersion`` for one older than ``HAProxyVersion/oldestSupported``, and
+  /// ``HAProxyError/Code/processFailed`` when it does not run.
+  func checkExecutable() async throws {
+    let found = try await HAProxyVersion.of(executable: executable, stateDirectory: directory)
+    record(found, source: "executable")
+  }
+
+  /// Asks the worker that runs for its release (`show info`), after a start, an adoption or a reload: a
+  /// reload re-executes the binary, which a package upgrade may have replaced. A worker older than
+  /// supported is logged as an error but kept serving: stopping it would serve nothing at all.
+  private func refreshRunningVersion() async {
+    do {
+      let found = try await RuntimeAPI(stateDirectory: directory, logger: logger).version()
+      record(found, source: "running worker")
+      if !found.isSupported {
+        logger.error(
+          "The running HAProxy is older than Switchyard supports",
+          metadata: ["haproxy.version": "\(found)", "oldest_supported": "\(HAProxyVersion.oldestSupported.series)"])
+      }
+    } catch {
+      logger.warning("Could not read the running HAProxy's version", metadata: ["error": "\(error)"])
+    }
+  }
+
+  private func record(_ found: HAProxyVersion, source: String) {
+    let previous = version.withLock { version in
+      defer { version = found }
+      return version
+    }
+    status.update { $0.haproxyVersion = found.text }
+    guard previous?.text != found.text else { return }
+    let features = RuntimeFeatures(major: found.major, minor: found.minor)
+    logger.notice(
+      previous == nil ? "HAProxy version" : "HAProxy version changed",
+      metadata: [
+        "haproxy.version": "\(found)", "source": "\(source)", "features": "\(features)",
+        "previous": "\(previous?.text ?? "-")",
+      ])
+  }
+
   /// Adopts an HAProxy a previous controller left running, if there is one.
   func adopt() async throws {
     guard let adopted = try await HAProxyProcess.adopt(stateDirectory: directory, logger: logger) else { return }
@@ -57,6 +109,7 @@ final class HAProxySupervisor: Sendable {
       $0.haproxyRunning = true
     }
     metrics.haproxyRunning.set(to: 1)
+    await refreshRunningVersion()
   }
 
   /// Starts HAProxy from the installed config file, whose structure is `structure`. Returns `false` when
@@ -82,6 +135,7 @@ final class HAProxySupervisor: Sendable {
     }
     metrics.haproxyRunning.set(to: 1)
     logger.notice("HAProxy started", metadata: ["haproxy.pid": "\(started.pid)"])
+    await refreshRunningVersion()
     return true
   }
 
@@ -107,6 +161,7 @@ final class HAProxySupervisor: Sendable {
     }
     _ = try await cli.reload()
     await recordRunning(structure)
+    await refreshRunningVersion()
   }
 
   /// Stops HAProxy gracefully (its workers finish their connections), forcing it after `timeout`.

@@ -142,6 +142,9 @@ public struct NodeSnapshot: Sendable, Codable {
   public var haproxyRunning: Bool
   /// Whether the controller adopted an HAProxy it found running.
   public var haproxyAdopted: Bool
+  /// The HAProxy release that runs (`3.0.11-1+deb13u4`); before it runs, the executable's; `nil` from a
+  /// controller that predates it.
+  public var haproxyVersion: String?
   /// Whether the last etcd request succeeded.
   public var etcdConnected: Bool
   /// Seconds since the watch last gave word.
@@ -178,6 +181,7 @@ public struct NodeSnapshot: Sendable, Codable {
     haproxyPID: Int32?,
     haproxyRunning: Bool,
     haproxyAdopted: Bool,
+    haproxyVersion: String? = nil,
     etcdConnected: Bool,
     watchSilentSeconds: Double?,
     etcdWatchEndpoint: String?,
@@ -199,6 +203,7 @@ public struct NodeSnapshot: Sendable, Codable {
     self.haproxyPID = haproxyPID
     self.haproxyRunning = haproxyRunning
     self.haproxyAdopted = haproxyAdopted
+    self.haproxyVersion = haproxyVersion
     self.etcdConnected = etcdConnected
     self.watchSilentSeconds = watchSilentSeconds
     self.etcdWatchEndpoint = etcdWatchEndpoint

@@ -94,7 +94,8 @@ public enum Planner {
     observed: ObservedState,
     drainingFor: [ServerRef: Duration] = [:],
     settings: NodeSettings,
-    policy: RemovalPolicy = RemovalPolicy()
+    policy: RemovalPolicy = RemovalPolicy(),
+    features: RuntimeFeatures = .haproxy26
   ) -> Plan {
     plan(
       desired: desired,
@@ -103,7 +104,8 @@ public enum Planner {
       observed: observed,
       drainingFor: drainingFor,
       settings: settings,
-      policy: policy
+      policy: policy,
+      features: features
     )
   }
 
@@ -119,7 +121,8 @@ public enum Planner {
     drainingFor: [ServerRef: Duration] = [:],
     settings: NodeSettings,
     policy: RemovalPolicy = RemovalPolicy(),
-    scope: Set<String>? = nil
+    scope: Set<String>? = nil,
+    features: RuntimeFeatures = .haproxy26
   ) -> Plan {
     var plan = Plan()
     guard let runningStructure else { return Plan(reloadReasons: ["the configuration HAProxy runs is not known"]) }
@@ -157,7 +160,7 @@ public enum Planner {
             backendIDs[ref] = nextID
             nextID += 1
           }
-          backendAdditions += addition(of: server, ref: ref, policy: serverPolicy)
+          backendAdditions += addition(of: server, ref: ref, policy: serverPolicy, features: features)
         } else {
           // A host-name server is in the structure, so it is there after the reload the structure asks for.
           missingHostNames.append("server \(ref) with a host name is missing")
@@ -169,7 +172,8 @@ public enum Planner {
           of: current,
           ref: ref,
           drainedFor: drainingFor[ref] ?? .zero,
-          policy: policy
+          policy: policy,
+          features: features
         )
         backendRemovals += commands
         if stillDraining { backendDraining.append(ref) }
@@ -234,14 +238,16 @@ public enum Planner {
     return sections
   }
 
-  private static func addition(of server: DesiredServer, ref: ServerRef, policy: BackendPolicy) -> [RuntimeCommand] {
+  private static func addition(
+    of server: DesiredServer, ref: ServerRef, policy: BackendPolicy, features: RuntimeFeatures
+  ) -> [RuntimeCommand] {
     var commands: [RuntimeCommand] = [
       .addServer(
         ref,
         address: server.address,
         port: server.port,
         options: ConfigRenderer.serverOptions(weight: server.weight, policy: policy)
-          + ConfigRenderer.runtimeParityOptions
+          + (features.addedServersPoolConnections ? [] : ConfigRenderer.runtimeParityOptions)
       ),
       .enableHealth(ref),
     ]
@@ -272,12 +278,25 @@ public enum Planner {
   /// A server seen holding no connection at all has nothing to drain: maintenance and delete at once, a
   /// follow-up pass sooner. (Should a connection come in between, HAProxy refuses the delete and the
   /// server waits in maintenance, its connections untouched, like a drained one.)
+  ///
+  /// Where `del server` closes idle connections itself (``RuntimeFeatures/deleteClosesIdleConnections``),
+  /// connections are not listed: maintenance and delete at once; a delete HAProxy refuses (a request
+  /// still runs there) waits in maintenance and is tried again, with its sessions shut down once the
+  /// drain timeout passed.
   private static func removal(
     of current: ObservedServer,
     ref: ServerRef,
     drainedFor: Duration,
-    policy: RemovalPolicy
+    policy: RemovalPolicy,
+    features: RuntimeFeatures
   ) -> (commands: [RuntimeCommand], stillDraining: Bool) {
+    if features.deleteClosesIdleConnections, !current.connectionsObserved {
+      var commands: [RuntimeCommand] = []
+      if current.adminState != .maint { commands.append(.setState(ref, .maint)) }
+      if drainedFor >= policy.drainTimeout { commands.append(.shutdownSessions(ref)) }
+      commands.append(.deleteServer(ref))
+      return (commands, false)
+    }
     if current.adminState == .ready, !(current.connectionsObserved && current.activeConnections == 0) {
       return ([.setState(ref, .drain)], true)
     }
