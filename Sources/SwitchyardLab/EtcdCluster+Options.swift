@@ -65,8 +65,9 @@ extension EtcdCluster {
   }
 
   /// The directory named by the environment variable `SWITCHYARD_ETCD_DIR`, which holds the `etcd` and
-  /// `etcdctl` that tests start instead of the ones in `PATH`: `make test` runs the etcd client's and the
-  /// controller's suites a second time with it pointing at etcd 3.5 (`scripts/install-etcd35.sh`).
+  /// `etcdctl` that tests start instead of the ones in `PATH`: `make test` runs the etcd client's, the
+  /// controller's and the fault suites a second time with it pointing at Debian 13's etcd 3.5
+  /// (`scripts/install-debian13.sh`).
   public static var binaryDirectory: String? {
     guard let directory = ProcessInfo.processInfo.environment["SWITCHYARD_ETCD_DIR"], !directory.isEmpty else {
       return nil
