@@ -77,21 +77,51 @@ podman_compose() {
   .build-image/venv/bin/podman-compose "$@"
 }
 
-# debian:bookworm-slim, made from Debian's packages when no registry is reachable (as here).
+# The base image the Containerfile names (FROM debian:trixie-slim: Debian 13) and its Debian suite,
+# read from the Containerfile so that the two never disagree.
+base_reference() {
+  local from
+  from="$(sed -n 's/^FROM[[:space:]]\{1,\}\([^[:space:]]*\).*/\1/p' Containerfile | head -1)"
+  [[ "$from" =~ ^debian:([a-z]+)(-slim)?$ ]] || die "Containerfile: FROM $from is not debian:SUITE-slim"
+  echo "docker.io/library/$from ${BASH_REMATCH[1]}"
+}
+
+# The base image, pulled when a registry answers, else made from Debian's packages with debootstrap
+# (as here): that suite from the host's mirror, whose apt sources then point at that suite on that
+# mirror, under the name the registry would give it, so the same Containerfile pulls the real one
+# elsewhere.
 base_image() {
-  local engine="$1"
-  "$engine" image exists docker.io/library/debian:bookworm-slim 2>/dev/null && return 0
-  [ "$engine" = docker ] && docker image inspect debian:bookworm-slim >/dev/null 2>&1 && return 0
-  if "$engine" pull -q docker.io/library/debian:bookworm-slim >/dev/null 2>&1; then return 0; fi
-  echo "container: no registry answers; making debian:bookworm-slim with debootstrap"
+  local engine="$1" reference image suite
+  reference="$(base_reference)"
+  read -r image suite <<<"$reference"
+  "$engine" image exists "$image" 2>/dev/null && return 0
+  [ "$engine" = docker ] && docker image inspect "$image" >/dev/null 2>&1 && return 0
+  if "$engine" pull -q "$image" >/dev/null 2>&1; then return 0; fi
+  [ -e "/usr/share/debootstrap/scripts/$suite" ] || die "debootstrap does not know $suite (upgrade debootstrap)"
+  echo "container: no registry answers; making $image with debootstrap ($suite)"
   local mirror rootfs
   mirror="$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)"
   mirror="${mirror:-http://deb.debian.org/debian}"
   rootfs="$(mktemp -d)"
-  as_root debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
+  as_root debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >/dev/null
   as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  as_root tar -C "$rootfs" -c . | "$engine" import - docker.io/library/debian:bookworm-slim >/dev/null
+  as_root tar -C "$rootfs" -c . | "$engine" import - "$image" >/dev/null
   as_root rm -rf "$rootfs"
+}
+
+# The Containerfile's digest, kept as a label on the image: `up` rebuilds an image whose label differs
+# (built from an older Containerfile, such as the Debian 12 one) instead of running it.
+containerfile_label=org.switchyard.containerfile
+containerfile_digest() {
+  sha256sum Containerfile | cut -d' ' -f1
+}
+
+# Whether IMAGE exists and was built from this Containerfile.
+image_current() {
+  local built
+  built="$("$(engine)" image inspect --format "{{index .Config.Labels \"$containerfile_label\"}}" "$1" 2>/dev/null)" ||
+    return 1
+  [ "$built" = "$(containerfile_digest)" ]
 }
 
 build_image() {
@@ -122,7 +152,7 @@ build_image() {
   # Debug information is most of the binary's size; the symbols stay, for readable backtraces.
   if command -v strip >/dev/null 2>&1; then strip --strip-debug .build-image/context/switchyard; fi
   echo "container: building image $tag with $engine"
-  local args=(build --file Containerfile --tag "$tag")
+  local args=(build --file Containerfile --tag "$tag" --label "$containerfile_label=$(containerfile_digest)")
   # podman: use the local base image, never a registry; keep RUN steps within this host's limits.
   [ "$engine" = podman ] && args+=(--pull=never --ulimit nofile=16384:16384)
   "$engine" "${args[@]}" .build-image/context
@@ -215,7 +245,12 @@ case "$command" in
   up)
     whole_number "${1:-3}" up
     image="${SWITCHYARD_IMAGE:-switchyard:latest}"
-    "$(engine)" image inspect "$image" >/dev/null 2>&1 || build_image --tag "$image"
+    if ! "$(engine)" image inspect "$image" >/dev/null 2>&1; then
+      build_image --tag "$image"
+    elif ! image_current "$image"; then
+      echo "container: $image was built from another Containerfile; rebuilding it"
+      build_image --tag "$image"
+    fi
     compose up -d --scale "backend=${1:-3}"
     ;;
   scale)
