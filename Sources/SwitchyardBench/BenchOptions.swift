@@ -1,7 +1,7 @@
 /// The sizes of a bench run: the full sizes, or small ones for `--quick`.
 public struct BenchOptions: Sendable, Hashable {
   /// The scenarios, in the order they run.
-  public static let allScenarios = ["convergence", "dataplane", "churn", "burst", "scale", "routes"]
+  public static let allScenarios = ["convergence", "dataplane", "churn", "burst", "scale", "big-backend", "routes"]
   /// The update strategies, in the order they run.
   public static let allStrategies = ["runtime", "reload"]
 
@@ -37,6 +37,10 @@ public struct BenchOptions: Sendable, Hashable {
   public var idleCPUDuration: Duration
   /// Scale: single changes measured on the large fleet.
   public var scaleChanges: Int
+  /// Big backend: instances of the one service that single changes land beside.
+  public var bigBackendServers: Int
+  /// Big backend: single adds (each deleted again) measured.
+  public var bigBackendChanges: Int
   /// The `switchyard` executable that runs the controllers.
   public var switchyardExecutable: String
 
@@ -64,5 +68,7 @@ public struct BenchOptions: Sendable, Hashable {
     scaleServices = quick ? 10 : 100
     idleCPUDuration = quick ? .seconds(2) : .seconds(10)
     scaleChanges = quick ? 3 : 100
+    bigBackendServers = quick ? 2000 : 10_000
+    bigBackendChanges = quick ? 50 : 200
   }
 }

@@ -1,7 +1,7 @@
 /// Issue 24's goals for routes, and whether the routes scenarios reached them.
 extension BenchReport {
-  /// One row of the routes' goals table: a figure of one scenario and the most it may be (`nil`: shown
-  /// without a goal).
+  /// One row of a goals table (the routes', the big backend's): a figure of one scenario and the most it
+  /// may be (`nil`: shown without a goal).
   struct RouteGoal: Sendable {
     var figure: String
     var scenario: String
@@ -43,8 +43,14 @@ extension BenchReport {
   /// Issue 24's figures from the routes scenarios that ran without error, each with its goal and whether it
   /// was reached (`yes`/`no`; `—` where the issue sets none); empty when no routes scenario ran.
   func routeGoalsTable() -> [String] {
+    reachedTable(Self.routeGoals)
+  }
+
+  /// `goals`' figures from the scenarios that ran without error, each with its goal and whether it was
+  /// reached; empty when none of their scenarios ran.
+  func reachedTable(_ goals: [RouteGoal]) -> [String] {
     var rows: [String] = []
-    for goal in Self.routeGoals {
+    for goal in goals {
       guard let value = scenarios.first(where: { $0.name == goal.scenario && $0.error == nil })?[goal.key] else {
         continue
       }

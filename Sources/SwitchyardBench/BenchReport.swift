@@ -180,6 +180,12 @@ public struct BenchReport: Sendable, Hashable {
       let sizes = quick ? " (--quick sizes: a smaller fleet than the issue's; see the variants)" : ""
       out += ["", "### Issue 24's figures, routes\(sizes)", ""] + routeGoals
     }
+    let bigBackendGoals = reachedTable(Self.bigBackendGoals)
+    if !bigBackendGoals.isEmpty {
+      out +=
+        ["", "### One change inside one big backend\(quick ? " (--quick sizes, see the variant)" : "")", ""]
+        + bigBackendGoals
+    }
     var names: [String] = []
     for scenario in scenarios where !names.contains(scenario.name) { names.append(scenario.name) }
     for name in names {

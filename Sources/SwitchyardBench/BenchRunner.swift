@@ -127,6 +127,14 @@ public struct BenchRunner: Sendable {
               try await scenarios.scale(strategy: strategy)
             })
         }
+      case "big-backend" where strategies.contains("runtime"):
+        // The runtime strategy's cost per change; the reload strategy reloads the whole backend for each.
+        runs.append(
+          PlannedRun(
+            name: name, strategy: "runtime", label: "big backend: one change beside \(options.bigBackendServers)"
+          ) {
+            try await scenarios.bigBackend()
+          })
       case "routes" where strategies.contains("runtime"):
         // Routes go through the Runtime API's maps; the sizes are in RouteBenchSizes.
         runs.append(
