@@ -12,7 +12,7 @@ import Testing
 )
 struct ComposeTests {
   @Test(
-    "Build, up with 3 backends and web behind its routes, scale 5 and 2 without a failed request, a crashed backend restarts, lose etcd1 and lb1, down leaves nothing"
+    "Build the Debian 13 image (HAProxy 3.0, etcd 3.5), up with 3 backends and web behind its routes, scale 5 and 2 without a failed request, a crashed backend restarts, lose etcd1 and lb1, down leaves nothing"
   )
   func wholeProject() async throws {
     let project = try ComposeProject()
@@ -28,6 +28,18 @@ struct ComposeTests {
   private func run(_ project: ComposeProject) async throws {
     // The image, as `make image` builds it but from a debug build (the release build would double CI's time).
     try await project.script(["image", "--debug", "--tag", project.image], timeout: .seconds(1_800))
+    // Debian 13's image: HAProxy 3.0 and etcd 3.5 from its packages, and the binary, built on the host,
+    // finds every library it still links dynamically.
+    let debian = try await project.inImage("cat", ["/etc/debian_version"])
+    #expect(debian.hasPrefix("13."), "/etc/debian_version: \(debian)")
+    let haproxy = try await project.inImage("haproxy", ["-v"])
+    #expect(haproxy.contains("HAProxy version 3.0."), "haproxy -v: \(haproxy)")
+    let etcd = try await project.inImage("etcd", ["--version"])
+    #expect(etcd.contains("etcd Version: 3.5."), "etcd --version: \(etcd)")
+    let etcdctl = try await project.inImage("etcdctl", ["version"])
+    #expect(etcdctl.contains("etcdctl version: 3.5."), "etcdctl version: \(etcdctl)")
+    let libraries = try await project.inImage("ldd", ["/usr/local/bin/switchyard"])
+    #expect(!libraries.contains("not found"), "ldd switchyard: \(libraries)")
 
     try await project.script(["up", "3"], timeout: .seconds(300))
     try await project.expectServing(backends: 3, within: .seconds(90))
@@ -187,6 +199,14 @@ final class ComposeProject: Sendable {
       throw TestSupportError(.commandFailed, "\(command) exited with \(status): \(output.suffix(3_000))")
     }
     return output
+  }
+
+  /// Runs a command in a throwaway container of the project's image, in place of its entrypoint, and
+  /// returns its output (ulimits within this host's hard limits, as compose.yaml sets them).
+  func inImage(_ executable: String, _ arguments: [String]) async throws -> String {
+    try await podman(
+      ["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--entrypoint", executable, image]
+        + arguments)
   }
 
   /// The instance ids registered in etcd, read with etcdctl inside an etcd container.
