@@ -43,10 +43,13 @@ public struct MasterCLI: Sendable {
   /// Reloads HAProxy with the configuration file it was started with, and returns the process list once
   /// the reload is confirmed.
   ///
-  /// In 2.6 the master answers `reload` with nothing and drops the connection while it re-executes itself,
-  /// so success is read from `show proc`, polled until the reload counter has gone up: the reload failed if
-  /// the failed counter went up too (the old workers keep serving the old configuration), and succeeded
-  /// once a new worker is listed. Old workers keep finishing their connections in the background.
+  /// The reply to `reload` is not what tells: 2.6 answers with nothing and drops the connection while the
+  /// master re-executes itself; 3.0 holds the connection until the new configuration is loaded and then
+  /// reports, but a 3.0 master that re-executes an older binary (a downgrade) never answers it. So the
+  /// command is sent beside a poll of `show proc`, which decides: the reload counter goes up, and the
+  /// reload failed if the failed counter went up too (the old workers keep serving the old
+  /// configuration), and succeeded once a new worker is listed. Old workers keep finishing their
+  /// connections in the background.
   ///
   /// - Parameter timeout: How long the whole reload may take.
   /// - Throws: ``HAProxyError/Code/reloadFailed`` if HAProxy refused the configuration,
@@ -55,13 +58,33 @@ public struct MasterCLI: Sendable {
     let before = try await showProc()
     let deadline = ContinuousClock.now.advanced(by: reloadTimeout)
     logger.info("Reloading HAProxy", metadata: ["haproxy.reloads": "\(before.reloads)"])
-    var sendProblem: String?
-    do {
-      _ = try await send("reload")
-    } catch let error as HAProxyError where error.code == .connectionFailed {
-      // The master may drop the connection while it re-executes itself; the process list tells.
-      sendProblem = error.message
+    let socketPath = socketPath
+    let sendTimeout = reloadTimeout
+    return try await withThrowingTaskGroup(of: ProcessList?.self) { group in
+      group.addTask {
+        do {
+          _ = try await UnixSocketClient.request("reload", socketPath: socketPath, timeout: sendTimeout)
+        } catch let error as HAProxyError where error.code == .connectionFailed || error.code == .timedOut {
+          // The master dropped the connection while it re-executed itself, or never answered: the
+          // process list tells.
+        }
+        return nil
+      }
+      group.addTask { try await confirmReload(after: before, deadline: deadline, timeout: reloadTimeout) }
+      while let result = try await group.next() {
+        if let list = result {
+          group.cancelAll()
+          return list
+        }
+      }
+      throw HAProxyError(.timedOut, "reload not confirmed within \(reloadTimeout)", command: "reload")
     }
+  }
+
+  /// Polls `show proc` until the reload counter went up past `before`'s and a new worker is listed.
+  private func confirmReload(
+    after before: ProcessList, deadline: ContinuousClock.Instant, timeout reloadTimeout: Duration
+  ) async throws -> ProcessList {
     var lastProblem = "no process list yet"
     let oldWorkers = Set(before.workers.map(\.pid))
     while ContinuousClock.now < deadline {
@@ -95,10 +118,6 @@ public struct MasterCLI: Sendable {
         metadata: ["haproxy.reloads": "\(after.reloads)", "haproxy.workers": "\(after.workers.map(\.pid))"])
       return after
     }
-    throw HAProxyError(
-      .timedOut,
-      "reload not confirmed within \(reloadTimeout): \(lastProblem)"
-        + (sendProblem.map { "; sending it failed: \($0)" } ?? ""),
-      command: "reload")
+    throw HAProxyError(.timedOut, "reload not confirmed within \(reloadTimeout): \(lastProblem)", command: "reload")
   }
 }

@@ -145,7 +145,27 @@ final class FaultCluster {
 
   func stateDirectory(_ lb: String) -> String { directory.path("\(lb)-state") }
 
+  /// The HAProxy executable `lb`'s controller runs: a link of its own to the release under test, which a
+  /// scenario can point at another release, as a package upgrade replaces the binary under a running
+  /// node.
+  func haproxyLink(_ lb: String) -> String { directory.path("\(lb)-bin/haproxy") }
+
+  /// Points `lb`'s HAProxy link at `executable`; HAProxy takes it at its next reload (its master
+  /// re-executes the binary) or start.
+  func linkHAProxy(_ lb: String, to executable: String) throws {
+    let link = haproxyLink(lb)
+    try FileManager.default.createDirectory(
+      atPath: (link as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    let staged = link + ".new"
+    try? FileManager.default.removeItem(atPath: staged)
+    try FileManager.default.createSymbolicLink(atPath: staged, withDestinationPath: executable)
+    guard rename(staged, link) == 0 else { throw TestSupportError("cannot replace \(link): errno \(errno)") }
+  }
+
   func startController(_ lb: String) throws {
+    if (try? FileManager.default.destinationOfSymbolicLink(atPath: haproxyLink(lb))) == nil {
+      try linkHAProxy(lb, to: try HAProxyReleases.underTest())
+    }
     let address = lab.host(lb).address
     let (tool, arguments) = lab.command(
       on: lab.host(lb),
@@ -154,6 +174,7 @@ final class FaultCluster {
         "controller", "--node-id", lb, "--etcd-endpoints", endpoints,
         "--listen", "\(address):\(Self.listenPort)", "--stats", "\(address):8400",
         "--admin", "\(address):\(Self.adminPort)", "--state-dir", stateDirectory(lb), "--drain-timeout", "5",
+        "--haproxy", haproxyLink(lb),
       ]
     )
     controllers[lb] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(lb))

@@ -230,6 +230,11 @@ struct FaultSuiteTests {
       ownWrites: 4, setup: { try await $0.portClaimsSetup() }, teardown: { try await $0.removeFixture() },
       body: { try await $0.portClaims() }
     ),
+    // Issue 25: the other HAProxy release replaces lb1's binary under load, and back.
+    Scenario(
+      name: "HAProxy on lb1 upgraded to the other release (2.6 ⇄ 3.0) under load, then back", mayLose: ["x1"],
+      ownWrites: 2, reloadLimit: 4, body: { try await $0.haproxyUpgrade() }
+    ),
   ]
 
   /// `3 / 0 (0.81 s)`: failed requests per node, and the longest time from a node's first failure to its last.
