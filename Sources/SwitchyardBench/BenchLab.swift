@@ -13,6 +13,8 @@ final class BenchLab: Sendable {
   let etcd: EtcdClient
   let directory: TemporaryDirectory
   let switchyardExecutable: String
+  /// The HAProxy executable the controllers run.
+  let haproxyExecutable: String
   let fleet: [HTTPTestServer]
   /// A backend of its own for the instance whose arrival and departure convergence measures.
   let probe: HTTPTestServer
@@ -25,6 +27,7 @@ final class BenchLab: Sendable {
     etcd: EtcdClient,
     directory: TemporaryDirectory,
     switchyardExecutable: String,
+    haproxyExecutable: String,
     fleet: [HTTPTestServer],
     probe: HTTPTestServer,
     closedPort: Int
@@ -33,6 +36,7 @@ final class BenchLab: Sendable {
     self.etcd = etcd
     self.directory = directory
     self.switchyardExecutable = switchyardExecutable
+    self.haproxyExecutable = haproxyExecutable
     self.fleet = fleet
     self.probe = probe
     self.closedPort = closedPort

@@ -43,15 +43,19 @@ public struct BenchOptions: Sendable, Hashable {
   public var bigBackendChanges: Int
   /// The `switchyard` executable that runs the controllers.
   public var switchyardExecutable: String
+  /// The HAProxy executable the controllers run (`--haproxy`): a name looked up in `PATH` or a path.
+  public var haproxyExecutable: String
 
   /// The sizes (`quick == false`) or the small ones.
   public init(
     quick: Bool,
     switchyardExecutable: String,
+    haproxyExecutable: String = "haproxy",
     scenarios: [String] = BenchOptions.allScenarios,
     strategies: [String] = BenchOptions.allStrategies
   ) {
     self.quick = quick
+    self.haproxyExecutable = haproxyExecutable
     self.scenarios = scenarios
     self.switchyardExecutable = switchyardExecutable
     self.strategies = strategies

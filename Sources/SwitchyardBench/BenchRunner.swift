@@ -32,7 +32,7 @@ public struct BenchRunner: Sendable {
       date: date,
       machine: Self.machine(),
       etcdVersion: Self.etcdVersion(),
-      haproxyVersion: Self.haproxyVersion(),
+      haproxyVersion: Self.haproxyVersion(options.haproxyExecutable),
       build: Self.build,
       quick: options.quick
     )
@@ -47,6 +47,7 @@ public struct BenchRunner: Sendable {
           etcd: etcd,
           directory: directory,
           switchyardExecutable: options.switchyardExecutable,
+          haproxyExecutable: options.haproxyExecutable,
           fleet: fleet,
           probe: probe,
           closedPort: try FreePort.allocate()
@@ -182,8 +183,8 @@ public struct BenchRunner: Sendable {
       of: "etcd Version: ", with: "")
   }
 
-  static func haproxyVersion() -> String {
-    let line = firstLine(of: "haproxy", ["-v"])
+  static func haproxyVersion(_ executable: String) -> String {
+    let line = firstLine(of: executable, ["-v"])
     let words = line.split(separator: " ")
     return words.count > 2 ? String(words[2]) : line
   }

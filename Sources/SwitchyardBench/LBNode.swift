@@ -80,7 +80,7 @@ final class LBNode: Sendable {
         "--listen", "127.0.0.1:\(ports[0])", "--stats", "127.0.0.1:\(ports[1])", "--admin", "127.0.0.1:\(ports[2])",
         "--state-dir", stateDirectory, "--drain-timeout", "5", "--log-level", logLevel,
         "--log-format", logFormat,
-        "--update-strategy", strategy,
+        "--update-strategy", strategy, "--haproxy", lab.haproxyExecutable,
       ] + services.flatMap { ["--service", $0] },
       logPath: lab.directory.path("\(name).log")
     )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SwitchyardBench
+import SwitchyardProcess
 
 /// `switchyard bench`: measures convergence, churn, bursts, scale and the data plane with its own etcd,
 /// controllers, HAProxy and backends on loopback, for both update strategies, and writes the tables.
@@ -28,12 +29,24 @@ struct BenchCommand: AsyncParsableCommand {
   var scenarios: [String] = []
 
   @Option(
+    help: ArgumentHelp(
+      "The HAProxy executable every controller runs: a path, or a name looked up in PATH.",
+      discussion: "Debian 13's HAProxy 3.0, as scripts/install-debian13.sh fetches it: "
+        + "~/.cache/switchyard/debian13/bin/haproxy. The report names the version."),
+    completion: .file())
+  var haproxy = "haproxy"
+
+  @Option(
     name: .customLong("strategy"),
     help: "Run only this update strategy (repeatable): \(BenchOptions.allStrategies.joined(separator: ", ")).")
   var strategies: [String] = []
 
   func validate() throws {
     guard !output.isEmpty else { throw ValidationError("--output must not be empty") }
+    let found = haproxy.contains("/") ? haproxy : ExecutablePath.find(haproxy)
+    guard let found, FileManager.default.isExecutableFile(atPath: found) else {
+      throw ValidationError("--haproxy: \(haproxy) is not an executable file (a path, or a name in PATH)")
+    }
     for scenario in scenarios where !BenchOptions.allScenarios.contains(scenario) {
       throw ValidationError(
         "--scenario: unknown scenario \"\(scenario)\"; choose from \(BenchOptions.allScenarios.joined(separator: ", "))"
@@ -52,7 +65,10 @@ struct BenchCommand: AsyncParsableCommand {
     let strategies =
       self.strategies.isEmpty ? BenchOptions.allStrategies : BenchOptions.allStrategies.filter(self.strategies.contains)
     let options = BenchOptions(
-      quick: quick, switchyardExecutable: executable, scenarios: selected, strategies: strategies)
+      quick: quick, switchyardExecutable: executable,
+      haproxyExecutable: haproxy.contains("/") ? URL(fileURLWithPath: haproxy).standardizedFileURL.path : haproxy,
+      scenarios: selected,
+      strategies: strategies)
     let directory = URL(fileURLWithPath: output)
     do {
       try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
