@@ -63,6 +63,12 @@ import Testing
         #expect(node.state.routes?.map(\.name) == ["web", "web-host"], "\(node.name)")
       }
       #expect(report.nodes.map(\.name) == ["lb1", "lb2"])
+      // The table names the HAProxy release each node runs.
+      let table = try await switchyard(["status", "--home", home])
+      for node in report.nodes {
+        let version = try #require(node.state.haproxyVersion, "\(node.name) reports no HAProxy version")
+        #expect(table.contains("HAProxy \(version) pid"), "\(table)")
+      }
 
       // A fault by hand: one etcd member stopped and started again; the LB nodes keep serving.
       let stopped = try await switchyard(["stop", "etcd2", "--home", home])
