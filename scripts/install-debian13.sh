@@ -26,11 +26,8 @@ if ready; then
   exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  sudo=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-  sudo=(sudo -n)
-else
+. "$(dirname "$0")/lib/root.sh"
+if ! root_command; then
   echo "install-debian13: fetching Debian 13's HAProxy and etcd needs root the first time (apt, patchelf)" >&2
   exit 1
 fi
