@@ -57,6 +57,8 @@ public struct RegistrationMirror: Sendable {
   public private(set) var routesGeneration = 0
   /// The service settings in force. An invalid value leaves the last valid settings of its service in force.
   private var settingsByService: [ServiceName: ServiceSettings] = [:]
+  /// What each service's backend depends on beyond its servers (``aggregate(of:)``).
+  private var aggregates: [ServiceName: ServiceAggregate] = [:]
 
   /// Builds the mirror from a full read at `revision`.
   public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
@@ -71,20 +73,26 @@ public struct RegistrationMirror: Sendable {
   /// are skipped. Returns the services whose valid instances changed.
   @discardableResult
   public mutating func apply(_ changes: some Sequence<Change>) -> Set<ServiceName> {
-    var touched: Set<ServiceName> = []
+    applyTracking(changes).services
+  }
+
+  /// Applies watch events as ``apply(_:)`` does, and returns which instances of which services changed: a
+  /// registration or an override names its instance, new settings mark their service as a whole.
+  public mutating func applyTracking(_ changes: some Sequence<Change>) -> InstanceChanges {
+    var touched = InstanceChanges()
     for change in changes where change.modRevision > baseRevision {
       revision = max(revision, change.modRevision)
-      if let service = applyPolicy(change) {
-        touched.formUnion(service)
+      if let services = applyPolicy(change) {
+        for service in services { touched.recordWhole(service) }
         continue
       }
       switch entries[change.key] {
-      case .valid(let old): touched.insert(old.key.service)
-      case .override(let old): touched.insert(old.instance.service)
+      case .valid(let old): touched.record(old.key)
+      case .override(let old): touched.record(old.instance)
       case .invalid, nil: break
       }
       if let value = change.value {
-        if let service = set(change.key, value: value, modRevision: change.modRevision) { touched.insert(service) }
+        if let key = set(change.key, value: value, modRevision: change.modRevision) { touched.record(key) }
       } else {
         remove(change.key)
       }
@@ -168,6 +176,19 @@ public struct RegistrationMirror: Sendable {
   /// The services with at least one valid instance.
   public var registeredServices: Set<ServiceName> { Set(byService.keys) }
 
+  /// The instance of `key` as it is served (in the stricter of its registered state and its override's),
+  /// if it is registered and valid.
+  public func instance(_ key: RegistrationKey) -> ServiceInstance? {
+    guard let instance = byService[key.service]?[Array(key.path.utf8)] else { return nil }
+    return instance.applying(overridesByService[key.service]?[key])
+  }
+
+  /// What the backend of `service` depends on beyond its servers, over its served instances: kept current
+  /// with every change, so reading it costs nothing in proportion to the service.
+  public func aggregate(of service: ServiceName) -> ServiceAggregate {
+    aggregates[service] ?? ServiceAggregate()
+  }
+
   /// The valid instances of `service`, in key order, each in the stricter of its registered state and
   /// its override's.
   public func instances(of service: ServiceName) -> [ServiceInstance] {
@@ -200,16 +221,18 @@ public struct RegistrationMirror: Sendable {
   /// How many entries the mirror holds, valid or not.
   public var count: Int { entries.count + routesByKey.count + settingsByService.count }
 
-  /// Stores one entry; returns its service when it is valid.
+  /// Stores one entry; returns the instance it registers or overrides when it is valid.
   @discardableResult
-  private mutating func set(_ key: [UInt8], value: [UInt8], modRevision: Int64) -> ServiceName? {
+  private mutating func set(_ key: [UInt8], value: [UInt8], modRevision: Int64) -> RegistrationKey? {
     remove(key)
     if key.starts(with: Self.overrideRoot) {
       do {
         let override = try InstanceOverride.parse(key: key, value: value, modRevision: modRevision)
         entries[key] = .override(override)
+        uncount(override.instance)
         overridesByService[override.instance.service, default: [:]][override.instance] = override
-        return override.instance.service
+        count(override.instance)
+        return override.instance
       } catch {
         entries[key] = .invalid(error)
         invalidEntries[key] = error
@@ -220,7 +243,8 @@ public struct RegistrationMirror: Sendable {
       let instance = try ServiceInstance.parse(key: key, value: value, modRevision: modRevision)
       entries[key] = .valid(instance)
       byService[instance.key.service, default: [:]][key] = instance
-      return instance.key.service
+      count(instance.key)
+      return instance.key
     } catch {
       entries[key] = .invalid(error)
       invalidEntries[key] = error
@@ -231,18 +255,35 @@ public struct RegistrationMirror: Sendable {
   private mutating func remove(_ key: [UInt8]) {
     switch entries.removeValue(forKey: key) {
     case .valid(let instance):
+      uncount(instance.key)
       byService[instance.key.service]?[key] = nil
       if byService[instance.key.service]?.isEmpty == true { byService[instance.key.service] = nil }
     case .override(let override):
+      uncount(override.instance)
       overridesByService[override.instance.service]?[override.instance] = nil
       if overridesByService[override.instance.service]?.isEmpty == true {
         overridesByService[override.instance.service] = nil
       }
+      count(override.instance)
     case .invalid:
       invalidEntries[key] = nil
     case nil:
       break
     }
+  }
+
+  /// Counts the served instance of `key` into its service's aggregate; ``uncount(_:)`` before a change to
+  /// its registration or override, this after.
+  private mutating func count(_ key: RegistrationKey) {
+    guard let instance = instance(key) else { return }
+    aggregates[key.service, default: ServiceAggregate()].add(instance)
+  }
+
+  /// Counts the served instance of `key` out of its service's aggregate.
+  private mutating func uncount(_ key: RegistrationKey) {
+    guard let instance = instance(key), var aggregate = aggregates.removeValue(forKey: key.service) else { return }
+    aggregate.remove(instance)
+    if aggregate.count > 0 { aggregates[key.service] = aggregate }
   }
 }
 
