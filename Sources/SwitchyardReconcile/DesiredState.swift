@@ -69,6 +69,20 @@ public struct DesiredBackend: Sendable, Hashable {
     self.isLingering = isLingering
   }
 
+  /// Creates a backend from servers already sorted by name (a patched one: sorting them again would cost
+  /// in proportion to the backend).
+  init(
+    service: ServiceName, checkPath: String, sortedServers: [DesiredServer], settings: ServiceSettings?,
+    balance: ServiceSettings.Balance, isLingering: Bool
+  ) {
+    self.service = service
+    self.checkPath = checkPath
+    servers = sortedServers
+    self.settings = settings
+    self.balance = balance
+    self.isLingering = isLingering
+  }
+
   /// Whether `other` renders the same lines in the configuration's structure: the same mode, algorithm,
   /// check and settings, and the same servers with host names (servers with addresses are the Runtime
   /// API's). A pass whose backends all keep their structure need not render and compare it again.
@@ -147,21 +161,11 @@ public struct DesiredState: Sendable, Hashable {
     backends = services.map { service in
       let members = byService[service] ?? []
       let previousBackend = previous?.backend(for: service)
-      let previousPath = previousBackend?.checkPath
-      let named = members.compactMap(\.registration.checkPath)
       let serviceSettings = settings[service]
-      let checkPath: String
-      if let configured = serviceSettings?.check?.path {
-        checkPath = configured
-      } else if let previousPath, named.isEmpty || named.contains(previousPath) {
-        checkPath = previousPath
-      } else if named.isEmpty {
-        checkPath = Self.defaultCheckPath
-      } else {
-        var votes: [String: Int] = [:]
-        for path in named { votes[path, default: 0] += 1 }
-        checkPath = votes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? Self.defaultCheckPath
-      }
+      var votes: [String: Int] = [:]
+      for path in members.compactMap(\.registration.checkPath) { votes[path, default: 0] += 1 }
+      let checkPath = Self.checkPath(
+        configured: serviceSettings?.check?.path, previous: previousBackend?.checkPath, votes: votes)
       let balance = BackendPolicy.effectiveBalance(
         configured: serviceSettings?.balance ?? .roundrobin,
         weightSum: members.reduce(0) { $0 + ($1.registration.state == .up ? $1.registration.weight : 0) },
@@ -202,6 +206,16 @@ public struct DesiredState: Sendable, Hashable {
         return backend.isLingering == lingers ? backend : backend.lingering(lingers)
       },
       routes: routes, unavailablePorts: unavailablePorts)
+  }
+
+  /// The check path of a backend by the rules of ``init(revision:services:instances:previous:settings:lingering:)``:
+  /// the `configured` one (service settings); else the `previous` one while an instance still names it or
+  /// none names any; else the path most instances name (`votes`: how many name each), ties to the smallest;
+  /// else `/`.
+  static func checkPath(configured: String?, previous: String?, votes: [String: Int]) -> String {
+    if let configured { return configured }
+    if let previous, votes.isEmpty || votes[previous, default: 0] > 0 { return previous }
+    return votes.max { ($0.value, $1.key) < ($1.value, $0.key) }?.key ?? defaultCheckPath
   }
 
   /// The backend of `service`, if the node serves it.
