@@ -89,9 +89,12 @@ public struct ObservedServer: Sendable, Hashable {
 public struct ObservedState: Sendable, Hashable {
   /// Servers by backend name. A backend with no servers may be missing.
   public var backends: [String: [ObservedServer]]
+  /// The numeric id of each backend (`be_id`) HAProxy reported a server of.
+  public var backendIDs: [String: Int]
 
   /// Creates an observed state.
-  public init(backends: [String: [ObservedServer]] = [:]) {
+  public init(backends: [String: [ObservedServer]] = [:], backendIDs: [String: Int] = [:]) {
     self.backends = backends
+    self.backendIDs = backendIDs
   }
 }

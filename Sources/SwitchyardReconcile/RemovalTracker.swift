@@ -33,6 +33,13 @@ public struct RemovalTracker: Sendable, Hashable {
   /// The backends that have servers leaving.
   public var leavingBackends: Set<String> { Set(started.keys.map(\.backend)) }
 
+  /// The servers leaving, by backend.
+  public var leavingServers: [String: Set<String>] {
+    var servers: [String: Set<String>] = [:]
+    for ref in started.keys { servers[ref.backend, default: []].insert(ref.server) }
+    return servers
+  }
+
   /// How long each leaving server has been leaving.
   public func elapsed(now: ContinuousClock.Instant) -> [ServerRef: Duration] {
     started.mapValues { $0.duration(to: now) }
