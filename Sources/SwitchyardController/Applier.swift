@@ -7,18 +7,21 @@ import Synchronization
 /// rounds; reloads for structural changes, for the `reload` update strategy, and as the fallback when
 /// HAProxy refuses a command. Tracks the servers that are leaving.
 final class Applier: Sendable {
-  private let runtime: RuntimeClient
+  let runtime: RuntimeClient
   private let writer: ConfigWriter
   private let supervisor: HAProxySupervisor
-  private let publisher: StatusPublisher
+  let publisher: StatusPublisher
   private let queue: PassQueue
   private let settings: NodeSettings
   private let removalPolicy: Planner.RemovalPolicy
   private let updateStrategy: UpdateStrategy
   private let status: ControllerStatus
   private let metrics: ControllerMetrics
-  private let logger: Logger
-  private let removals = Mutex(RemovalTracker())
+  let logger: Logger
+  let removals = Mutex(RemovalTracker())
+  /// What the controller believes HAProxy runs, backend by backend: what passes for a few instances of a
+  /// large backend plan against instead of observing all of it (``targeted(_:in:)``).
+  let belief = Mutex(RuntimeBelief())
   private let reloadGate: Mutex<ReloadGate<ContinuousClock.Instant>>
   /// The structure whose reload HAProxy last refused, and when: it is not tried again for a while, since
   /// each try pauses the old worker's listeners while the new one fails to start.
@@ -58,7 +61,25 @@ final class Applier: Sendable {
 
   /// Brings HAProxy to `desired` (for the backends in `scope`, or all): Runtime API commands, or a
   /// reload when they cannot. Returns whether removed servers still drain.
-  func apply(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool {
+  ///
+  /// `targets` names, for backends in `scope` whose other servers did not change since the last pass, the
+  /// servers that did: where the controller's belief about such a backend is current, only those servers
+  /// are planned, against the belief, and the backend is not observed. A failure forgets every belief.
+  func apply(
+    desired: DesiredState, structure: String, scope: Set<String>?, targets: [String: Set<String>] = [:]
+  ) async throws -> Bool {
+    do {
+      return try await applyRounds(desired: desired, structure: structure, scope: scope, targets: targets)
+    } catch {
+      // Commands may or may not have been applied: observe before believing anything again.
+      belief.withLock { $0.forgetAll() }
+      throw error
+    }
+  }
+
+  private func applyRounds(
+    desired: DesiredState, structure: String, scope: Set<String>?, targets: [String: Set<String>]
+  ) async throws -> Bool {
     var desired = desired
     var structure = structure
     for round in 0..<4 {
@@ -73,26 +94,32 @@ final class Applier: Sendable {
       // One Runtime API connection per round; a reload ends the round, since the connection belongs
       // to the worker that the reload retires.
       let finished = try await runtime.withRuntimeSession {
-        try await applyRound(desired: desired, structure: structure, scope: scope)
+        try await applyRound(desired: desired, structure: structure, scope: scope, targets: targets)
       }
       if let followUp = finished { return followUp }
     }
     throw ControllerError("HAProxy did not reach the desired state after four rounds of changes")
   }
 
-  /// One round of ``apply(desired:structure:scope:)``: observe, plan, and change. Returns whether a
+  /// One round of ``apply(desired:structure:scope:targets:)``: observe, plan, and change. Returns whether a
   /// follow-up pass is needed once HAProxy has what `desired` says, or `nil` when another round must
   /// look again.
-  private func applyRound(desired: DesiredState, structure: String, scope: Set<String>?) async throws -> Bool? {
+  private func applyRound(
+    desired: DesiredState, structure: String, scope: Set<String>?, targets: [String: Set<String>]
+  ) async throws -> Bool? {
     // A backend that only a reload creates cannot be asked about yet.
     let running = supervisor.runningStructure ?? ""
-    let backends = desired.backends.map(\.name).filter { name in
+    let inScope = desired.backends.map(\.name).filter { name in
       scope.map { $0.contains(name) && running.contains("\nbackend \(name)\n") } ?? true
     }
-    var observed = try await runtime.observe(backends: backends, each: scope != nil)
+    // Backends whose changed servers alone are planned, against the belief; the others are observed whole.
+    let targeted = targeted(targets, in: inScope)
+    let backends = targeted.isEmpty ? inScope : inScope.filter { targeted[$0] == nil }
+    var observed = try await observe(backends, each: scope != nil, targeted: targeted, full: scope == nil)
+    let planned = desired.only(targeted)
     let now = ContinuousClock.now
     let (drainingFor, leaving) = removals.withLock { removals in
-      removals.update(desired: desired, observed: observed, now: now, scope: scope)
+      removals.update(desired: planned, observed: observed, now: now, scope: scope)
       return (removals.elapsed(now: now), removals.leavingBackends)
     }
     // Connections matter only to servers that leave: ask for them where there are any, and only where
@@ -100,9 +127,10 @@ final class Applier: Sendable {
     let features = supervisor.features
     if !features.deleteClosesIdleConnections {
       try await runtime.addConnections(to: &observed, backends: backends.filter(leaving.contains))
+      try await addConnections(to: &observed, leaving: planned, targeted: targeted)
     }
-    let plan = Planner.plan(
-      desired: desired,
+    var plan = Planner.plan(
+      desired: planned,
       structure: structure,
       runningStructure: supervisor.runningStructure,
       observed: observed,
@@ -112,6 +140,7 @@ final class Applier: Sendable {
       scope: scope,
       features: features
     )
+    if !targeted.isEmpty { plan.newServerIDs = newServerIDs(plan, targeted: targeted) }
     if updateStrategy == .reload && !plan.isEmpty {
       let rendered = writer.render(desired.withoutLingering())
       if await rendered.text != writer.loadedText {
@@ -134,7 +163,7 @@ final class Applier: Sendable {
       // Changes that need a reload wait a little for others to share it; the rest goes on meanwhile.
       // Routes wait too: they may name a backend that only the reload creates.
       if !plan.commands.isEmpty {
-        _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
+        try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
       }
       queue.requeue(after: wait)
       logger.debug("A structural change waits for its reload", metadata: ["wait": "\(wait)"])
@@ -149,7 +178,7 @@ final class Applier: Sendable {
       // configuration HAProxy rejects must not hold them back. A refused command is put right by
       // the reload that follows.
       if !plan.commands.isEmpty {
-        _ = try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
+        try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
       }
       let reason = plan.reloadReasons.joined(separator: "; ")
       try await installAndReload(desired, cause: .structure, reason: reason) {
@@ -159,18 +188,25 @@ final class Applier: Sendable {
     }
     if plan.commands.isEmpty {
       if try await !applyRoutes(desired) { return nil }
-      publisher.publish(desired: desired, observed: observed, scope: scope)
+      publish(desired: desired, observed: observed, scope: scope, targeted: targeted)
       return !plan.draining.isEmpty
     }
-    switch try await execute(plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor) {
+    let (outcome, refused) = try await execute(
+      plan.commands, newServerIDs: plan.newServerIDs, drainingFor: drainingFor)
+    switch outcome {
     case .done: return nil
     case .deletesDeferred:
       // Everything else is applied; the next pass deletes what still holds connections.
-      publisher.publish(
-        desired: desired,
-        observed: try await runtime.observe(backends: backends, each: scope != nil),
-        scope: scope)
+      let again = backends.isEmpty ? observed : try await runtime.observe(backends: backends, each: scope != nil)
+      publish(desired: desired, observed: again, scope: scope, targeted: targeted)
       return true
+    case .failed where refused.isSubset(of: targeted.keys):
+      // Planned from a belief that HAProxy contradicts: the next round observes those backends (the belief
+      // about them is forgotten) and plans again; a command refused then falls back to a reload.
+      logger.warning(
+        "HAProxy refused a command planned from what the controller believed it runs; looking again",
+        metadata: ["backends": "\(refused.sorted().joined(separator: ","))"])
+      return nil
     case .failed:
       try await installAndReload(desired, cause: .fallback, reason: "a Runtime API command was refused")
     }
@@ -208,10 +244,12 @@ final class Applier: Sendable {
   }
 
   /// Sends commands in order, in batches of one write each (HAProxy answers them in order), and logs
-  /// and counts each reply.
+  /// and counts each reply. The belief follows the replies: a confirmed command changes it, a refused one
+  /// makes it forget its backend. Returns the outcome and the backends with a refused command.
+  @discardableResult
   private func execute(
     _ commands: [RuntimeCommand], newServerIDs: [ServerRef: Int], drainingFor: [ServerRef: Duration]
-  ) async throws -> CommandOutcome {
+  ) async throws -> (CommandOutcome, refused: Set<String>) {
     metrics.runtimeCommands.increment(by: Int64(commands.count))
     let results: [HAProxyError?]
     do {
@@ -221,6 +259,16 @@ final class Applier: Sendable {
       throw error
     }
     var outcome = CommandOutcome.done
+    var refused: Set<String> = []
+    belief.withLock { belief in
+      for (command, error) in zip(commands, results) {
+        switch CommandOutcome.Reply(command, error) {
+        case .confirmed: belief.confirmed(command, id: newServerIDs[command.server])
+        case .deleteDeferred: break
+        case .refused: belief.forget(command.server.backend)
+        }
+      }
+    }
     for (command, error) in zip(commands, results) {
       let reply = CommandOutcome.Reply(command, error)
       outcome.add(reply)
@@ -240,6 +288,7 @@ final class Applier: Sendable {
           metadata: ["server": "\(command.server)", "reply": "\(error?.reply ?? "")"]
         )
       case .refused:
+        refused.insert(command.server.backend)
         metrics.runtimeCommandFailures.increment()
         logger.warning(
           "HAProxy refused a Runtime API command; falling back to a reload",
@@ -247,7 +296,7 @@ final class Applier: Sendable {
         )
       }
     }
-    return outcome
+    return (outcome, refused)
   }
 
   /// Installs the configuration of `desired` (HAProxy reads the file on reload), then reloads;
@@ -265,6 +314,8 @@ final class Applier: Sendable {
     let rendered = rendered ?? writer.render(desired.withoutLingering())
     try await writer.install(rendered, revision: desired.revision)
     beforeReload()
+    // The new worker reads the file: what was believed of the old one's runtime state does not hold.
+    belief.withLock { $0.forgetAll() }
     let clock = ContinuousClock()
     let started = clock.now
     do {

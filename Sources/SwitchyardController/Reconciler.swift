@@ -45,6 +45,14 @@ final class Reconciler: Sendable {
   /// The desired state of the last pass, once there was one.
   var lastDesired: DesiredState? { last.withLock { $0 } }
 
+  /// Moves whenever the controller's belief about what HAProxy runs changes (``RuntimeBelief/generation``).
+  var beliefGeneration: Int { applier.belief.withLock { $0.generation } }
+
+  /// The servers where `observed` (every backend) differs from what the controller believes HAProxy runs.
+  func beliefDifferences(from observed: ObservedState) -> [String] {
+    applier.belief.withLock { $0.differences(from: observed) }
+  }
+
   /// Whether an incremental or follow-up pass has what it builds on: a mirror of etcd, a last desired
   /// state, and a running HAProxy.
   var baselineReady: Bool { source.hasMirror && lastDesired != nil && supervisor.isRunning }
@@ -117,21 +125,32 @@ final class Reconciler: Sendable {
     return followUp
   }
 
-  /// A pass for the services whose instances changed since the last pass: their backends are built
-  /// again from the mirror, observed and planned; the others are left alone. Its cost follows the
-  /// services touched, not the fleet; the config file follows in a flush.
+  /// A pass for the services whose instances changed since the last pass; the others are left alone. A
+  /// service where only some instances changed has their servers patched into its backend and planned
+  /// alone, against what the controller believes HAProxy runs (``Applier``), when the backend keeps
+  /// everything else (check path, algorithm, settings, structure): one change costs the same beside 10 or
+  /// 10,000 servers. Any other changed service has its backend built again from the mirror, observed and
+  /// planned whole. The config file follows in a flush.
   private func incrementalPass(services dirty: Set<ServiceName>) async throws -> Bool {
     let changed = dirty.filter(settings.serves)
-    guard let view = source.view(of: changed), let previous = lastDesired else { return try await fallBackToFullPass() }
+    guard let previous = lastDesired,
+      let view = source.view(
+        of: changed, forgetting: dirty.subtracting(changed),
+        patch: { service, update in previous.backend(for: service)?.patching(update) })
+    else { return try await fallBackToFullPass() }
     metrics.incrementalPasses.increment()
     if let invalid = view.invalid { publisher.report(invalid: invalid) }
     publisher.report(overrides: view.overrides)
     let before = previous.backends.map(\.service)
     let (served, lingering) = DesiredState.servedServices(
       registered: view.registered, previous: before, running: runsBackend, node: settings)
+    // A patched service has instances, so it is served and does not linger.
+    let patched = view.patched.filter { !lingering.contains($0.key) }
+    let rebuilt = changed.subtracting(patched.keys)
     var desired = previous.updating(
-      services: changed, instances: view.instances, revision: view.revision, serving: served == before ? nil : served,
-      settings: view.settings, lingering: lingering)
+      services: rebuilt, instances: view.instances, revision: view.revision, serving: served == before ? nil : served,
+      settings: view.settings, lingering: lingering
+    ).replacing(patched.values.map(\.backend), revision: view.revision)
     if served != before || changed.contains(where: { desired.backend(for: $0)?.mode == .tcp }) {
       desired = desired.with(unavailablePorts: unbindablePorts(desired))
     }
@@ -149,7 +168,13 @@ final class Reconciler: Sendable {
     }
     let scope = Set(changed.compactMap { desired.backend(for: $0)?.name })
     publisher.report(
-      conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances), scope: scope)
+      conflicts: DesiredState.checkPathConflicts(in: desired, instances: view.instances),
+      scope: Set(rebuilt.compactMap { desired.backend(for: $0)?.name }))
+    for patch in patched.values {
+      publisher.report(
+        conflicts: DesiredState.checkPathConflicts(in: desired, instances: patch.instances),
+        servers: Set(patch.servers.map { "\(patch.backend.name)/\($0)" }))
+    }
     last.withLock { $0 = desired }
     let leaving = applier.leavingBackends
     let routesOnly = scope.isEmpty && leaving.isEmpty && served == before && !applier.reloadPending
@@ -159,8 +184,11 @@ final class Reconciler: Sendable {
       // Only routes changed (or nothing HAProxy runs): no backend to observe, no structure to compare.
       if desired.routes != previous.routes { try await applier.applyRoutes(desired) }
     } else {
-      let structure = structure(of: desired, previous: previous, changed: changed, sameServices: served == before)
-      followUp = try await applier.apply(desired: desired, structure: structure, scope: scope.union(leaving))
+      // A patched backend keeps its structure by construction.
+      let structure = structure(of: desired, previous: previous, changed: rebuilt, sameServices: served == before)
+      followUp = try await applier.apply(
+        desired: desired, structure: structure, scope: scope.union(leaving),
+        targets: Dictionary(patched.values.map { ($0.backend.name, $0.servers) }, uniquingKeysWith: { $0.union($1) }))
     }
     // A change that waits for its reload is not applied yet: the full pass after the reload says so.
     if !applier.reloadPending { publisher.applied(revision: view.revision) }

@@ -13,7 +13,10 @@ import Synchronization
 final class RegistrationSource: Sendable {
   /// One consistent view of the registrations.
   struct View: Sendable {
+    /// The instances of the services built again whole (all of them, in key order).
     var instances: [ServiceInstance]
+    /// The services whose changed instances alone were patched into their backends.
+    var patched: [ServiceName: Patched] = [:]
     /// The invalid entries; `nil` when they are the same as in the last view handed out (listing
     /// thousands of them for every change would cost more than the change).
     var invalid: [RegistrationError]?
@@ -27,11 +30,23 @@ final class RegistrationSource: Sendable {
     var routes: [Route]?
   }
 
+  /// A backend with the changed instances of its service patched in (``DesiredBackend/patching(_:)``).
+  struct Patched: Sendable {
+    /// The backend, patched.
+    var backend: DesiredBackend
+    /// The servers the change touched.
+    var servers: Set<String>
+    /// The changed instances that are registered.
+    var instances: [ServiceInstance]
+  }
+
   private struct State {
     /// The prefix as of the last full read and the watch events since.
     var mirror: RegistrationMirror?
     /// Watch events that arrive while a full read is in flight.
     var changeLog = ChangeLog()
+    /// The instances that changed since a pass last took them.
+    var pending = InstanceChanges()
     /// The mirror's invalid entries as of the last view handed out.
     var invalidGenerationSeen: Int?
     /// The mirror's routes as of the last view handed out.
@@ -70,7 +85,11 @@ final class RegistrationSource: Sendable {
   /// Reads the whole prefix at one revision and makes it the mirror; watch events that arrived during the
   /// read go on top. Returns the read's view and the revision etcd answered at.
   func readAll() async throws -> (view: View, readRevision: Int64) {
-    state.withLock { $0.changeLog.start() }
+    state.withLock { state in
+      state.changeLog.start()
+      // The read covers them.
+      state.pending.removeAll()
+    }
     var kvs: [KeyValue] = []
     let readRevision: Int64
     do {
@@ -108,18 +127,46 @@ final class RegistrationSource: Sendable {
     }
   }
 
-  /// The mirror's instances of `services`, its invalid entries and its revision; `nil` without a mirror.
-  func view(of services: Set<ServiceName>) -> View? {
+  /// The mirror's view of `services`, its invalid entries and its revision; `nil` without a mirror.
+  ///
+  /// The instances that changed in each service since a pass last took them are taken (those of
+  /// `forgetting` too, which no pass needs). A service whose changes are instances alone is handed to
+  /// `patch` with them, under the lock so that all is at one revision; the backend it returns is in
+  /// ``View/patched``. The others (settings changed, or `patch` declined) have all their instances in
+  /// ``View/instances``.
+  func view(
+    of services: Set<ServiceName>, forgetting: Set<ServiceName> = [],
+    patch: (ServiceName, InstanceUpdate) -> DesiredBackend? = { _, _ in nil }
+  ) -> View? {
     state.withLock { state in
       guard let mirror = state.mirror else { return nil }
       let invalidChanged = state.invalidGenerationSeen != mirror.invalidGeneration
       state.invalidGenerationSeen = mirror.invalidGeneration
       let routesChanged = state.routesGenerationSeen != mirror.routesGeneration
       state.routesGenerationSeen = mirror.routesGeneration
+      let changes = state.pending.take(services.union(forgetting))
+      let settings = mirror.settings
+      var instances: [ServiceInstance] = []
+      var patched: [ServiceName: Patched] = [:]
+      for service in services.sorted() {
+        // A service the watch named whose changes an earlier pass took has none left: nothing to patch in.
+        if case .instances(let ids) = changes[service] ?? .instances([]) {
+          let keys = ids.map { RegistrationKey(service: service, instance: $0) }
+          let present = keys.compactMap { mirror.instance($0) }
+          let update = InstanceUpdate(
+            instances: present, removed: Set(keys.filter { mirror.instance($0) == nil }.map(\.instance)),
+            aggregate: mirror.aggregate(of: service), settings: settings[service])
+          if let backend = patch(service, update) {
+            patched[service] = Patched(backend: backend, servers: update.serverNames, instances: present)
+            continue
+          }
+        }
+        instances += mirror.instances(of: service)
+      }
       return View(
-        instances: services.flatMap { mirror.instances(of: $0) }, invalid: invalidChanged ? mirror.invalid : nil,
+        instances: instances, patched: patched, invalid: invalidChanged ? mirror.invalid : nil,
         overrides: mirror.overrides, revision: mirror.revision, registered: mirror.registeredServices,
-        settings: mirror.settings, routes: routesChanged ? mirror.routes : nil)
+        settings: settings, routes: routesChanged ? mirror.routes : nil)
     }
   }
 
@@ -156,7 +203,9 @@ final class RegistrationSource: Sendable {
           }
           let touched = state.withLock { state in
             state.changeLog.record(changes)
-            return state.mirror?.apply(changes) ?? []
+            guard let changed = state.mirror?.applyTracking(changes) else { return Set<ServiceName>() }
+            state.pending.formUnion(changed)
+            return changed.services
           }
           queue.changesArrived(services: touched)
         }

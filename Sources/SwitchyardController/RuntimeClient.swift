@@ -41,6 +41,9 @@ final class RuntimeClient: Sendable {
     var observed = ObservedState()
     let wanted = Set(backends)
     for state in states where wanted.contains(state.backend) {
+      if observed.backendIDs[state.backend] == nil, let id = state.fields["be_id"].flatMap({ Int($0) }) {
+        observed.backendIDs[state.backend] = id
+      }
       // Only the states the Runtime API sets count: `disabled` in the config leaves CMAINT behind after
       // `state ready`, and an unresolved host name sets RMAINT, neither of which `set server` changes.
       let admin: SwitchyardReconcile.ServerAdminState =
@@ -75,6 +78,30 @@ final class RuntimeClient: Sendable {
         server.connectionsObserved = true
         return server
       }
+    }
+  }
+
+  /// Fills in the connections of `servers` in `observed`, one `show stat <backend id> 4 <server id>` row
+  /// each: what a removal from a large backend needs, without listing the connections of all its servers
+  /// as ``addConnections(to:backends:)`` does. A server whose ids are not known, or whose row does not name
+  /// it, is left without (its removal drains first, and the follow-up looks at the backend whole).
+  func addConnections(to observed: inout ObservedState, servers: [ServerRef]) async throws {
+    let runtime = Self.session ?? self.runtime
+    for ref in servers {
+      guard let backendID = observed.backendIDs[ref.backend],
+        let index = observed.backends[ref.backend]?.firstIndex(where: { $0.name == ref.server }),
+        let serverID = observed.backends[ref.backend]?[index].id
+      else { continue }
+      let reply = try await runtime.send("show stat \(backendID) 4 \(serverID)")
+      guard
+        let row = (try? StatRow.parse(reply))?.first(where: {
+          $0.isServer && $0.proxyName == ref.backend && $0.serviceName == ref.server
+        }),
+        let used = row.integer("used_conn_cur")
+      else { continue }
+      observed.backends[ref.backend]?[index].activeConnections = used
+      observed.backends[ref.backend]?[index].idleConnections = row.integer("idle_conn_cur") ?? 0
+      observed.backends[ref.backend]?[index].connectionsObserved = true
     }
   }
 

@@ -19,6 +19,9 @@ final class StatusPublisher: Sendable {
   private let metrics: ControllerMetrics
   private let logger: Logger
   private let logged = Mutex(Logged())
+  /// Servers by service and state as last published (`switchyard_servers`), so that a pass that publishes
+  /// a few servers of a large backend adjusts the counts instead of counting them all.
+  private let serverCounts = Mutex<[String: [String: Int]]>([:])
 
   init(status: ControllerStatus, metrics: ControllerMetrics, logger: Logger) {
     self.status = status
@@ -33,17 +36,9 @@ final class StatusPublisher: Sendable {
     let services = published.map { backend in
       let registered = Set(backend.servers.map(\.name))
       let servers = (observed.backends[backend.name] ?? []).sorted { $0.name < $1.name }.map { server in
-        let health = server.isUp ? "up" : "down"
-        let state = server.adminState == .ready ? health : server.adminState.rawValue
-        counts[backend.service.rawValue, default: [:]][state, default: 0] += 1
-        return ControllerStatus.Server(
-          name: server.name,
-          address: server.address.map { HostPortText.format(host: $0, port: server.port ?? 0) } ?? "-",
-          weight: server.weight,
-          adminState: server.adminState.rawValue,
-          health: health,
-          registered: registered.contains(server.name)
-        )
+        let entry = Self.entry(server, registered: registered.contains(server.name))
+        counts[backend.service.rawValue, default: [:]][Self.state(of: entry), default: 0] += 1
+        return entry
       }
       return ControllerStatus.Service(
         name: backend.service.rawValue,
@@ -57,6 +52,10 @@ final class StatusPublisher: Sendable {
       )
     }
     status.update { state in
+      serverCounts.withLock { known in
+        if scope == nil { known = [:] }
+        for backend in published { known[backend.service.rawValue] = counts[backend.service.rawValue] ?? [:] }
+      }
       guard scope != nil else {
         state.services = services
         return
@@ -66,6 +65,63 @@ final class StatusPublisher: Sendable {
       state.services = desired.backends.compactMap { byBackend[$0.name] }
     }
     metrics.setServers(counts, services: published.map(\.service.rawValue))
+  }
+
+  /// Publishes the servers named in `names` of `backend` as the controller believes HAProxy runs them
+  /// (`believed`; a name not there is gone), in place in `/state` and in the server counts: a pass that
+  /// changed a few servers of a large backend publishes those, not the backend. A backend not published
+  /// yet is left to the next full publication.
+  func publish(servers names: Set<String>, believed: [ObservedServer], of backend: DesiredBackend) {
+    let service = backend.service.rawValue
+    let byName = Dictionary(believed.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    let counts = status.state.withLock { state -> [String: Int]? in
+      guard let index = state.services.firstIndex(where: { $0.backend == backend.name }) else { return nil }
+      var delta: [String: Int] = [:]
+      for name in names {
+        let position = Self.position(of: name, in: state.services[index].servers)
+        if position < state.services[index].servers.count, state.services[index].servers[position].name == name {
+          delta[Self.state(of: state.services[index].servers.remove(at: position)), default: 0] -= 1
+        }
+        if let server = byName[name] {
+          let entry = Self.entry(server, registered: backend.server(named: name) != nil)
+          delta[Self.state(of: entry), default: 0] += 1
+          state.services[index].servers.insert(entry, at: position)
+        }
+      }
+      return serverCounts.withLock { known in
+        for (serverState, change) in delta { known[service, default: [:]][serverState, default: 0] += change }
+        return known[service] ?? [:]
+      }
+    }
+    if let counts { metrics.setServers([service: counts], services: [service]) }
+  }
+
+  /// The `/state` entry of an observed server.
+  private static func entry(_ server: ObservedServer, registered: Bool) -> ControllerStatus.Server {
+    ControllerStatus.Server(
+      name: server.name,
+      address: server.address.map { HostPortText.format(host: $0, port: server.port ?? 0) } ?? "-",
+      weight: server.weight,
+      adminState: server.adminState.rawValue,
+      health: server.isUp ? "up" : "down",
+      registered: registered
+    )
+  }
+
+  /// The state a server is counted in: its health when it is ready, else its admin state.
+  private static func state(of entry: ControllerStatus.Server) -> String {
+    entry.adminState == ServerAdminState.ready.rawValue ? entry.health : entry.adminState
+  }
+
+  /// Where `name` is or would go in `servers`, sorted by name.
+  private static func position(of name: String, in servers: [ControllerStatus.Server]) -> Int {
+    var low = 0
+    var high = servers.count
+    while low < high {
+      let middle = (low + high) / 2
+      if servers[middle].name < name { low = middle + 1 } else { high = middle }
+    }
+    return low
   }
 
   /// Publishes the entries skipped as invalid (the first ``maxInvalidListed`` in `/state`, all of them
@@ -174,6 +230,20 @@ final class StatusPublisher: Sendable {
         return !scope.contains(String(line.prefix { $0 != "/" }))
       }
       logged.conflicts = kept.union(lines)
+      return fresh
+    }
+    for line in fresh {
+      logger.warning("A backend checks all its servers on one path; this server's own path is not used: \(line)")
+    }
+  }
+
+  /// Logs check-path conflicts not logged before, for the servers named in `servers` (`backend/server`)
+  /// alone: `conflicts` covers those servers; what was logged about the others stays.
+  func report(conflicts: [(backend: String, server: String, path: String)], servers: Set<String>) {
+    let lines = conflicts.map { "\($0.backend)/\($0.server) registered check path \($0.path)" }
+    let fresh = logged.withLock { logged in
+      let fresh = lines.filter { !logged.conflicts.contains($0) }
+      logged.conflicts = logged.conflicts.filter { !servers.contains(String($0.prefix { $0 != " " })) }.union(lines)
       return fresh
     }
     for line in fresh {
