@@ -157,9 +157,10 @@ public enum ConfigRenderer {
       let policy = BackendPolicy(settings: backend.settings, node: settings)
       out += ["", "backend \(backend.name)"]
       out += backendLines(backend, policy: policy)
+      var keywords: [Int: String] = [:]
       for server in backend.servers {
         if includeDynamicServers {
-          out.append("  " + serverLine(server, policy: policy))
+          out.append("  " + serverLine(server, policy: policy, keywords: &keywords))
         } else if !server.isDynamic {
           // A host-name server is in the structure, but its weight and state are not: the Runtime
           // API changes those on a server from the file as on any other, with no reload.
@@ -261,13 +262,27 @@ public enum ConfigRenderer {
   /// weight 0 (the config file has no drain state; the controller sets it again after a reload), a
   /// server in maintenance `disabled`, and a server with a host name `init-addr libc,none`.
   static func serverLine(_ server: DesiredServer, policy: BackendPolicy) -> String {
+    var keywords: [Int: String] = [:]
+    return serverLine(server, policy: policy, keywords: &keywords)
+  }
+
+  /// ``serverLine(_:policy:)`` for the servers of one backend, which share `policy`: `keywords` keeps their
+  /// rendered keywords by weight, so that a backend of 10,000 servers builds them a few times, not once per
+  /// server (the config file is written again every second while changes come).
+  static func serverLine(_ server: DesiredServer, policy: BackendPolicy, keywords: inout [Int: String]) -> String {
     let weight = server.state == .drain ? 0 : server.weight
-    var words = ["server", server.name, server.address.hostPort(server.port)]
-    words += serverOptions(weight: weight, policy: policy)
+    let options: String
+    if let known = keywords[weight] {
+      options = known
+    } else {
+      options = serverOptions(weight: weight, policy: policy).joined(separator: " ")
+      keywords[weight] = options
+    }
+    var line = "server " + server.name + " " + server.address.hostPort(server.port) + " " + options
     // A host name is resolved when HAProxy starts; one that does not resolve leaves that server without
     // an address instead of failing the whole configuration.
-    if !server.isDynamic { words += ["init-addr", "libc,none"] }
-    if server.state == .maint { words.append("disabled") }
-    return words.joined(separator: " ")
+    if !server.isDynamic { line += " init-addr libc,none" }
+    if server.state == .maint { line += " disabled" }
+    return line
   }
 }
