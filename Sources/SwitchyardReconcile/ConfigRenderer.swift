@@ -109,6 +109,10 @@ public enum ConfigRenderer {
       "  stats socket \(settings.adminSocketPath) mode 600 level admin",
       "  stats timeout 30s",
       "  hard-stop-after \(duration(settings.hardStopAfter))",
+      // Each check interval ± up to 5 %: servers that went down together (10,000 behind a closed port)
+      // would otherwise be checked in one burst every `downinter`, during which HAProxy 2.6 answered its
+      // admin socket up to 16 ms late.
+      "  spread-checks 5",
       "",
       "defaults",
       "  mode http",
