@@ -8,10 +8,12 @@ import Synchronization
 /// brought to it, and says whether a follow-up pass must come (servers still leaving).
 ///
 /// A full pass reads everything at one revision, renders, installs, starts HAProxy if it does not run,
-/// and compares every backend. An incremental pass rebuilds, observes and plans only the backends of the
-/// services that changed, at the mirror's revision, so that a change costs the same on any fleet; the
-/// config file follows in a flush. A follow-up pass asks HAProxy alone about the backends with servers
-/// leaving.
+/// and compares every backend. An incremental pass works only on the services that changed, at the
+/// mirror's revision, so that a change costs the same on any fleet: where only some instances of a
+/// service changed, their servers are patched into its backend and planned alone against what the
+/// controller believes HAProxy runs, so that it costs the same beside any number of servers too; other
+/// changed services are rebuilt, observed and planned whole. The config file follows in a flush. A
+/// follow-up pass asks HAProxy alone about the backends with servers leaving.
 final class Reconciler: Sendable {
   private let settings: NodeSettings
   private let source: RegistrationSource
