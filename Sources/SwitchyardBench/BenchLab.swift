@@ -61,13 +61,16 @@ final class BenchLab: Sendable {
     try await etcd.delete(.key(Self.key(instance, service: service)))
   }
 
-  /// Writes every `(key, port)` with `writers` concurrent writers.
-  func putAll(_ entries: [(key: String, port: Int)], writers: Int = 16) async throws {
+  /// Writes every `(key, port)` (registrations of weight `weight`) with `writers` concurrent writers.
+  func putAll(_ entries: [(key: String, port: Int)], weight: Int = 100, writers: Int = 16) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
       for writer in 0..<writers {
         group.addTask {
           for index in stride(from: writer, to: entries.count, by: writers) {
-            try await self.etcd.put(entries[index].key, value: Self.value(port: entries[index].port))
+            let value =
+              weight == 100
+              ? Self.value(port: entries[index].port) : try Self.value(port: entries[index].port, weight: weight)
+            try await self.etcd.put(entries[index].key, value: value)
           }
         }
       }
