@@ -78,7 +78,7 @@ final class StatusPublisher: Sendable {
       guard let index = state.services.firstIndex(where: { $0.backend == backend.name }) else { return nil }
       var delta: [String: Int] = [:]
       for name in names {
-        let position = Self.position(of: name, in: state.services[index].servers)
+        let position = state.services[index].servers.insertionIndex(of: name, by: \.name)
         if position < state.services[index].servers.count, state.services[index].servers[position].name == name {
           delta[Self.state(of: state.services[index].servers.remove(at: position)), default: 0] -= 1
         }
@@ -111,17 +111,6 @@ final class StatusPublisher: Sendable {
   /// The state a server is counted in: its health when it is ready, else its admin state.
   private static func state(of entry: ControllerStatus.Server) -> String {
     entry.adminState == ServerAdminState.ready.rawValue ? entry.health : entry.adminState
-  }
-
-  /// Where `name` is or would go in `servers`, sorted by name.
-  private static func position(of name: String, in servers: [ControllerStatus.Server]) -> Int {
-    var low = 0
-    var high = servers.count
-    while low < high {
-      let middle = (low + high) / 2
-      if servers[middle].name < name { low = middle + 1 } else { high = middle }
-    }
-    return low
   }
 
   /// Publishes the entries skipped as invalid (the first ``maxInvalidListed`` in `/state`, all of them

@@ -64,7 +64,7 @@ extension DesiredBackend {
 
   /// The server named `name`, found by bisection (the servers are sorted by name).
   public func server(named name: String) -> DesiredServer? {
-    let index = insertionIndex(of: name)
+    let index = servers.insertionIndex(of: name, by: \.name)
     return index < servers.count && servers[index].name == name ? servers[index] : nil
   }
 
@@ -74,17 +74,6 @@ extension DesiredBackend {
     DesiredBackend(
       service: service, checkPath: checkPath, sortedServers: names.sorted().compactMap(server(named:)),
       settings: settings, balance: balance, isLingering: isLingering)
-  }
-
-  /// Where `name` is or would go in ``servers``.
-  private func insertionIndex(of name: String) -> Int {
-    var low = 0
-    var high = servers.count
-    while low < high {
-      let middle = (low + high) / 2
-      if servers[middle].name < name { low = middle + 1 } else { high = middle }
-    }
-    return low
   }
 
   /// `servers` (sorted by name) with each server named in `replacing` replaced by its value there, left
