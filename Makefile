@@ -4,7 +4,7 @@
 up:
 	./scripts/up.sh $(ARGS)
 
-## Install what is missing (etcd, HAProxy), build, and run every test.
+## Install what is missing (etcd, HAProxy, and Debian 13's HAProxy 3.0 and etcd 3.5 in ~/.cache/switchyard), build, and run every test as a version matrix.
 test:
 	./scripts/test.sh
 
@@ -48,7 +48,7 @@ faults:
 	swift test --skip-build --filter FaultTests
 
 ## Containers (podman, installed when missing, or Docker when its engine runs); see README "Containers".
-## The image: a static release build of switchyard with HAProxy and etcd from Debian.
+## The image: a static release build of switchyard on Debian 13, with its HAProxy 3.0 and etcd 3.5.
 image:
 	./scripts/container.sh image
 
