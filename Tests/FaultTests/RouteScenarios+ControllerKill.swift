@@ -30,10 +30,7 @@ extension ScenarioContext {
       cluster.controller("lb2")?.kill()
       faultBegins()
       try await Task.sleep(for: .milliseconds(500))
-      changes.append(
-        try await change("move.example.com moved web → backend", RouteFixture.move, from: "web", to: "backend") {
-          try await log.put(RouteFixture.key("fault-move"), #"{"service":"backend","hosts":["move.example.com"]}"#)
-        })
+      changes.append(try await moveRouteToBackend(log))
       changes.append(
         try await change("new.example.com/v2 added → web", RouteFixture.new, from: nil, to: "web") {
           try await log.put(
