@@ -36,14 +36,7 @@ import Testing
   func aHandChangedWeightIsRepairedWithoutTheResync() async throws {
     try await withNodes(extraArguments: ["--resync-interval", "3600"]) { _, nodes, etcd in
       let node = nodes[0]
-      let server = try await HTTPTestServer.start(name: "w1")
-      defer { Task { await server.close() } }
-      try await etcd.register("w1", port: server.port, weight: 100)
-      try await node.waitServing(["w1"])
-      let api = RuntimeAPI(socketPath: "\(node.stateDirectory)/admin.sock", logger: quietLogger)
-      try await api.setWeight(backend: "svc_backend", server: "w1", weight: 7)
-      #expect(try await node.runtimeWeight(of: "w1") == 7)
-      let restored = await eventually(timeout: .seconds(8)) { (try? await node.runtimeWeight(of: "w1")) == 100 }
+      let restored = try await node.handChangedWeightComesBack(etcd: etcd)
       #expect(restored, "the weight from etcd should be back:\n\(node.log())")
       #expect(try await node.showProc().reloads == 0)
     }

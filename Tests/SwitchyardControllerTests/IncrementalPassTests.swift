@@ -48,16 +48,7 @@ import Testing
   @Test("the full pass every --resync-interval puts right what passes over single services do not look at")
   func theResyncIsTheSafetyNet() async throws {
     try await withNodes(extraArguments: ["--resync-interval", "2"]) { _, nodes, etcd in
-      let node = nodes[0]
-      let server = try await HTTPTestServer.start(name: "w1")
-      defer { Task { await server.close() } }
-      try await etcd.register("w1", port: server.port, weight: 100)
-      try await node.waitServing(["w1"])
-      // An operator changes a weight by hand; nothing in etcd changes, so no event says so.
-      let api = RuntimeAPI(socketPath: "\(node.stateDirectory)/admin.sock", logger: quietLogger)
-      try await api.setWeight(backend: "svc_backend", server: "w1", weight: 7)
-      #expect(try await node.runtimeWeight(of: "w1") == 7)
-      let restored = await eventually(timeout: .seconds(8)) { (try? await node.runtimeWeight(of: "w1")) == 100 }
+      let restored = try await nodes[0].handChangedWeightComesBack(etcd: etcd)
       #expect(restored, "the full pass should set the weight from etcd again")
     }
   }

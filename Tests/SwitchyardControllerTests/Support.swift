@@ -133,6 +133,20 @@ final class LBNode: Sendable {
     return try await api.serversState(backend: backend).first { $0.server == server }?.userWeight
   }
 
+  /// Serves and registers `w1` (weight 100), has an operator set its weight to 7 by hand through the
+  /// Runtime API (nothing in etcd changes, so no event says so), and returns whether the node put the
+  /// weight from etcd back within 8 s.
+  func handChangedWeightComesBack(etcd: EtcdClient) async throws -> Bool {
+    let server = try await HTTPTestServer.start(name: "w1")
+    defer { Task { await server.close() } }
+    try await etcd.register("w1", port: server.port, weight: 100)
+    try await waitServing(["w1"])
+    let api = RuntimeAPI(socketPath: "\(stateDirectory)/admin.sock", logger: quietLogger)
+    try await api.setWeight(backend: "svc_backend", server: "w1", weight: 7)
+    #expect(try await runtimeWeight(of: "w1") == 7)
+    return await eventually(timeout: .seconds(8)) { (try? await self.runtimeWeight(of: "w1")) == 100 }
+  }
+
   /// The servers HAProxy runs in `svc_backend`, as `name → admin state`, from the Runtime API.
   func servers(backend: String = "svc_backend") async throws -> [String: String] {
     let api = RuntimeAPI(socketPath: "\(stateDirectory)/admin.sock", logger: quietLogger)
