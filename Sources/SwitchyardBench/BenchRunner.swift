@@ -185,8 +185,7 @@ public struct BenchRunner: Sendable {
 
   static func haproxyVersion(_ executable: String) -> String {
     let line = firstLine(of: executable, ["-v"])
-    let words = line.split(separator: " ")
-    return words.count > 2 ? String(words[2]) : line
+    return HAProxyVersion(parsing: line)?.text ?? line
   }
 
   /// The first line `executable arguments` prints, or `unknown`.
