@@ -64,7 +64,8 @@ extension ScenarioContext {
   /// files and servers equal what etcd holds.
   ///
   /// With `leader`, the member frozen is the Raft leader instead: the other two elect another, and every
-  /// lease must be renewed through it.
+  /// lease must be renewed through it. Without, a member lb1 watches that happens to lead gives the
+  /// leadership away first (``FaultCluster/moveLeadership(off:_:)``).
   func routesWhileFrozen(leader: Bool = false) async throws {
     let log = EtcdWriteLog(etcd, from: try await etcd.get(.key("/")).header.revision + 1)
     defer { log.stop() }
@@ -81,6 +82,9 @@ extension ScenarioContext {
       try await Task.sleep(for: .seconds(1))
       let watched = (try await cluster.state("lb1").etcdWatchEndpoint).flatMap(cluster.etcdMember(at:))
       let other = (try? await cluster.state("lb2").etcdWatchEndpoint)?.flatMap(cluster.etcdMember(at:))
+      if !leader, let moved = try await cluster.moveLeadership(off: watched ?? "etcd1", etcd) {
+        note("leadership moved from \(watched ?? "etcd1") to \(moved) first")
+      }
       let raftLeader = try await cluster.leader(etcd)
       let name = leader ? raftLeader : watched ?? "etcd1"
       note(
