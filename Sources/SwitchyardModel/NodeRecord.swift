@@ -111,22 +111,30 @@ public struct NodeRecord: Sendable, Hashable {
   ]
 
   private struct Encoded: Encodable {
-    var admin_url: String
-    var applied_revision: Int64
-    var haproxy_version: String?
+    var adminURL: String
+    var appliedRevision: Int64
+    var haproxyVersion: String?
     var listen: String
     var started: Int64
     var stats: String
-    var switchyard_version: String
+    var switchyardVersion: String
+
+    enum CodingKeys: String, CodingKey {
+      case adminURL = "admin_url"
+      case appliedRevision = "applied_revision"
+      case haproxyVersion = "haproxy_version"
+      case listen, started, stats
+      case switchyardVersion = "switchyard_version"
+    }
   }
 
   /// The value to write: compact JSON with sorted keys.
   public func encoded() -> [UInt8] {
     ModelJSON.encode(
       Encoded(
-        admin_url: adminURL, applied_revision: appliedRevision, haproxy_version: haproxyVersion,
+        adminURL: adminURL, appliedRevision: appliedRevision, haproxyVersion: haproxyVersion,
         listen: listen.description, started: started, stats: stats.description,
-        switchyard_version: switchyardVersion))
+        switchyardVersion: switchyardVersion))
   }
 
   /// Parses one etcd entry under ``root``: the key must be exactly `/switchyard/nodes/<node-id>`, the value

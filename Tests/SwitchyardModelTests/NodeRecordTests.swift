@@ -35,7 +35,9 @@ struct NodeRecordTests: RefusedEntrySuite {
     .init("listen missing", valid.replacingOccurrences(of: #""listen":"127.0.0.1:8001","#, with: ""), "listen"),
     .init("listen not host:port", valid.replacingOccurrences(of: "127.0.0.1:8001", with: "x y"), "listen"),
     .init("admin URL with a path", valid.replacingOccurrences(of: "9101", with: "9101/x"), "admin_url"),
-    .init("admin URL javascript:", valid.replacingOccurrences(of: "http://127.0.0.1:9101", with: "javascript:alert(1)"), "admin_url"),
+    .init(
+      "admin URL javascript:",
+      valid.replacingOccurrences(of: "http://127.0.0.1:9101", with: "javascript:alert(1)"), "admin_url"),
     .init("HTML in a version", valid.replacingOccurrences(of: "0.26.0", with: "<script>"), "switchyard_version"),
     .init("negative revision", valid.replacingOccurrences(of: ":42", with: ":-1"), "applied_revision"),
     .init("not JSON", "lb1", .invalidValue, nil),
