@@ -64,6 +64,10 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ]
     ),
+    // The live dashboard's pure part: what each node reports (recent changes, traffic), the merge of every
+    // node's report into one view of the cluster, its warnings, the login check, and the page itself (HTML,
+    // script and style as constants). No I/O.
+    .target(name: "SwitchyardDashboard", dependencies: ["SwitchyardModel"]),
     // Registration agents: keeping an instance registered, health checks, the sample backend.
     .target(
       name: "SwitchyardAgent",
@@ -240,6 +244,7 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),
+    .testTarget(name: "SwitchyardDashboardTests", dependencies: ["SwitchyardDashboard", "SwitchyardModel"]),
     .testTarget(
       name: "SwitchyardReconcileTests",
       dependencies: ["SwitchyardReconcile", "SwitchyardModel"],

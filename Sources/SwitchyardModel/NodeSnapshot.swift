@@ -153,6 +153,10 @@ public struct NodeSnapshot: Sendable, Codable {
   public var etcdWatchEndpoint: String?
   /// Reloads since the controller started.
   public var reloads: Int
+  /// Why HAProxy was last reloaded; `nil` before the first reload, and from a controller that predates it.
+  public var lastReloadReason: String?
+  /// When HAProxy was last reloaded, in milliseconds since 1970; `nil` as ``lastReloadReason``.
+  public var lastReloadAt: Int64?
   /// HAProxy restarts since the controller started.
   public var haproxyRestarts: Int
   /// The last error, if the last pass failed.
@@ -194,7 +198,9 @@ public struct NodeSnapshot: Sendable, Codable {
     overrides: [Override]? = nil,
     routes: [Route]? = nil,
     routeCount: Int? = nil,
-    routeProblems: [String]? = nil
+    routeProblems: [String]? = nil,
+    lastReloadReason: String? = nil,
+    lastReloadAt: Int64? = nil
   ) {
     self.node = node
     self.ready = ready
@@ -217,5 +223,7 @@ public struct NodeSnapshot: Sendable, Codable {
     self.routes = routes
     self.routeCount = routeCount
     self.routeProblems = routeProblems
+    self.lastReloadReason = lastReloadReason
+    self.lastReloadAt = lastReloadAt
   }
 }
