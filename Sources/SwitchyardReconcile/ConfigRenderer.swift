@@ -138,7 +138,10 @@ public enum ConfigRenderer {
       "",
       "frontend http",
       "  bind \(settings.listen)",
-      "  http-request disable-l7-retry unless \(retriedMethods.joined(separator: " || "))",
+    ]
+    out += accessLogLines(.http, settings: settings)
+    out += [
+      "  http-request disable-l7-retry unless \(retriedMethods.joined(separator: " || "))"
     ]
     out += routingRules(settings: settings)
     out.append("")
@@ -154,6 +157,12 @@ public enum ConfigRenderer {
       "  stats refresh 5s",
       "  stats show-node",
     ]
+    // HAProxy's Prometheus exporter; with authentication it asks for the page's credentials.
+    if settings.statsAuth != nil {
+      out.append(
+        "  http-request auth realm \(statsRealm) if { path \(metricsPath) } !{ http_auth(\(statsUserlist)) }")
+    }
+    out.append("  http-request use-service prometheus-exporter if { path \(metricsPath) }")
     if settings.statsAuth != nil {
       out.append("  stats http-request auth realm \(statsRealm) unless { http_auth(\(statsUserlist)) }")
     }
@@ -230,6 +239,22 @@ public enum ConfigRenderer {
     return lines.map { "  " + $0 }
   }
 
+  /// Where the stats address serves HAProxy's own Prometheus exporter (per frontend, backend and server:
+  /// requests, responses by status class, errors, bytes, queue and response times).
+  public static let metricsPath = "/metrics"
+
+  /// A frontend's access log: every request (or TCP connection) as one datagram on the node's access log
+  /// socket, in the format ``AccessLogFormat`` reads. A datagram socket never blocks HAProxy: when the
+  /// controller does not read, the kernel's queue fills and HAProxy drops the line and counts it (`show
+  /// info` DroppedLogs). Nothing without ``NodeSettings/accessLogSocketPath``.
+  static func accessLogLines(_ mode: AccessRecord.Mode, settings: NodeSettings) -> [String] {
+    guard let socket = settings.accessLogSocketPath else { return [] }
+    return [
+      "  log unix@\(socket) len \(AccessLogFormat.maxLineLength) format raw local0 info",
+      "  log-format \"\(AccessLogFormat.logFormat(mode))\"",
+    ]
+  }
+
   /// The body of the 404 a request gets when no route matches and the node has no default service.
   public static let noRouteBody = "no route for this host and path"
 
@@ -247,6 +272,9 @@ public enum ConfigRenderer {
         // An HTTP-only option of the defaults section.
         "  no option idle-close-on-response",
         "  bind \(settings.listen.address.hostPort(port))",
+      ]
+      out += accessLogLines(.tcp, settings: settings)
+      out += [
         "  timeout client \(duration(policy.serverTimeout))",
         "  default_backend \(backend.name)",
       ]

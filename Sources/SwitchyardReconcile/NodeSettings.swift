@@ -196,6 +196,10 @@ public struct NodeSettings: Sendable, Hashable {
   public let retries: Int
   /// How long a server may be silent while it answers a request (HAProxy's `timeout server`).
   public let serverTimeout: Duration
+  /// Absolute path of the datagram socket HAProxy sends its access log to (one line per request or TCP
+  /// connection, see ``AccessLogFormat``), where the controller reads it; `nil` logs nothing, and the
+  /// configuration then has no `log` line at all.
+  public let accessLogSocketPath: String?
 
   /// Longest accepted socket path (a Unix socket path holds at most 107 bytes).
   public static let maxSocketPathLength = 107
@@ -214,7 +218,8 @@ public struct NodeSettings: Sendable, Hashable {
     healthCheck: HealthCheck = HealthCheck(),
     hardStopAfter: Duration = .seconds(30),
     retries: Int = 3,
-    serverTimeout: Duration = .seconds(30)
+    serverTimeout: Duration = .seconds(30),
+    accessLogSocketPath: String? = nil
   ) throws(SettingsError) {
     do {
       _ = try InstanceID(validating: nodeID)
@@ -240,6 +245,9 @@ public struct NodeSettings: Sendable, Hashable {
     }
     guard hardStopAfter >= .seconds(1) else { throw SettingsError("hard-stop-after", "must be at least 1 s") }
     guard (0...10).contains(retries) else { throw SettingsError("retries", "must be between 0 and 10") }
+    if let accessLogSocketPath, let problem = Self.pathProblem(accessLogSocketPath) {
+      throw SettingsError("access log socket path", problem)
+    }
     self.nodeID = nodeID
     self.listen = listen
     self.stats = stats
@@ -253,6 +261,7 @@ public struct NodeSettings: Sendable, Hashable {
     self.hardStopAfter = hardStopAfter
     self.retries = retries
     self.serverTimeout = serverTimeout
+    self.accessLogSocketPath = accessLogSocketPath
   }
 
   /// Whether this node serves `service`.
