@@ -130,6 +130,26 @@ struct ControllerCommand: AsyncParsableCommand {
   @Option(name: .customLong("haproxy"), help: "The HAProxy executable.")
   var haproxy: String = "haproxy"
 
+  @Option(
+    name: .customLong("access-log"),
+    help: ArgumentHelp(
+      "HAProxy's request log: stdout, a file, or off.",
+      discussion: """
+        One line per HTTP request and per TCP connection of a tcp service. A file is appended to, and opened \
+        again when it is moved away or removed (logrotate) and on SIGHUP.
+        """,
+      valueName: "stdout|file|off"
+    ),
+    completion: .file()
+  )
+  var accessLog: String = "off"
+
+  @Option(
+    name: .customLong("access-log-format"),
+    help: "The access log's lines: text (key=value pairs) or json (one object per line)."
+  )
+  var accessLogFormat: String = "text"
+
   @OptionGroup(title: "Server health") var health: ServerHealthOptions
 
   @OptionGroup var logging: LoggingOptions
@@ -198,6 +218,19 @@ struct ControllerCommand: AsyncParsableCommand {
     return ConfigRenderer.statsPasswordHash(of: user, in: text)
   }
 
+  /// Where the access log goes and how it is written, or `nil` with `--access-log off`.
+  func makeAccessLog() throws -> (destination: AccessLogDestination, style: AccessLogStyle)? {
+    guard let style = AccessLogStyle(rawValue: accessLogFormat) else {
+      throw ValidationError("--access-log-format must be text or json, not \"\(accessLogFormat)\"")
+    }
+    switch accessLog {
+    case "off": return nil
+    case "stdout": return (.standardOutput, style)
+    case "": throw ValidationError("--access-log must be stdout, a file or off")
+    default: return (.file(URL(fileURLWithPath: accessLog).standardizedFileURL.path), style)
+    }
+  }
+
   func makeConfiguration() throws -> ControllerConfiguration {
     let listenAddress = try parseHostPort(listen, flag: "--listen")
     let statsAddress = try parseHostPort(stats, flag: "--stats")
@@ -241,6 +274,7 @@ struct ControllerCommand: AsyncParsableCommand {
     guard let serverTimeout = health.serverTimeoutDuration else {
       throw ValidationError("--server-timeout must be a number of seconds")
     }
+    let accessLogSocket = try makeAccessLog() == nil ? nil : directory + "/access.sock"
     let node: NodeSettings
     do {
       node = try NodeSettings(
@@ -255,7 +289,8 @@ struct ControllerCommand: AsyncParsableCommand {
         healthCheck: health.healthCheck,
         hardStopAfter: .seconds(hardStopAfter),
         retries: health.retries,
-        serverTimeout: serverTimeout
+        serverTimeout: serverTimeout,
+        accessLogSocketPath: accessLogSocket
       )
     } catch {
       let flag =
@@ -266,7 +301,7 @@ struct ControllerCommand: AsyncParsableCommand {
         case "stats auth user", "stats auth password hash": "--stats-auth"
         case "services": "--service"
         case "default service": "--default-service"
-        case "routes map path": "--state-dir"
+        case "routes map path", "access log socket path": "--state-dir"
         default: ServerHealthOptions.flag(of: error.setting) ?? error.setting
         }
       throw ValidationError("\(flag): \(error.reason)")
@@ -324,6 +359,17 @@ struct ControllerCommand: AsyncParsableCommand {
     } catch {
       throw ValidationError("--state-dir: \(error)")
     }
+    // Bound before HAProxy starts, so that its first lines find the socket.
+    var accessLogService: [ServiceGroupConfiguration.ServiceConfiguration] = []
+    if let (destination, style) = try makeAccessLog(), let socket = configuration.node.accessLogSocketPath {
+      do {
+        let receiver = try AccessLogReceiver(
+          socketPath: socket, destination: destination, style: style, node: nodeID, metrics: metrics, logger: logger)
+        accessLogService = [.init(service: receiver)]
+      } catch {
+        throw ValidationError("--access-log: \(error)")
+      }
+    }
     let adminServer = try AdminServer.makeApplication(
       host: adminAddress.address.text,
       port: adminAddress.port,
@@ -335,7 +381,8 @@ struct ControllerCommand: AsyncParsableCommand {
     // Shutdown runs in reverse: the admin server, then the controller (which stops HAProxy), then etcd.
     let group = ServiceGroup(
       configuration: .init(
-        services: [
+        // The access log stops last, after HAProxy, and so receives the last requests' lines.
+        services: accessLogService + [
           .init(service: EtcdClientService(client: client)),
           .init(service: controller),
           .init(service: adminServer),
