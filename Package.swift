@@ -182,7 +182,8 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ]
     ),
-    // Test support on top of the lab: network labs for fault tests and generated TLS files.
+    // Test support on top of the lab: network labs for fault tests, generated TLS files, and a WebDriver
+    // client that drives a headless Chromium through chromedriver (its HTTP client is AsyncHTTPClient).
     .target(
       name: "SwitchyardTestSupport",
       dependencies: [
@@ -190,6 +191,7 @@ let package = Package(
         "SwitchyardLab",
         "SwitchyardPKI",
         "SwitchyardProcess",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

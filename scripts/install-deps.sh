@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Switchyard runs and tests against, from Debian's packages: etcd (server and
-# etcdctl), HAProxy, and the small tools the tests use. Does nothing when all are present.
+# etcdctl), HAProxy, the small tools the tests use, and headless Chromium with its chromedriver
+# (the dashboard's browser tests). Does nothing when all are present.
 # Needs root (or passwordless sudo); never asks anything interactively.
 set -euo pipefail
 
@@ -13,6 +14,8 @@ declare -A need=(
   [curl]=curl
   [ip]=iproute2
   [setpriv]=util-linux
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for tool in "${!need[@]}"; do
