@@ -7,7 +7,8 @@ import NIOSSL
 
 /// The controller's admin HTTP server: `/healthz` (the process answers), `/readyz` (HAProxy runs and the
 /// watch is current; 503 with the reasons otherwise), `/metrics` (Prometheus text format) and `/state`
-/// (JSON: applied revision, services, servers and their HAProxy states).
+/// (JSON: applied revision, services, servers and their HAProxy states); with a ``Dashboard``, also the
+/// node's recent changes and traffic and the live dashboard of the whole cluster (see ``Dashboard``).
 public enum AdminServer {
   /// Builds the application; run it as a `Service`. With `tls`, it serves HTTPS only.
   public static func makeApplication(
@@ -16,9 +17,10 @@ public enum AdminServer {
     tls: AdminTLS? = nil,
     status: ControllerStatus,
     metrics: ControllerMetrics,
+    dashboard: Dashboard? = nil,
     logger: Logger
   ) throws -> some ApplicationProtocol {
-    let router = Router()
+    let router = Router(context: AdminRequestContext.self)
     router.get("/healthz") { _, _ in "ok\n" }
     router.get("/readyz") { _, _ -> Response in
       let reasons = status.notReadyReasons()
@@ -33,6 +35,7 @@ public enum AdminServer {
       headers[.contentType] = "application/json"
       return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(data: status.json())))
     }
+    dashboard?.addRoutes(to: router)
     return Application(
       router: router,
       server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.configuration) } ?? .http1(),

@@ -341,6 +341,10 @@ final class Applier: Sendable {
     case .fallback: metrics.reloadsFallback.increment()
     case .strategy: metrics.reloadsStrategy.increment()
     }
-    status.update { $0.reloads += 1 }
+    status.update {
+      $0.reloads += 1
+      $0.lastReloadReason = String(reason.prefix(500))
+      $0.lastReloadAt = RecentChanges.now
+    }
   }
 }

@@ -27,6 +27,8 @@ public final class ControllerStatus: Sendable {
     var watchEndpoint: String?
     var lastWatchWord: ContinuousClock.Instant?
     var reloads = 0
+    var lastReloadReason: String?
+    var lastReloadAt: Int64?
     var restarts = 0
     var lastError: String?
     var services: [Service] = []
@@ -41,6 +43,8 @@ public final class ControllerStatus: Sendable {
   private let node: String
   private let watchStaleAfter: Duration
   let state = Mutex(State())
+  /// The revisions the watch delivered and when HAProxy had each (`/state/changes`, the dashboard).
+  public let recentChanges = RecentChanges()
 
   /// Creates the status of node `node`.
   public init(node: String, watchStaleAfter: Duration) {
@@ -108,7 +112,9 @@ public final class ControllerStatus: Sendable {
         overrides: state.overrides,
         routes: state.routes,
         routeCount: state.routeCount,
-        routeProblems: state.routeProblems
+        routeProblems: state.routeProblems,
+        lastReloadReason: state.lastReloadReason,
+        lastReloadAt: state.lastReloadAt
       )
     }
   }

@@ -196,6 +196,7 @@ final class RegistrationSource: Sendable {
             $0.etcdConnected = true
           }
           guard let last = response.events.last else { continue }
+          status.recentChanges.record(response.events)
           next = max(next, last.kv.modRevision + 1)
           let changes = response.events.map { event in
             RegistrationMirror.Change(

@@ -255,6 +255,7 @@ final class StatusPublisher: Sendable {
       $0.appliedRevision = revision
       if initialPass { $0.initialPassDone = true }
     }
+    status.recentChanges.applied(through: revision)
     metrics.appliedRevision.set(to: Double(revision))
   }
 }
