@@ -290,11 +290,17 @@ struct LogsCommand: AsyncParsableCommand {
 
   @Argument(help: "etcd1, lb1, backend-1, …; all parts when left out.") var name: String?
   @Flag(name: [.short, .customLong("follow")], help: "Keep printing what is appended.") var follow = false
+  @Flag(
+    name: .customLong("access"),
+    help: "Print a load-balancer node's access log (HAProxy's requests) instead; every node's when NAME is left out."
+  )
+  var access = false
   @OptionGroup var home: HomeOptions
 
   func run() async throws {
     try await runClusterOperation {
-      let files = try home.cluster().logFiles(name)
+      let cluster = try home.cluster()
+      let files = access ? try cluster.accessLogFiles(name) : try cluster.logFiles(name)
       var offsets: [String: UInt64] = [:]
       let prefix = files.count > 1
       repeat {

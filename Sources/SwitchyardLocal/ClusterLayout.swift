@@ -50,6 +50,14 @@ public struct PartSpec: Sendable, Codable, Hashable {
     return arguments[flag + 1]
   }
 
+  /// The access log of a load-balancer node (its controller's `--access-log` file), if it is one and has one.
+  public var accessLogPath: String? {
+    guard kind == .lb, let flag = arguments.firstIndex(of: "--access-log"), flag + 1 < arguments.count,
+      arguments[flag + 1].hasPrefix("/")
+    else { return nil }
+    return arguments[flag + 1]
+  }
+
   /// The number in its name: 1 for `etcd1`, `backend-1` and `web-1`.
   public var index: Int {
     Int(name.reversed().prefix { $0.isNumber }.reversed().map(String.init).joined()) ?? 0
@@ -220,6 +228,7 @@ public struct ClusterLayout: Sendable {
           "--stats", "127.0.0.1:\(ports.stats[index])",
           "--admin", "127.0.0.1:\(ports.admin[index])",
           "--state-dir", "\(home)/\(name)",
+          "--access-log", "\(home)/\(name)/access.log",
         ] + credentials(name) + statsAuthentication,
         ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
         address: "http://127.0.0.1:\(ports.lb[index])",

@@ -201,11 +201,14 @@ final class FaultCluster {
         "controller", "--node-id", lb, "--etcd-endpoints", endpoints,
         "--listen", "\(address):\(Self.listenPort)", "--stats", "\(address):8400",
         "--admin", "\(address):\(Self.adminPort)", "--state-dir", stateDirectory(lb), "--drain-timeout", "5",
-        "--haproxy", haproxyLink(lb),
+        "--haproxy", haproxyLink(lb), "--access-log", accessLogPath(lb),
       ]
     )
     controllers[lb] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(lb))
   }
+
+  /// The access log `lb`'s controller writes (text), kept with the other logs.
+  func accessLogPath(_ lb: String) -> String { directory.path("\(lb)-access.log") }
 
   func controller(_ lb: String) -> ManagedProcess? { controllers[lb] }
 

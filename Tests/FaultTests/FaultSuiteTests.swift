@@ -240,6 +240,11 @@ struct FaultSuiteTests {
       name: "HAProxy on lb1 upgraded to the other release (2.6 ⇄ 3.0) under load, then back", mayLose: ["x1"],
       ownWrites: 2, reloadLimit: 4, body: { try await $0.haproxyUpgrade() }
     ),
+    // Issue 26: the access log's reader stops; HAProxy must not wait for it.
+    Scenario(
+      name: "access log on, lb1's controller (the log reader) frozen (SIGSTOP) for 10 s under load", reloadLimit: 0,
+      body: { try await $0.frozenAccessLogReader() }
+    ),
   ]
 
   /// `3 / 0 (0.81 s)`: failed requests per node, and the longest time from a node's first failure to its last.

@@ -101,6 +101,10 @@ import Testing
       #expect(reported?.parts.allSatisfy { $0.health == "healthy" } == true)
       let logs = try await switchyard(["logs", "lb1", "--home", home])
       #expect(logs.contains("HAProxy started"))
+      // lb1's access log: the requests above, web's through its route among them.
+      let access = try await switchyard(["logs", "lb1", "--access", "--home", home])
+      #expect(access.contains("node=lb1 mode=http"), "\(access.suffix(600))")
+      #expect(access.contains("service=web") && access.contains("path=/web/"), "\(access.suffix(600))")
     } catch {
       _ = try? await switchyard(["down", "--home", home], timeout: .seconds(120))
       throw error
