@@ -460,9 +460,16 @@ enum DashboardScript {
         drawTimeline(view);
       }
 
+      // Read once and on resize: reading a width after the page changed would make the browser lay out
+      // every table at once, in the middle of an update.
+      let timelineWidth = 800;
+      function measureTimeline() {
+        timelineWidth = Math.max(320, Math.round(byId('timeline').getBoundingClientRect().width || 800));
+      }
+
       function drawTimeline(view) {
         const chart = byId('timeline');
-        const width = Math.max(320, Math.round(chart.clientWidth || 800));
+        const width = timelineWidth;
         const height = 150;
         setAttr(chart, 'viewBox', '0 0 ' + width + ' ' + height);
         const now = Date.now();
@@ -566,6 +573,11 @@ enum DashboardScript {
         });
       }
 
+      measureTimeline();
+      window.addEventListener('resize', () => {
+        measureTimeline();
+        if (lastView) drawTimeline(lastView);
+      });
       byId('filter').addEventListener('input', applyFilter);
       byId('problems-only').addEventListener('change', applyFilter);
       // Ages ("3 s ago") and the timeline's "now" move on between snapshots.

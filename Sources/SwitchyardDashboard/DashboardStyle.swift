@@ -66,7 +66,11 @@ enum DashboardStyle {
     .tools input[type="search"] { padding: 6px 10px; border: 1px solid var(--line); border-radius: 6px; width: 260px;
       background: var(--panel); color: var(--text); }
     .service { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; margin-bottom: 14px;
-      overflow: hidden; }
+      overflow: hidden; content-visibility: auto; contain-intrinsic-size: auto 400px; }
+    .service table { table-layout: fixed; }
+    .service th:nth-child(1) { width: 20%; }
+    .service th:nth-child(2) { width: 16%; }
+    .service td { overflow: hidden; text-overflow: ellipsis; }
     .service > header { display: flex; gap: 18px; align-items: center; padding: 10px 16px; flex-wrap: wrap;
       border-bottom: 1px solid var(--line); }
     .service h3 { margin: 0; font-size: 15px; }
