@@ -32,7 +32,9 @@ extension Registrar {
   }
 
   private func drainAndRevoke(lease: Lease) async {
-    if let value = state.withLock({ $0.value }), await markDraining(value, lease: lease) {
+    if let drainingValue, let value = state.withLock({ $0.value }),
+      await markDraining(drainingValue(value), lease: lease)
+    {
       logger.info("draining", metadata: ["drain.seconds": "\(drainPeriod)"])
       try? await Task.sleep(for: drainPeriod)
     }
@@ -44,14 +46,14 @@ extension Registrar {
     }
   }
 
-  /// Writes the draining form of `value`, only while the key is still under `lease`: a key that
-  /// another process holds (the same instance id twice) is not this registrar's to touch.
-  private func markDraining(_ value: [UInt8], lease: Lease) async -> Bool {
+  /// Writes `draining`, the draining form of the value, only while the key is still under `lease`: a key
+  /// that another process holds (the same instance id twice) is not this registrar's to touch.
+  private func markDraining(_ draining: [UInt8], lease: Lease) async -> Bool {
     do {
       let drained = try await client.txn(
         Txn(
           compare: [.lease(key, .equal, lease.id)],
-          success: [.put(key, drainingValue(value), options: PutOptions(lease: lease.id))]))
+          success: [.put(key, draining, options: PutOptions(lease: lease.id))]))
       guard drained.succeeded else {
         logger.info("the key is not under this registrar's lease; nothing to drain")
         return false

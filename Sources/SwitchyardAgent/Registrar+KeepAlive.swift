@@ -78,7 +78,7 @@ extension Registrar {
     let fix =
       error.code == .authenticationFailed
       ? "check --user and --password-file (or $SWITCHYARD_ETCD_USER and $SWITCHYARD_ETCD_PASSWORD)"
-      : "the etcd user needs read and write permission on \(key) (the registrar role)"
+      : "the etcd user needs read and write permission on \(key) (\(wording.role))"
     logger.error(
       "etcd refused the registration: \(fix); retrying",
       metadata: ["error": "\(error)", "registration.key": "\(key)"]

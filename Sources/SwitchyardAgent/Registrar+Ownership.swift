@@ -78,7 +78,7 @@ extension Registrar {
       """
       instance id conflict: \(key) is held by another live process (\(describe(conflict.holderValue)), lease \
       \(String(conflict.holderLease, radix: 16))); this one (\(ours), lease \(String(lease.id, radix: 16))) \
-      does not write and takes the key only when that lease is gone. Give one of them another --id.
+      does not write and takes the key only when that lease is gone. Give one of them another \(wording.idFlag).
       """,
       metadata: metadata)
   }

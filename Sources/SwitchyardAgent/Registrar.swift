@@ -33,7 +33,8 @@ import Synchronization
 ///
 /// On graceful shutdown it writes the draining value, waits the drain period so load balancers
 /// stop sending new requests, then revokes the lease, which deletes the key: two writes, once, and
-/// the first only if the key is still under its lease.
+/// the first only if the key is still under its lease. Without a draining value (a key nothing routes
+/// to, such as a load-balancer node's announcement) it revokes the lease at once: one write.
 ///
 /// The registrar treats values as opaque bytes; the registration model decides what they mean.
 public final class Registrar: Service, Sendable {
@@ -67,9 +68,10 @@ public final class Registrar: Service, Sendable {
   let client: EtcdClient
   let ttl: Int64
   let drainPeriod: Duration
-  let drainingValue: @Sendable ([UInt8]) -> [UInt8]
+  let drainingValue: (@Sendable ([UInt8]) -> [UInt8])?
   let endpoint: @Sendable ([UInt8]) -> String?
   let conflictRecheck: Duration
+  let wording: Wording
   let logger: Logger
   let state: Mutex<State>
   let pacing = Mutex(RegistrationPacing())
@@ -84,21 +86,24 @@ public final class Registrar: Service, Sendable {
   ///     but the lease is kept), for example while a health check fails.
   ///   - ttl: Lease TTL in seconds: how long the key outlives this process if it dies.
   ///   - drainPeriod: How long to stay registered as draining before deregistering on shutdown.
-  ///   - drainingValue: Turns the current value into its draining form.
+  ///   - drainingValue: Turns the current value into its draining form; `nil`: no draining step, the
+  ///     lease is revoked at once on shutdown.
   ///   - endpoint: Where a value sends traffic (`10.0.0.5:8080`), or `nil` when unknown. A key held
   ///     under another live lease whose value has this registrar's endpoint is taken over (the same
   ///     instance restarted before its old lease expired); any other is a conflict. Also used in logs.
   ///   - conflictRecheck: During a conflict, how often the key is read again even when no watch
   ///     event says it changed hands.
+  ///   - wording: The role and the flag that the registrar's error messages name.
   public init(
     client: EtcdClient,
     key: String,
     value: [UInt8]?,
     ttl: Int64 = 10,
     drainPeriod: Duration = .seconds(2),
-    drainingValue: @escaping @Sendable ([UInt8]) -> [UInt8],
+    drainingValue: (@Sendable ([UInt8]) -> [UInt8])?,
     endpoint: @escaping @Sendable ([UInt8]) -> String? = { _ in nil },
     conflictRecheck: Duration = .seconds(10),
+    wording: Wording = Wording(),
     logger: Logger
   ) {
     self.client = client
@@ -108,10 +113,25 @@ public final class Registrar: Service, Sendable {
     self.drainingValue = drainingValue
     self.endpoint = endpoint
     self.conflictRecheck = conflictRecheck
+    self.wording = wording
     var logger = logger
     logger[metadataKey: "registration.key"] = "\(key)"
     self.logger = logger
     self.state = Mutex(State(value: value))
+  }
+
+  /// What the registrar's error messages tell an operator to check.
+  public struct Wording: Sendable, Hashable {
+    /// The etcd role that grants write permission on the key, as the messages name it.
+    public var role: String
+    /// The command-line flag that sets the id in the key, for the advice on an id conflict.
+    public var idFlag: String
+
+    /// Wording for a backend's registration: the role `registrar`, the flag `--id`.
+    public init(role: String = "the registrar role", idFlag: String = "--id") {
+      self.role = role
+      self.idFlag = idFlag
+    }
   }
 
   /// What a value says, for logs: its endpoint, else its bytes as text.
