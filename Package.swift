@@ -107,6 +107,7 @@ let package = Package(
         "AddressText",
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardAgent",
         "SwitchyardDashboard",
         "SwitchyardProcess",
         "SwitchyardModel",

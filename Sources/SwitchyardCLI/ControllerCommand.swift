@@ -63,6 +63,16 @@ struct ControllerCommand: AsyncParsableCommand {
   var adminTLSKey: String?
 
   @Option(
+    name: .customLong("admin-url"),
+    help: ArgumentHelp(
+      "The admin URL other hosts reach this node at, announced in etcd (http(s)://host:port).",
+      discussion: "Default: http://<--admin> (https with --admin-tls-cert); needed when --admin is 0.0.0.0 or [::].",
+      valueName: "url"
+    )
+  )
+  var adminURL: String?
+
+  @Option(
     name: .customLong("state-dir"),
     help: "Private directory (created with mode 0700) for haproxy.cfg, the sockets, the pid file and HAProxy's log.",
     completion: .directory
@@ -157,6 +167,7 @@ struct ControllerCommand: AsyncParsableCommand {
   func validate() throws {
     _ = try makeConfiguration()
     _ = try makeAdminTLS()
+    _ = try makeAdminURL()
   }
 
   /// The admin server's certificate and key, or `nil` without `--admin-tls-cert`.
@@ -331,6 +342,7 @@ struct ControllerCommand: AsyncParsableCommand {
     let configuration = try makeConfiguration()
     let adminAddress = try parseHostPort(admin, flag: "--admin")
     let adminTLS = try makeAdminTLS()
+    let announcedAdminURL = try makeAdminURL()
     var logger = logging.makeLogger(label: "switchyard.controller")
     logger[metadataKey: "node"] = "\(nodeID)"
     for warning in ExposureCheck.warnings(
@@ -378,7 +390,10 @@ struct ControllerCommand: AsyncParsableCommand {
       metrics: metrics,
       logger: logger
     )
-    // Shutdown runs in reverse: the admin server, then the controller (which stops HAProxy), then etcd.
+    let announcer = try makeAnnouncer(
+      client: client, configuration: configuration, adminURL: announcedAdminURL, status: status, logger: logger)
+    // Shutdown runs in reverse: the node's key leaves etcd, then the admin server stops, then the controller
+    // (which stops HAProxy), then etcd.
     let group = ServiceGroup(
       configuration: .init(
         // The access log stops last, after HAProxy, and so receives the last requests' lines.
@@ -386,6 +401,7 @@ struct ControllerCommand: AsyncParsableCommand {
           .init(service: EtcdClientService(client: client)),
           .init(service: controller),
           .init(service: adminServer),
+          .init(service: announcer),
         ],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger

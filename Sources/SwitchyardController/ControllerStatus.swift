@@ -16,6 +16,9 @@ public final class ControllerStatus: Sendable {
 
   struct State {
     var appliedRevision: Int64 = 0
+    /// The newest change to the keys the node serves from that HAProxy has been brought in step with; writes
+    /// elsewhere in etcd (node announcements among them) never move it.
+    var newestChangeApplied: Int64 = 0
     var initialPassDone = false
     var haproxyPID: Int32?
     var haproxyRunning = false

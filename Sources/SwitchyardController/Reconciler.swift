@@ -123,7 +123,7 @@ final class Reconciler: Sendable {
     try await writer.install(rendered, revision: desired.revision, serversApplied: true)
     writer.caughtUp()
     source.startWatching(after: readRevision)
-    publisher.applied(revision: desired.revision, initialPass: true)
+    publisher.applied(revision: desired.revision, newestChange: view.newestChange, initialPass: true)
     return followUp
   }
 
@@ -193,7 +193,7 @@ final class Reconciler: Sendable {
         targets: Dictionary(patched.values.map { ($0.backend.name, $0.servers) }, uniquingKeysWith: { $0.union($1) }))
     }
     // A change that waits for its reload is not applied yet: the full pass after the reload says so.
-    if !applier.reloadPending { publisher.applied(revision: view.revision) }
+    if !applier.reloadPending { publisher.applied(revision: view.revision, newestChange: view.newestChange) }
     return followUp
   }
 

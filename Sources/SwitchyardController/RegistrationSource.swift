@@ -28,6 +28,8 @@ final class RegistrationSource: Sendable {
     var settings: [ServiceName: ServiceSettings]
     /// The routes in force; `nil` when they are the same as in the last view handed out.
     var routes: [Route]?
+    /// The newest change to the mirrored keys (``RegistrationMirror/newestChange``).
+    var newestChange: Int64 = 0
   }
 
   /// A backend with the changed instances of its service patched in (``DesiredBackend/patching(_:)``).
@@ -65,6 +67,8 @@ final class RegistrationSource: Sendable {
   private let state = Mutex(State())
   /// Watch restarts since start, for the summary of an outage.
   private let watchFailures = Mutex(0)
+  /// Whether etcd refused the nodes' records (logged once).
+  private let nodeRecordsRefusal = Mutex(false)
 
   init(
     client: EtcdClient, queue: PassQueue, publisher: StatusPublisher, status: ControllerStatus,
@@ -98,9 +102,13 @@ final class RegistrationSource: Sendable {
       kvs = read.kvs
       // The other keyspaces at the same revision: one consistent view of all of them.
       for prefix in Self.prefixes.dropFirst() {
-        kvs += try await client.getPaginated(
-          .prefix(prefix), pageSize: 500, options: GetOptions(revision: readRevision)
-        ).kvs
+        do {
+          kvs += try await client.getPaginated(
+            .prefix(prefix), pageSize: 500, options: GetOptions(revision: readRevision)
+          ).kvs
+        } catch let error as EtcdError where error.code == .permissionDenied && prefix == NodeRecord.root {
+          nodeRecordsRefused(error)
+        }
       }
       publisher.etcdRead(failed: nil)
     } catch {
@@ -121,7 +129,7 @@ final class RegistrationSource: Sendable {
         View(
           instances: mirror.instances, invalid: mirror.invalid, overrides: mirror.overrides,
           revision: mirror.revision, registered: mirror.registeredServices, settings: mirror.settings,
-          routes: mirror.routes),
+          routes: mirror.routes, newestChange: mirror.newestChange),
         readRevision
       )
     }
@@ -166,7 +174,7 @@ final class RegistrationSource: Sendable {
       return View(
         instances: instances, patched: patched, invalid: invalidChanged ? mirror.invalid : nil,
         overrides: mirror.overrides, revision: mirror.revision, registered: mirror.registeredServices,
-        settings: settings, routes: routesChanged ? mirror.routes : nil)
+        settings: settings, routes: routesChanged ? mirror.routes : nil, newestChange: mirror.newestChange)
     }
   }
 
@@ -176,8 +184,24 @@ final class RegistrationSource: Sendable {
   }
 
   /// The keyspaces the source reads and watches: the registrations, the operators' overrides, the routes
-  /// and the service settings.
-  static let prefixes = [ControllerConfiguration.prefix, InstanceOverride.root, Route.root, ServiceSettings.root]
+  /// and the service settings; and the load-balancer nodes' records, which change nothing HAProxy runs but
+  /// move etcd's revision: with them the applied revision reaches etcd's when a node has applied everything.
+  static let prefixes = [
+    ControllerConfiguration.prefix, InstanceOverride.root, Route.root, ServiceSettings.root, NodeRecord.root,
+  ]
+
+  /// Logs, once, that etcd refuses this node the nodes' records (a secure cluster whose controller role
+  /// predates them): everything works, but the applied revision does not follow the records' writes.
+  private func nodeRecordsRefused(_ error: EtcdError) {
+    let first = nodeRecordsRefusal.withLock { refused in
+      defer { refused = true }
+      return !refused
+    }
+    guard first else { return }
+    logger.warning(
+      "etcd refuses this node read access to \(NodeRecord.root); the applied revision does not follow the nodes' records (grant the controller role read on that prefix)",
+      metadata: ["error": "\(error)"])
+  }
 
   /// Watches `prefix` (one of ``prefixes``) from after the first full read until cancelled; retries
   /// failures, and asks for a full pass when the history it needs was compacted.
@@ -202,14 +226,22 @@ final class RegistrationSource: Sendable {
             RegistrationMirror.Change(
               key: event.kv.key, value: event.kind == .put ? event.kv.value : nil, modRevision: event.kv.modRevision)
           }
-          let touched = state.withLock { state in
+          let nodeRecords = prefix == NodeRecord.root
+          let (touched, recorded) = state.withLock { state -> (Set<ServiceName>, Bool) in
             state.changeLog.record(changes)
-            guard let changed = state.mirror?.applyTracking(changes) else { return Set<ServiceName>() }
+            let before = state.mirror?.revision
+            guard let changed = state.mirror?.applyTracking(changes) else { return ([], false) }
             state.pending.formUnion(changed)
-            return changed.services
+            // A node's record changes nothing HAProxy runs: when everything before it is applied, so is it,
+            // and no pass is needed.
+            guard nodeRecords, let before, let after = state.mirror?.revision else { return (changed.services, false) }
+            return ([], publisher.appliedWithoutChange(revision: after, whenApplied: before))
           }
-          queue.changesArrived(services: touched)
+          if !recorded { queue.changesArrived(services: touched) }
         }
+        return
+      } catch let error as EtcdError where error.code == .permissionDenied && prefix == NodeRecord.root {
+        nodeRecordsRefused(error)
         return
       } catch let error as EtcdError where error.code == .compacted {
         let compactRevision = error.compactRevision ?? 0

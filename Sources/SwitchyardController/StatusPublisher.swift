@@ -249,13 +249,32 @@ final class StatusPublisher: Sendable {
     metrics.etcdConnected.set(to: error == nil ? 1 : 0)
   }
 
-  /// Records the revision HAProxy was brought in step with.
-  func applied(revision: Int64, initialPass: Bool = false) {
-    status.update {
-      $0.appliedRevision = revision
+  /// Records the revision HAProxy was brought in step with, and the newest change to the served keys that
+  /// it includes.
+  func applied(revision: Int64, newestChange: Int64, initialPass: Bool = false) {
+    let applied = status.state.withLock {
+      // A full pass says what it read. An incremental pass never moves the revision back: a node's record
+      // may have been recorded as applied (``appliedWithoutChange(revision:whenApplied:)``) while it ran on an
+      // older view.
+      $0.appliedRevision = initialPass ? revision : max($0.appliedRevision, revision)
+      $0.newestChangeApplied = max($0.newestChangeApplied, newestChange)
       if initialPass { $0.initialPassDone = true }
+      return $0.appliedRevision
     }
     status.recentChanges.applied(through: revision)
-    metrics.appliedRevision.set(to: Double(revision))
+    metrics.appliedRevision.set(to: Double(applied))
+  }
+
+  /// Records `revision`, a write that changes nothing HAProxy runs (a load-balancer node's record), as
+  /// applied when everything up to `previous` is; returns whether it did (if not, a pass must take it).
+  func appliedWithoutChange(revision: Int64, whenApplied previous: Int64) -> Bool {
+    let applied = status.state.withLock { state -> Int64? in
+      guard state.initialPassDone, state.appliedRevision >= previous else { return nil }
+      state.appliedRevision = max(state.appliedRevision, revision)
+      return state.appliedRevision
+    }
+    guard let applied else { return false }
+    metrics.appliedRevision.set(to: Double(applied))
+    return true
   }
 }

@@ -33,6 +33,9 @@ public struct RegistrationMirror: Sendable {
   }
 
   private static let overrideRoot = Array(InstanceOverride.root.utf8)
+  /// The load-balancer nodes' records: read and watched so that ``revision`` follows their writes, and
+  /// otherwise ignored (they change nothing a node runs).
+  private static let nodeRoot = Array(NodeRecord.root.utf8)
   private static let routeRoot = Array(Route.root.utf8)
   private static let settingsRoot = Array(ServiceSettings.root.utf8)
 
@@ -40,6 +43,11 @@ public struct RegistrationMirror: Sendable {
   public let baseRevision: Int64
   /// The newest revision the mirror reflects.
   public private(set) var revision: Int64
+  /// The newest revision of a change to the mirrored keys: the highest modification revision of the entries
+  /// a full read found, and of every change applied since (deletes included). Unlike ``revision``, which a
+  /// full read sets to etcd's revision, writes to keys outside the mirrored keyspaces (and the nodes' own
+  /// records under `/switchyard/nodes/`) never move it.
+  public private(set) var newestChange: Int64 = 0
   private var entries: [[UInt8]: Entry] = [:]
   private var byService: [ServiceName: [[UInt8]: ServiceInstance]] = [:]
   private var invalidEntries: [[UInt8]: RegistrationError] = [:] {
@@ -64,7 +72,9 @@ public struct RegistrationMirror: Sendable {
   public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
     baseRevision = revision
     self.revision = revision
-    for kv in kvs where applyPolicy(Change(key: kv.key, value: kv.value, modRevision: kv.modRevision)) == nil {
+    let served = kvs.filter { !$0.key.starts(with: Self.nodeRoot) }
+    newestChange = served.map(\.modRevision).max() ?? 0
+    for kv in served where applyPolicy(Change(key: kv.key, value: kv.value, modRevision: kv.modRevision)) == nil {
       set(kv.key, value: kv.value, modRevision: kv.modRevision)
     }
   }
@@ -82,6 +92,8 @@ public struct RegistrationMirror: Sendable {
     var touched = InstanceChanges()
     for change in changes where change.modRevision > baseRevision {
       revision = max(revision, change.modRevision)
+      if change.key.starts(with: Self.nodeRoot) { continue }
+      newestChange = max(newestChange, change.modRevision)
       if let services = applyPolicy(change) {
         for service in services { touched.recordWhole(service) }
         continue
