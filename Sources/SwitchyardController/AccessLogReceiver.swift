@@ -137,6 +137,14 @@ public final class AccessLogReceiver: Service, Sendable {
     logger.info(
       "Access log on",
       metadata: ["socket": "\(socketPath)", "destination": "\(destination)", "format": "\(style.rawValue)"])
+    if let queue = Self.socketQueueLength(), queue < 128 {
+      logger.notice(
+        """
+        The access log socket's queue holds \(queue) lines: HAProxy drops lines whenever the reader falls that \
+        far behind; raise it with sysctl net.unix.max_dgram_qlen=512 where bursts must not cost lines
+        """,
+        metadata: ["net.unix.max_dgram_qlen": "\(queue)"])
+    }
     let reader = ThreadCompletion()
     let writer = ThreadCompletion()
     Thread.detachNewThread { [self] in
@@ -160,6 +168,14 @@ public final class AccessLogReceiver: Service, Sendable {
     close(descriptor)
     unlink(socketPath)
     output.withLock { $0.closeFile() }
+  }
+
+  /// How many datagrams a Unix datagram socket's queue holds in this network namespace (Linux), if known.
+  static func socketQueueLength() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/sys/net/unix/max_dgram_qlen", encoding: .utf8) else {
+      return nil
+    }
+    return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
   }
 
   /// SIGHUP opens the file again (logrotate's `postrotate`), instead of ending the controller.

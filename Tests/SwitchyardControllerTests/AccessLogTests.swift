@@ -164,6 +164,11 @@ struct AccessLogTests {
         }
         #expect(node.controller?.isRunning == true, "SIGHUP ended the controller")
         #expect(node.log().contains("reopened on SIGHUP"))
+        // A short socket queue is pointed out at start.
+        let queue = try? String(contentsOfFile: "/proc/sys/net/unix/max_dgram_qlen", encoding: .utf8)
+        if let queue = queue.flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }), queue < 128 {
+          #expect(node.log().contains("net.unix.max_dgram_qlen=\(queue)"), "\(node.log())")
+        }
       }
     }
   }
