@@ -211,15 +211,26 @@ struct ScaleCommand: AsyncParsableCommand {
 struct StatusCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "status",
-    abstract: "Show each part of the local cluster, each LB node's servers, and the registrations in etcd."
+    abstract: "Show each part of the local cluster, each LB node's servers, and the registrations in etcd.",
+    discussion: """
+      Every load-balancer node that announces itself in etcd (/switchyard/nodes/) is listed too, with whether \
+      its admin endpoint answers. With --etcd-endpoints (or $ETCD_ENDPOINTS), or where no local cluster runs, \
+      status reads etcd alone: on any host, the nodes and the registrations.
+      """
   )
 
   @Flag(help: "Print JSON.") var json = false
   @OptionGroup var home: HomeOptions
+  @OptionGroup var etcd: EtcdOptions
 
   func run() async throws {
     try await runClusterOperation {
-      let report = try await home.cluster().status()
+      let report =
+        if let configuration = try etcdOnlyConfiguration() {
+          try await Self.readFromEtcd(configuration)
+        } else {
+          try await home.cluster().status()
+        }
       if json {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -231,7 +242,7 @@ struct StatusCommand: AsyncParsableCommand {
   }
 
   static func table(_ report: ClusterReport) async throws -> String {
-    var lines = [pad(["NAME", "KIND", "PID", "ADDRESS", "HEALTH"])]
+    var lines = report.home == nil ? [] : [pad(["NAME", "KIND", "PID", "ADDRESS", "HEALTH"])]
     for part in report.parts {
       lines.append(pad([part.name, part.kind, part.pid.map(String.init) ?? "-", part.address, part.health]))
     }
@@ -250,7 +261,9 @@ struct StatusCommand: AsyncParsableCommand {
       }
       lines += routingLines(state)
     }
-    lines.append("")
+    if report.home != nil { lines.append("") }
+    let announced = announcedNodeLines(report)
+    if !announced.isEmpty { lines += announced + [""] }
     if let certificates = report.certificates {
       lines.append("TLS and etcd authentication on: \(certificates).")
       lines.append("")
@@ -259,12 +272,6 @@ struct StatusCommand: AsyncParsableCommand {
       lines.append("Registrations in etcd (revision \(revision)):")
       // Keys and values as read from etcd, with anything but printable ASCII escaped: no value can
       // forge a line of the report or send the terminal a control sequence.
-      func printable(_ text: String) -> String {
-        text.unicodeScalars.map {
-          (0x20...0x7E).contains($0.value) ? String($0) : "\\u{\(String($0.value, radix: 16))}"
-        }
-        .joined()
-      }
       lines += report.registrations.map { "  \(printable($0.key)) \(printable($0.value))" }
     } else {
       lines.append("etcd did not answer.")

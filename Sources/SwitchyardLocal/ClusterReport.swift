@@ -34,8 +34,8 @@ public struct ClusterReport: Sendable, Codable {
     public var value: String
   }
 
-  /// The state directory.
-  public var home: String
+  /// The state directory; `nil` for a report read from etcd alone (no local cluster).
+  public var home: String?
   /// Every part.
   public var parts: [Part]
   /// Every running LB node.
@@ -46,6 +46,14 @@ public struct ClusterReport: Sendable, Codable {
   public var certificates: String?
   /// etcd's revision when the registrations were read; `nil` when etcd did not answer.
   public var etcdRevision: Int64?
+  /// Every load-balancer node that announces itself in etcd; `nil` when etcd did not answer or could not be
+  /// read (``announcedNodesError``).
+  public var announcedNodes: [AnnouncedNode]?
+  /// Why the announced nodes could not be read.
+  public var announcedNodesError: String?
+  /// The newest modification revision under the keyspaces nodes serve from (registrations, routes, service
+  /// settings, overrides): what ``AnnouncedNode/behind`` counts from.
+  public var newestChange: Int64?
 }
 
 extension ClusterReport {
@@ -86,16 +94,18 @@ extension ClusterReport {
     configuration.requestTimeout = .seconds(3)
     var logger = Logger(label: "switchyard.status")
     logger.logLevel = .critical
+    let base = report
     if let read = try? await withEtcdClient(
       configuration: configuration, logger: logger,
       { etcd in
-        try await etcd.get(.prefix("/services/"))
+        var report = base
+        let read = try await etcd.get(.prefix("/services/"))
+        report.include(registrations: read)
+        try await report.includeAnnouncedNodes(etcd, registrations: read, tolerant: true)
+        return report
       })
     {
-      report.etcdRevision = read.header.revision
-      report.registrations = read.kvs.map {
-        .init(key: String(decoding: $0.key, as: UTF8.self), value: String(decoding: $0.value, as: UTF8.self))
-      }
+      report = read
     }
     return report
   }

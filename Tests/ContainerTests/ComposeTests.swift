@@ -52,6 +52,19 @@ struct ComposeTests {
     try await project.expectHealthy(["etcd1_1", "etcd2_1", "etcd3_1", "lb1_1", "lb2_1", "backend_1", "web_1"])
     // The one-shot `routes` wrote web's routes: both nodes send /web/ and the host web.localhost to it.
     try await project.expectWebRoutes(within: .seconds(60))
+    // Each LB node announces an admin URL the other containers reach (--admin-url http://lbN:910N): status,
+    // run in lb1's container with etcd alone, finds both nodes in etcd and both answer.
+    try await retrying(timeout: .seconds(30), every: .seconds(1)) {
+      let status = try await project.podman(
+        ["exec", project.container("lb1_1"), "/usr/local/bin/switchyard", "status"])
+      for (node, port) in [("lb1", 9101), ("lb2", 9102)] {
+        let row = status.split(separator: "\n").first { $0.hasPrefix("  \(node) ") } ?? ""
+        let columns = row.split(separator: " ")
+        guard columns.count > 3, columns[1] == "ready", row.contains("http://\(node):\(port)") else {
+          throw TestSupportError(.notHealthy, "\(node) not listed as ready at http://\(node):\(port):\n\(status)")
+        }
+      }
+    }
 
     // Scaling under load from a client that polls both nodes.
     var load = try project.startLoad(ports: [project.lb1Port, project.lb2Port])
