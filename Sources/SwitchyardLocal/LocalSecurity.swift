@@ -16,7 +16,10 @@ import SwitchyardPKI
 ///   service's traffic to itself, change how it is balanced, or undo its own drain.
 /// - `controller` (LB nodes, and `switchyard status`) may read and watch everything a controller serves from:
 ///   `/services/`, the operators' overrides (`/switchyard/overrides/`), routes (`/switchyard/routes/`) and
-///   service settings (`/switchyard/services/`), and write nothing.
+///   service settings (`/switchyard/services/`), and the nodes' announcements (`/switchyard/nodes/`), and
+///   write nothing.
+/// - `node-<id>` (one per LB node, given to that node's user besides `controller`) may read and write exactly
+///   the node's own announcement, `/switchyard/nodes/<id>`: a node cannot overwrite or remove another's.
 /// - `operator` (the user `operator`: `switchyard up` writing the sample routes, and the operator's commands
 ///   that connect to a secure local cluster without credentials of their own) may read and write routes,
 ///   service settings and overrides, and read registrations (to count instances and name the one an override
@@ -45,11 +48,20 @@ public enum AccessPolicy {
   /// The keyspaces that only operators write: overrides, routes and service settings.
   public static var operatorPrefixes: [String] { [InstanceOverride.root, Route.root, ServiceSettings.root] }
 
+  /// The role that lets LB node `node`'s user write its own announcement, `/switchyard/nodes/<node>`, and
+  /// nothing else: `node-<node>`.
+  public static func nodeRole(of node: String) -> (name: String, permissions: [Permission]) {
+    ("node-\(node)", [Permission(.readWrite, .key(NodeRecord.root + node))])
+  }
+
   /// The permissions of each role this policy creates.
   public static var roles: [(name: String, permissions: [Permission])] {
     [
       (registrarRole, [Permission(.readWrite, registrationKeys)]),
-      (controllerRole, ([RegistrationKey.root] + operatorPrefixes).map { Permission(.read, .prefix($0)) }),
+      (
+        controllerRole,
+        ([RegistrationKey.root] + operatorPrefixes + [NodeRecord.root]).map { Permission(.read, .prefix($0)) }
+      ),
       (
         operatorRole,
         [Permission(.read, .prefix(RegistrationKey.root))]
@@ -108,6 +120,11 @@ public struct LocalSecurity: Sendable {
   /// The password file of the stats pages; HAProxy's config holds only its hash.
   public var statsPasswordFile: String { "\(secretsDirectory)/stats-page.password" }
 
+  /// The user of the LB nodes' dashboards (HTTP basic authentication, `--dashboard-auth`).
+  public static let dashboardUser = "admin"
+  /// The password file of the dashboards, read by each controller at start.
+  public var dashboardPasswordFile: String { "\(secretsDirectory)/dashboard.password" }
+
   private func pair(_ name: String) -> KeyPair {
     KeyPair(certificate: "\(pkiDirectory)/\(name).pem", key: "\(pkiDirectory)/\(name)-key.pem")
   }
@@ -162,6 +179,7 @@ public struct LocalSecurity: Sendable {
     chmod(secretsDirectory, 0o700)
     for user in users { try addUser(user, authority: authority) }
     try Self.writeSecret(Self.newPassword(), to: statsPasswordFile)
+    try Self.writeSecret(Self.newPassword(), to: dashboardPasswordFile)
   }
 
   /// Makes a certificate and a password for `user` unless both exist.
@@ -289,7 +307,8 @@ public struct LocalSecurity: Sendable {
   }
 
   /// Adds `user` with its password and grants it `role`; a user that exists keeps its password and gets
-  /// the role.
+  /// the role. An LB node's user (role `controller`) also gets its own role, ``AccessPolicy/nodeRole(of:)``,
+  /// made here if it does not exist yet.
   public func addUser(_ user: String, role: String, to etcd: EtcdClient) async throws {
     do {
       try await etcd.addUser(user, password: try password(of: user))
@@ -297,5 +316,15 @@ public struct LocalSecurity: Sendable {
       // Made by an earlier scale-up: same name, same password file.
     }
     try await etcd.grantRole(role, to: user)
+    if role == AccessPolicy.controllerRole, user != AccessPolicy.statusUser {
+      let node = AccessPolicy.nodeRole(of: user)
+      do {
+        try await etcd.addRole(node.name)
+      } catch let error as EtcdError where error.message.contains("already exists") {
+        // Made by an earlier run for the same node.
+      }
+      for permission in node.permissions { try await etcd.grant(permission, to: node.name) }
+      try await etcd.grantRole(node.name, to: user)
+    }
   }
 }

@@ -1,6 +1,7 @@
 import EtcdClient
 import Foundation
 import SwitchyardLocal
+import SwitchyardModel
 import SwitchyardTestSupport
 import Testing
 
@@ -39,6 +40,8 @@ import Testing
         #expect(!arguments.contains(AccessPolicy.root))
       }
 
+      try await expectNodeKeysConfined(home: home)
+
       // The stats pages ask for the password in secrets/stats-page.password.
       let statsPassword = try String(contentsOfFile: "\(home)/secrets/stats-page.password", encoding: .utf8)
         .trimmingCharacters(in: .newlines)
@@ -70,6 +73,12 @@ import Testing
       outputs.append(status)
       #expect(status.contains("TLS and etcd authentication on: certificates valid until"), "\(status)")
       #expect(status.contains("expire within 7 days: renew with `switchyard up --secure`"), "\(status)")
+      // The nodes' records, read as the user status.
+      for name in ["lb1", "lb2"] {
+        let row = status.split(separator: "\n").first { $0.hasPrefix("  \(name) ") }
+        #expect(row?.split(separator: " ").dropFirst().first == "ready", "\(status)")
+      }
+      #expect(report.announcedNodes?.map(\.id) == ["lb1", "lb2"], "\(String(describing: report.announcedNodes))")
       // `switchyard etcd` finds root's credentials in the state directory.
       var environment = ProcessInfo.processInfo.environment
       environment["SWITCHYARD_HOME"] = home
@@ -132,6 +141,46 @@ import Testing
     let down = try await switchyard(["down", "--purge", "--home", home], timeout: .seconds(120))
     #expect(down.contains("every port is free"), "\(down)")
     for port in ports { #expect(isFree(port), "port \(port) is still in use") }
+  }
+}
+
+/// Each LB node announces itself under `/switchyard/nodes/<node>`, and its etcd user may write that key alone:
+/// lb1's credentials cannot write or delete lb2's record, nor write any registration, route or other key.
+private func expectNodeKeysConfined(home: String) async throws {
+  let layout = try #require(try ClusterState.load(home: home)).layout(home: home)
+  var lb1 = try layout.security.configuration(for: "lb1", endpoints: layout.etcdEndpoints)
+  lb1.requestTimeout = .seconds(5)
+  try await withEtcdClient(configuration: lb1) { etcd in
+    // Its role controller reads every record.
+    var records: [KeyValue] = []
+    try await retrying(timeout: .seconds(10)) {
+      records = try await etcd.get(.prefix(NodeRecord.root)).kvs
+      guard records.count == 2 else { throw TestSupportError("\(records.count) node records") }
+    }
+    for kv in records {
+      let record = try NodeRecord.parse(key: kv.key, value: kv.value)
+      #expect(["lb1", "lb2"].contains(record.node.rawValue) && kv.lease != 0)
+      #expect(record.adminURL.hasPrefix("http://127.0.0.1:"))
+    }
+    let lb2Before = try #require(try await etcd.value(of: NodeRecord.root + "lb2"))
+    let forbidden: [(String, @Sendable (EtcdClient) async throws -> Void)] = [
+      ("put lb2's record", { _ = try await $0.put(NodeRecord.root + "lb2", value: "{}") }),
+      ("delete lb2's record", { _ = try await $0.delete(.key(NodeRecord.root + "lb2")) }),
+      ("delete every record", { _ = try await $0.delete(.prefix(NodeRecord.root)) }),
+      ("put a new record", { _ = try await $0.put(NodeRecord.root + "lb3", value: "{}") }),
+      ("put a registration", { _ = try await $0.put("/services/backend/evil", value: "{}") }),
+      ("put a route", { _ = try await $0.put("/switchyard/routes/evil", value: "{}") }),
+    ]
+    for (what, write) in forbidden {
+      do {
+        try await write(etcd)
+        Issue.record("lb1 could \(what)")
+      } catch let error as EtcdError {
+        #expect(error.code == .permissionDenied, "\(what): \(error)")
+      }
+    }
+    let lb2After = try #require(try await etcd.value(of: NodeRecord.root + "lb2"))
+    #expect(lb2After.modRevision == lb2Before.modRevision)
   }
 }
 

@@ -117,6 +117,40 @@ import Testing
     }
   }
 
+  /// Issue 26: an LB node's user (`lb1`, role `controller` and its own `node-lb1`) may write its own record,
+  /// `/switchyard/nodes/lb1`, under a lease and revoke it, and no other; `status` and the node read them all;
+  /// a registrar reads and writes none.
+  @Test func eachNodeWritesItsOwnRecordOnly() async throws {
+    try await withSecureEtcd { security, endpoints in
+      try await client(security, endpoints, as: "lb1") { etcd in
+        let lease = try await etcd.grantLease(ttl: 10)
+        try await etcd.put("/switchyard/nodes/lb1", value: "{}", options: PutOptions(lease: lease.id))
+        let others = ["lb2", "lb10", "", "lb1/x"].map { "/switchyard/nodes/\($0)" }
+        for key in others {
+          let other = await failure { _ = try await etcd.put(key, value: "{}") }
+          #expect(other?.code == .permissionDenied, "\(key): \(String(describing: other))")
+        }
+        let wholePrefix = await failure { _ = try await etcd.delete(.prefix("/switchyard/nodes/")) }
+        #expect(wholePrefix?.code == .permissionDenied, "\(String(describing: wholePrefix))")
+        #expect(try await etcd.get(.prefix("/switchyard/nodes/")).kvs.map(\.keyString) == ["/switchyard/nodes/lb1"])
+        try await etcd.revokeLease(lease.id)
+        #expect(try await etcd.get(.prefix("/switchyard/nodes/")).kvs.isEmpty)
+      }
+      try await client(security, endpoints, as: AccessPolicy.statusUser) { etcd in
+        let records = try await etcd.get(.prefix("/switchyard/nodes/")).kvs
+        #expect(records.isEmpty)
+        let write = await failure { _ = try await etcd.put("/switchyard/nodes/status", value: "{}") }
+        #expect(write?.code == .permissionDenied, "\(String(describing: write))")
+      }
+      try await client(security, endpoints, as: "backend-1") { etcd in
+        let read = await failure { _ = try await etcd.get(.prefix("/switchyard/nodes/")) }
+        #expect(read?.code == .permissionDenied, "\(String(describing: read))")
+        let write = await failure { _ = try await etcd.put("/switchyard/nodes/lb1", value: "{}") }
+        #expect(write?.code == .permissionDenied, "\(String(describing: write))")
+      }
+    }
+  }
+
   /// Issue 24: routes and service settings are the operator's. The user `operator` may put and delete them (and
   /// overrides) and read registrations; a registrar can neither write, delete nor read them; a controller (and
   /// `status`) reads and watches them and writes nothing.
@@ -379,7 +413,11 @@ private func withTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Se
     for prefix in AccessPolicy.operatorPrefixes { #expect(!(prefix >= start && prefix < end), "\(prefix)") }
     let roles = Dictionary(uniqueKeysWithValues: AccessPolicy.roles.map { ($0.name, $0.permissions) })
     let controller = try #require(roles[AccessPolicy.controllerRole])
-    #expect(controller.count == 4 && controller.allSatisfy { $0.kind == .read })
+    #expect(controller.count == 5 && controller.allSatisfy { $0.kind == .read })
+    // Each LB node's own role: exactly its record, read and write.
+    let node = AccessPolicy.nodeRole(of: "lb1")
+    #expect(node.name == "node-lb1")
+    #expect(node.permissions == [Permission(.readWrite, .key("/switchyard/nodes/lb1"))])
     let operatorRole = try #require(roles[AccessPolicy.operatorRole])
     #expect(operatorRole.filter { $0.kind == .readWrite }.count == AccessPolicy.operatorPrefixes.count)
     #expect(AccessPolicy.role(of: .web) == AccessPolicy.registrarRole)
