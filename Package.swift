@@ -269,6 +269,7 @@ let package = Package(
         "EtcdClient",
         "HAProxyKit",
         "SwitchyardController",
+        "SwitchyardDashboard",
         "SwitchyardLocal",
         "SwitchyardModel",
         "SwitchyardPKI",
@@ -286,6 +287,8 @@ let package = Package(
       dependencies: [
         "SwitchyardCLI",
         "EtcdClient",
+        "SwitchyardDashboard",
+        "SwitchyardLocal",
         "SwitchyardModel",
         "SwitchyardReconcile",
         "SwitchyardTestSupport",

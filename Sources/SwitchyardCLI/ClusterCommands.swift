@@ -122,6 +122,7 @@ struct UpCommand: AsyncParsableCommand {
       guard started else { return }
       print("")
       print(try await StatusCommand.table(try await cluster.status()))
+      print(dashboards(try ports()))
       print(secure ? secureNextSteps(try ports()) : nextSteps(try ports()))
       if foreground {
         print("Running in the foreground; Ctrl-C stops everything.")

@@ -73,6 +73,30 @@ struct ControllerCommand: AsyncParsableCommand {
   var adminURL: String?
 
   @Option(
+    name: .customLong("dashboard-auth"),
+    help: ArgumentHelp(
+      "Ask for a login on the dashboard (/, /api/…): USER:PASSWORDFILE, HTTP basic authentication.",
+      discussion: """
+        The password is the first line of PASSWORDFILE, read at start. Serve the admin endpoints over TLS \
+        (--admin-tls-cert) when they are reached from elsewhere: basic authentication sends the password in clear.
+        """,
+      valueName: "user:password-file"
+    )
+  )
+  var dashboardAuth: String?
+
+  @Option(
+    name: .customLong("admin-cacert"),
+    help: ArgumentHelp(
+      "PEM CA that signs the other nodes' admin certificates, for the dashboard's requests to https admin URLs.",
+      discussion: "Default: --cacert (the etcd CA), else the system's trusted roots.",
+      valueName: "file"
+    ),
+    completion: .file()
+  )
+  var adminCACertificate: String?
+
+  @Option(
     name: .customLong("state-dir"),
     help: "Private directory (created with mode 0700) for haproxy.cfg, the sockets, the pid file and HAProxy's log.",
     completion: .directory
@@ -168,6 +192,8 @@ struct ControllerCommand: AsyncParsableCommand {
     _ = try makeConfiguration()
     _ = try makeAdminTLS()
     _ = try makeAdminURL()
+    _ = try makeDashboardLogin()
+    _ = try makeAdminCACertificate()
   }
 
   /// The admin server's certificate and key, or `nil` without `--admin-tls-cert`.
@@ -382,12 +408,15 @@ struct ControllerCommand: AsyncParsableCommand {
         throw ValidationError("--access-log: \(error)")
       }
     }
+    let dashboard = try makeDashboard(
+      client: client, configuration: configuration, adminURL: announcedAdminURL, status: status, logger: logger)
     let adminServer = try AdminServer.makeApplication(
       host: adminAddress.address.text,
       port: adminAddress.port,
       tls: adminTLS,
       status: status,
       metrics: metrics,
+      dashboard: dashboard,
       logger: logger
     )
     let announcer = try makeAnnouncer(
@@ -402,6 +431,8 @@ struct ControllerCommand: AsyncParsableCommand {
           .init(service: controller),
           .init(service: adminServer),
           .init(service: announcer),
+          // Stopped first: its event streams end, so the admin server can stop.
+          .init(service: dashboard),
         ],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger

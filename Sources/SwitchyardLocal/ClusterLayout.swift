@@ -42,6 +42,9 @@ public struct PartSpec: Sendable, Codable, Hashable {
   /// The admin URL of a load-balancer node (`/state`, `/metrics`), if it is one.
   public var adminURL: String?
 
+  /// The live dashboard of a load-balancer node (the whole cluster, at `/` of its admin address), if it is one.
+  public var dashboardURL: String? { adminURL.map { $0 + "/" } }
+
   /// The HAProxy state directory of a load-balancer node (its controller's `--state-dir`), if it is one.
   public var haproxyStateDirectory: String? {
     guard kind == .lb, let flag = arguments.firstIndex(of: "--state-dir"), flag + 1 < arguments.count else {
@@ -164,6 +167,12 @@ public struct ClusterLayout: Sendable {
     secure ? ["--stats-auth", "\(LocalSecurity.statsUser):\(security.statsPasswordFile)"] : []
   }
 
+  /// A secure layout's dashboards ask for a login. The other nodes' admin certificates, if any, are checked
+  /// against the local CA: `--cacert`'s default for `--admin-cacert`.
+  private var dashboardAuthentication: [String] {
+    secure ? ["--dashboard-auth", "\(LocalSecurity.dashboardUser):\(security.dashboardPasswordFile)"] : []
+  }
+
   /// The etcd user of each part that has one, with its role (secure layouts).
   public static func etcdUser(of spec: PartSpec) -> (name: String, role: String)? {
     AccessPolicy.role(of: spec.kind).map { (spec.name, $0) }
@@ -229,7 +238,7 @@ public struct ClusterLayout: Sendable {
           "--admin", "127.0.0.1:\(ports.admin[index])",
           "--state-dir", "\(home)/\(name)",
           "--access-log", "\(home)/\(name)/access.log",
-        ] + credentials(name) + statsAuthentication,
+        ] + credentials(name) + statsAuthentication + dashboardAuthentication,
         ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
         address: "http://127.0.0.1:\(ports.lb[index])",
         healthURL: "\(admin)/readyz",
