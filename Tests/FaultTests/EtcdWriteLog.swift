@@ -1,4 +1,5 @@
 import EtcdClient
+import SwitchyardModel
 import SwitchyardTestSupport
 import Synchronization
 import Testing
@@ -11,8 +12,10 @@ import Testing
 ///   repeated after a frozen member woke up counts here too, and shows as more writes than requests);
 /// - registrars': under `/services/`, a put with a lease (every registrar writes under its lease) or a
 ///   delete (a revoked or expired lease);
+/// - the LB nodes' records: under `/switchyard/nodes/`, a put with a lease or a delete (the one thing a
+///   controller writes; ``NodeRecordWrites`` holds them to a budget of their own);
 /// - anything else: someone else, which in the fault cluster can only be a controller. Controllers
-///   never write; the count must stay 0.
+///   write nothing else; the count must stay 0.
 final class EtcdWriteLog: Sendable {
   struct Write: Sendable, Hashable {
     var key: [UInt8]
@@ -103,6 +106,7 @@ final class EtcdWriteLog: Sendable {
     var test = 0
     var testRequests = 0
     var registrars = 0
+    var nodeRecords = 0
     var others: [Write] = []
     var total = 0
   }
@@ -116,12 +120,15 @@ final class EtcdWriteLog: Sendable {
     let (puts, deletes) = (ownPuts.withLock { $0 }, ownDeletes.withLock { $0 })
     var result = Attribution(testRequests: requests.withLock { $0 })
     let services = Array("/services/".utf8)
+    let nodes = Array(NodeRecord.root.utf8)
     for write in all where write.revision <= revision {
       result.total += 1
       if write.isDelete ? deletes.contains(write.key) : puts.contains(write.key + [0] + write.value) {
         result.test += 1
       } else if write.key.starts(with: services) && (write.isDelete || write.lease != 0) {
         result.registrars += 1
+      } else if write.key.starts(with: nodes) && (write.isDelete || write.lease != 0) {
+        result.nodeRecords += 1
       } else {
         result.others.append(write)
       }
@@ -133,15 +140,16 @@ final class EtcdWriteLog: Sendable {
 }
 
 extension ScenarioContext {
-  /// Finishes `log` at etcd's current revision, notes who wrote what, and checks that only the test and
-  /// the registrars wrote: a controller never writes to etcd.
+  /// Finishes `log` at etcd's current revision, notes who wrote what, and checks that only the test, the
+  /// registrars and the nodes' records wrote: a controller writes nothing but its own record.
   @discardableResult
   func judgeWrites(_ log: EtcdWriteLog) async throws -> EtcdWriteLog.Attribution {
     let revision = try await etcd.get(.key("/")).header.revision
     let writes = await log.finish(upTo: revision)
     note(
       "etcd writes: \(writes.total) = \(writes.test) by the test (\(writes.testRequests) requests), "
-        + "\(writes.registrars) by registrars, \(writes.others.count) by anyone else (controllers)"
+        + "\(writes.registrars) by registrars, \(writes.nodeRecords) of the nodes' records, "
+        + "\(writes.others.count) by anyone else (controllers)"
         + (log.resent.isEmpty ? "" : "; requests sent again after: \(log.resent)"))
     #expect(
       writes.others.isEmpty,

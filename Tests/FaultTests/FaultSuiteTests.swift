@@ -245,6 +245,12 @@ struct FaultSuiteTests {
       name: "access log on, lb1's controller (the log reader) frozen (SIGSTOP) for 10 s under load", reloadLimit: 0,
       body: { try await $0.frozenAccessLogReader() }
     ),
+    // Issue 26: the nodes announce themselves in etcd; a dead controller's record leaves within the TTL.
+    Scenario(
+      name:
+        "controller of lb1 killed (-9) under load: its node record leaves etcd within the TTL, lb2's stays, hostile node records are refused",
+      ownWrites: 8, body: { try await $0.nodeRecordsWhenAControllerDies() }
+    ),
   ]
 
   /// `3 / 0 (0.81 s)`: failed requests per node, and the longest time from a node's first failure to its last.
@@ -274,7 +280,7 @@ struct FaultSuiteTests {
       let convergence = FaultCluster.lbNames.map { seconds(row.convergence[$0]) }.joined(separator: " / ")
       lines.append(
         "| \(row.name) | \(row.requests) | \(failed(row)) | "
-          + "\(row.etcdWrites) | \(row.lost.isEmpty ? "none" : row.lost.joined(separator: ", ")) | \(change) | "
+          + "\(row.etcdWrites)\(row.nodeWrites > 0 ? " (\(row.nodeWrites) nodes)" : "") | \(row.lost.isEmpty ? "none" : row.lost.joined(separator: ", ")) | \(change) | "
           + "\(convergence) | \(Int(row.reloads)) |"
       )
     }

@@ -14,6 +14,9 @@ struct ScenarioFigures {
   var errors: [String] = []
   /// Revisions etcd gained during the scenario: every put and delete, the test's own included.
   var etcdWrites: Int64 = 0
+  /// Of those, the LB nodes' writes of their own records (`/switchyard/nodes/<lb>`): the one thing a
+  /// controller writes.
+  var nodeWrites = 0
   /// Registrations of live backends that were deleted.
   var lost: [String] = []
   /// A change made during the fault: the time each node took to serve it.
@@ -266,6 +269,12 @@ final class ScenarioContext: @unchecked Sendable {
   }
 
   func addReloads(_ count: Double) { figures.reloads = count }
+
+  /// Records the LB nodes' writes of their records.
+  func record(nodeWrites counts: NodeRecordWrites.Counts) {
+    figures.nodeWrites = counts.total
+    if counts.total > 0 { note("node records: \(counts.summary)") }
+  }
 
   /// Sets what the table shows for a change made during the fault, and the convergence after the heal.
   func record(changeApplied: [String: Duration?]? = nil, convergence: [String: Duration?]? = nil) {

@@ -22,8 +22,10 @@ struct ScenarioRunner {
     let revisionBefore: Int64
     let reloadsBefore: [String: Double]
     let load: SteadyLoad
+    let nodeRecords: NodeRecordWrites
     do {
       revisionBefore = try await etcd.get(.key("/")).header.revision
+      nodeRecords = NodeRecordWrites(etcd, from: revisionBefore + 1)
       reloadsBefore = try await reloads()
       load = try SteadyLoad.start(cluster)
     } catch {
@@ -49,9 +51,13 @@ struct ScenarioRunner {
     do {
       revisionAfter = try await etcd.get(.key("/")).header.revision
     } catch {
+      nodeRecords.stop()
       await tearDown(scenario, context)
       throw error
     }
+    let nodeDuration = nodeRecords.duration
+    let nodeWrites = await nodeRecords.finish(upTo: revisionAfter, etcd: etcd)
+    context.record(nodeWrites: nodeWrites)
     let lost = events.takeDeletions().compactMap { key -> String? in
       let id = String(key.dropFirst("/services/backend/".count))
       return scenario.mayLose.contains(id) || key.hasPrefix("/services/backend/EVIL") ? nil : id
@@ -79,9 +85,14 @@ struct ScenarioRunner {
       #expect(figures.totalFailures == 0, "\(name): \(figures.failures) failed requests: \(figures.errors)")
     }
     #expect(lost.isEmpty, "\(name): live registrations lost: \(lost)")
+    // The nodes' records have a budget of their own; every other write counts against the scenario's.
     #expect(
-      figures.etcdWrites <= FaultSuiteTests.writeBudget + scenario.ownWrites,
-      "\(name): \(figures.etcdWrites) etcd writes")
+      figures.etcdWrites - Int64(figures.nodeWrites) <= FaultSuiteTests.writeBudget + scenario.ownWrites,
+      "\(name): \(figures.etcdWrites) etcd writes, \(figures.nodeWrites) of them by the nodes' records")
+    let nodeBudget = NodeRecordWrites.budget(duration: nodeDuration, deletes: nodeWrites.deleteCount)
+    #expect(
+      figures.nodeWrites <= nodeBudget,
+      "\(name): \(figures.nodeWrites) writes of the nodes' records (\(nodeWrites.summary)), budget \(nodeBudget)")
     #expect(figures.requests > 0, "\(name): the load sent no request")
     if let limit = scenario.reloadLimit {
       #expect(Int(figures.reloads) <= limit, "\(name): \(Int(figures.reloads)) reloads (at most \(limit))")
