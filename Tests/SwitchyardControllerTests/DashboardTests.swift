@@ -229,3 +229,47 @@ extension DashboardTests {
     await cluster.shutdown()
   }
 }
+
+extension DashboardTests {
+  @Test(
+    "In headless Chromium, markup in etcd keys and values shows as text: no element made, no script run, no console error",
+    .tags(.browser))
+  func hostileNamesInABrowser() async throws {
+    try await withNodes(count: 1) { _, nodes, etcd in
+      let lb1 = nodes[0]
+      // No quotes: keys are shown escaped, and a quote shows as \".
+      let markup = "<img src=x onerror=window.pwned=1>"
+      try await etcd.put("/services/backend/\(markup)", value: "<script>window.pwned=2</script>")
+      try await etcd.put("/switchyard/routes/\(markup)", value: #"{"service":"<b>x</b>","path_prefix":"/"}"#)
+      try await HeadlessChromium.with { browser in
+        try await browser.navigate(to: "http://127.0.0.1:\(lb1.adminPort)/")
+        try await retrying(timeout: .seconds(15)) {
+          let shown = try await browser.execute(
+            "return [Array.from(document.querySelectorAll('#warnings li')).map(l => l.textContent).join('\\n'),"
+              + " Array.from(document.querySelectorAll('#changes [data-revision]')).map(r => r.textContent).join('\\n')]"
+          )
+          let warnings = shown.array?.first?.string ?? ""
+          let changes = shown.array?.last?.string ?? ""
+          guard warnings.contains("/services/backend/\(markup)"), changes.contains("/switchyard/routes/\(markup)")
+          else {
+            throw TestSupportError("not shown yet: \(warnings.prefix(300)) | \(changes.prefix(300))")
+          }
+        }
+        let page = try await browser.execute(
+          "return [document.querySelectorAll('img[src=\"x\"]').length, document.querySelectorAll('b').length -"
+            + " document.querySelectorAll('header b').length, document.scripts.length,"
+            + " typeof window.pwned, document.body.dataset.connected]")
+        let values = page.array ?? []
+        #expect(values.count == 5, "\(page)")
+        guard values.count == 5 else { return }
+        #expect(values[0].int == 0, "an <img> from etcd became an element")
+        #expect(values[1].int == 0, "a <b> from etcd became an element")
+        #expect(values[2].int == 1, "a script from etcd became an element")
+        #expect(values[3].string == "undefined", "a script from etcd ran")
+        #expect(values[4].string == "true")
+        let errors = try await browser.consoleErrors()
+        #expect(errors.isEmpty, "console errors: \(errors)")
+      }
+    }
+  }
+}
