@@ -63,7 +63,6 @@ public final class NodeAnnouncer: Service, Sendable {
   let status: ControllerStatus
   let logger: Logger
   let pollInterval: Duration
-  private let current = Mutex<Registrar?>(nil)
 
   /// Creates an announcer for the node `identity` describes, reading the figures it announces from `status`.
   /// Nothing happens until `run()`.
@@ -77,9 +76,6 @@ public final class NodeAnnouncer: Service, Sendable {
     self.pollInterval = pollInterval
     self.logger = logger
   }
-
-  /// What the registrar is doing (`unregistered` before the first write), for logs and tests.
-  public var registration: Registrar.Status? { current.withLock { $0 }?.status }
 
   /// Announces the node until graceful shutdown, then revokes its lease (which deletes the key).
   public func run() async throws {
@@ -100,7 +96,6 @@ public final class NodeAnnouncer: Service, Sendable {
         idFlag: "--node-id"),
       logger: logger
     )
-    current.withLock { $0 = registrar }
     let started = ContinuousClock.now
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask {

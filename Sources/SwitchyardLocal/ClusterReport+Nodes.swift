@@ -142,7 +142,9 @@ extension ClusterReport {
   }
 
   /// What `switchyard status` shows where no local cluster runs, or with `--etcd-endpoints`: every node that
-  /// announces itself in the etcd `configuration` reaches, and the registrations.
+  /// announces itself in the etcd `configuration` reaches, and the registrations. etcd that cannot be read
+  /// throws; a user that may read the registrations but not the nodes' records gets the registrations and
+  /// ``announcedNodesError``.
   public static func read(etcd configuration: EtcdConfiguration) async throws -> ClusterReport {
     var logger = Logger(label: "switchyard.status")
     logger.logLevel = .critical
@@ -150,7 +152,7 @@ extension ClusterReport {
     try await withEtcdClient(configuration: configuration, logger: logger) { etcd in
       let read = try await etcd.get(.prefix(RegistrationKey.root))
       report.include(registrations: read)
-      try await report.includeAnnouncedNodes(etcd, registrations: read)
+      try await report.includeAnnouncedNodes(etcd, registrations: read, tolerant: true)
     }
     return report
   }
