@@ -62,6 +62,7 @@ let package = Package(
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ]
     ),
     // The live dashboard's pure part: what each node reports (recent changes, traffic), the merge of every
@@ -244,8 +245,10 @@ let package = Package(
       name: "SwitchyardHTTPTests",
       dependencies: [
         "SwitchyardHTTP",
+        "SwitchyardPKI",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ]
     ),
     .testTarget(name: "SwitchyardModelTests", dependencies: ["SwitchyardModel"]),

@@ -13,6 +13,10 @@ extension UpCommand {
     if secure {
       lines.append(
         "  log in as \(LocalSecurity.dashboardUser), with the password in \(layout.security.dashboardPasswordFile)")
+      lines.append(
+        "  over https, with a certificate from the local CA \(layout.security.caCertificate) (trust it, or "
+          + "curl --cacert \(layout.security.caCertificate) -u \(LocalSecurity.dashboardUser):… "
+          + "\(layout.lbNodes().first?.adminURL ?? "")/api/cluster)")
     }
     return lines.joined(separator: "\n")
   }

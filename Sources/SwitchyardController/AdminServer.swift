@@ -38,7 +38,8 @@ public enum AdminServer {
     dashboard?.addRoutes(to: router)
     return Application(
       router: router,
-      server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.configuration) } ?? .http1(),
+      server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.reloadingConfiguration(logger: logger)) }
+        ?? .http1(),
       configuration: .init(address: .hostname(host, port: port), serverName: "switchyard-controller"),
       logger: logger
     )
@@ -58,15 +59,35 @@ public enum AdminServer {
 /// The certificate and key the admin server presents over TLS, loaded and checked when made: a missing
 /// file, a file that is not PEM, or a key that does not belong to the certificate fails here, at start-up,
 /// and not at the first request.
+///
+/// The server reads the two files again when they change (see ``reloadingConfiguration(logger:)``): a
+/// renewed certificate is served to new connections without a restart.
 public struct AdminTLS: Sendable {
   /// The PEM file with the server certificate, then any intermediate certificates.
   public let certificatePath: String
   /// The PEM file with the certificate's private key.
   public let keyPath: String
-  let configuration: TLSConfiguration
+  /// The pair as loaded at start, and the files' stamps just before.
+  let initial: LoadedPair
 
   /// Loads and checks the pair. Errors are ``AdminTLSError`` naming the file.
   public init(certificatePath: String, keyPath: String) throws(AdminTLSError) {
+    self.certificatePath = certificatePath
+    self.keyPath = keyPath
+    self.initial = try Self.load(certificatePath: certificatePath, keyPath: keyPath)
+  }
+
+  /// A certificate chain and its key, checked to belong together, and the stamps of the files they came
+  /// from (taken before reading, so that a change while reading is seen at the next check).
+  struct LoadedPair: Sendable {
+    var chain: [NIOSSLCertificate]
+    var key: NIOSSLPrivateKey
+    var stamps: FileStamps
+  }
+
+  /// Reads the pair and checks that the key belongs to the first certificate.
+  static func load(certificatePath: String, keyPath: String) throws(AdminTLSError) -> LoadedPair {
+    let stamps = FileStamps(certificatePath: certificatePath, keyPath: keyPath)
     let chain: [NIOSSLCertificate]
     do {
       chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
@@ -83,20 +104,22 @@ public struct AdminTLS: Sendable {
     } catch {
       throw AdminTLSError(.key, path: keyPath, reason: "cannot load a PEM private key from it (\(error))")
     }
-    let configuration = TLSConfiguration.makeServerConfiguration(
-      certificateChain: chain.map { .certificate($0) },
-      privateKey: .privateKey(key)
-    )
     do {
       // Making a context checks that the key belongs to the certificate.
-      _ = try NIOSSLContext(configuration: configuration)
+      _ = try NIOSSLContext(configuration: serverConfiguration(chain: chain, key: key))
     } catch {
       throw AdminTLSError(
         .key, path: keyPath, reason: "does not match the certificate in \(certificatePath) (\(error))")
     }
-    self.certificatePath = certificatePath
-    self.keyPath = keyPath
-    self.configuration = configuration
+    return LoadedPair(chain: chain, key: key, stamps: stamps)
+  }
+
+  /// A server configuration that presents `chain` and `key`.
+  static func serverConfiguration(chain: [NIOSSLCertificate], key: NIOSSLPrivateKey) -> TLSConfiguration {
+    TLSConfiguration.makeServerConfiguration(
+      certificateChain: chain.map { .certificate($0) },
+      privateKey: .privateKey(key)
+    )
   }
 }
 

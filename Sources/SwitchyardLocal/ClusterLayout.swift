@@ -220,11 +220,23 @@ public struct ClusterLayout: Sendable {
     }
   }
 
-  /// The LB nodes.
+  /// A secure layout's admin endpoints serve HTTPS only, with the node's admin certificate from the local
+  /// CA. `--admin-cacert` (for the other nodes' admin endpoints) defaults to `--cacert`, the local CA.
+  private func adminTLS(_ node: String) -> [String] {
+    guard secure else { return [] }
+    let pair = security.adminPair(for: node)
+    return ["--admin-tls-cert", pair.certificate, "--admin-tls-key", pair.key]
+  }
+
+  /// The CA file that checks the LB nodes' admin endpoints: the local CA in a secure layout, `nil` (plain
+  /// HTTP) otherwise.
+  public var adminCACertificate: String? { secure ? security.caCertificate : nil }
+
+  /// The LB nodes. A secure layout's admin URLs (health, `/state`, the dashboard) are `https://`.
   public func lbNodes() -> [PartSpec] {
     ports.lb.indices.map { index in
       let name = "lb\(index + 1)"
-      let admin = "http://127.0.0.1:\(ports.admin[index])"
+      let admin = "\(scheme)://127.0.0.1:\(ports.admin[index])"
       return PartSpec(
         name: name,
         kind: .lb,
@@ -238,7 +250,7 @@ public struct ClusterLayout: Sendable {
           "--admin", "127.0.0.1:\(ports.admin[index])",
           "--state-dir", "\(home)/\(name)",
           "--access-log", "\(home)/\(name)/access.log",
-        ] + credentials(name) + statsAuthentication + dashboardAuthentication,
+        ] + credentials(name) + statsAuthentication + dashboardAuthentication + adminTLS(name),
         ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
         address: "http://127.0.0.1:\(ports.lb[index])",
         healthURL: "\(admin)/readyz",

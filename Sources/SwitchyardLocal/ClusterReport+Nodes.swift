@@ -31,8 +31,8 @@ extension ClusterReport {
     public var started: Int64?
     /// The lease the record is held by.
     public var lease: Int64
-    /// `ready`, `not ready`, `not answering`, or `not asked` (an invalid record, or an `https://` admin URL:
-    /// status has no CA to check it with).
+    /// `ready`, `not ready`, `not answering`, or `not asked` (an invalid record, or an `https://` admin URL
+    /// when status has no CA to check it with; a local secure cluster's status checks with the local CA).
     public var answer: String
     /// Why it is not ready, or what went wrong asking it.
     public var detail: String?
@@ -56,9 +56,10 @@ extension ClusterReport {
   /// Reads `/switchyard/nodes/` and the newest modification revision under every keyspace nodes serve from
   /// (registrations, routes, service settings, overrides), all at one revision, then asks each valid node's
   /// admin endpoint for `/state`, all at once, with a short timeout. `registrations`, when given, is the read
-  /// of `/services/` already made, at the revision to read the rest at.
+  /// of `/services/` already made, at the revision to read the rest at. `https://` admin URLs are asked
+  /// only with `adminCACertificate`, the CA their certificates must chain to.
   static func readAnnouncedNodes(
-    _ etcd: EtcdClient, registrations: RangeResult? = nil
+    _ etcd: EtcdClient, registrations: RangeResult? = nil, adminCACertificate: String? = nil
   ) async throws -> AnnouncedNodes {
     let revision: Int64
     var newest: Int64
@@ -83,7 +84,9 @@ extension ClusterReport {
     let newestChange = newest
     let nodes = await withTaskGroup(of: (Int, AnnouncedNode).self) { group in
       for (index, kv) in records.enumerated() {
-        group.addTask { (index, await announcedNode(kv, newestChange: newestChange)) }
+        group.addTask {
+          (index, await announcedNode(kv, newestChange: newestChange, adminCACertificate: adminCACertificate))
+        }
       }
       var nodes: [(Int, AnnouncedNode)] = []
       for await node in group { nodes.append(node) }
@@ -93,7 +96,9 @@ extension ClusterReport {
   }
 
   /// One record: parsed, and, when valid, its node asked for `/state`.
-  private static func announcedNode(_ kv: KeyValue, newestChange: Int64) async -> AnnouncedNode {
+  private static func announcedNode(
+    _ kv: KeyValue, newestChange: Int64, adminCACertificate: String?
+  ) async -> AnnouncedNode {
     let keyText = String(decoding: kv.key, as: UTF8.self)
     var node = AnnouncedNode(
       id: RegistrationError.escape(keyText.dropFirst(NodeRecord.root.count), limit: 100),
@@ -113,11 +118,12 @@ extension ClusterReport {
     node.appliedRevision = record.appliedRevision
     node.started = record.started
     var applied = record.appliedRevision
-    if record.adminURL.hasPrefix("https://") {
-      node.detail = "https: status asks http:// admin URLs only"
+    if record.adminURL.hasPrefix("https://"), adminCACertificate == nil {
+      node.detail = "https: status has no CA to check this admin URL with"
     } else {
       do {
-        let (code, body) = try await HTTPCheck.get("\(record.adminURL)/state", timeout: nodeAnswerTimeout)
+        let (code, body) = try await HTTPCheck.get(
+          "\(record.adminURL)/state", timeout: nodeAnswerTimeout, caCertificate: adminCACertificate)
         guard code == 200 else {
           throw AnswerProblem(description: "/state answered HTTP \(code)")
         }
@@ -144,7 +150,8 @@ extension ClusterReport {
   /// What `switchyard status` shows where no local cluster runs, or with `--etcd-endpoints`: every node that
   /// announces itself in the etcd `configuration` reaches, and the registrations. etcd that cannot be read
   /// throws; a user that may read the registrations but not the nodes' records gets the registrations and
-  /// ``announcedNodesError``.
+  /// ``announcedNodesError``. Nodes' `https://` admin URLs are asked with etcd's CA (`tls.caCertificatePath`),
+  /// and not asked without one.
   public static func read(etcd configuration: EtcdConfiguration) async throws -> ClusterReport {
     var logger = Logger(label: "switchyard.status")
     logger.logLevel = .critical
@@ -152,7 +159,10 @@ extension ClusterReport {
     try await withEtcdClient(configuration: configuration, logger: logger) { etcd in
       let read = try await etcd.get(.prefix(RegistrationKey.root))
       report.include(registrations: read)
-      try await report.includeAnnouncedNodes(etcd, registrations: read, tolerant: true)
+      // `https://` admin URLs are checked against etcd's CA, as a controller's `--admin-cacert` defaults to
+      // its `--cacert`.
+      try await report.includeAnnouncedNodes(
+        etcd, registrations: read, tolerant: true, adminCACertificate: configuration.tls?.caCertificatePath)
     }
     return report
   }
@@ -167,11 +177,14 @@ extension ClusterReport {
 
   /// Adds the announced nodes; with `tolerant`, a failure (a user without read permission on the nodes'
   /// keys, from a secure cluster made before nodes announced themselves) is noted rather than thrown.
-  mutating func includeAnnouncedNodes(_ etcd: EtcdClient, registrations: RangeResult, tolerant: Bool = false)
-    async throws
-  {
+  /// `adminCACertificate` checks `https://` admin URLs (see
+  /// ``readAnnouncedNodes(_:registrations:adminCACertificate:)``).
+  mutating func includeAnnouncedNodes(
+    _ etcd: EtcdClient, registrations: RangeResult, tolerant: Bool = false, adminCACertificate: String? = nil
+  ) async throws {
     do {
-      let announced = try await Self.readAnnouncedNodes(etcd, registrations: registrations)
+      let announced = try await Self.readAnnouncedNodes(
+        etcd, registrations: registrations, adminCACertificate: adminCACertificate)
       announcedNodes = announced.nodes
       newestChange = announced.newestChange
     } catch {

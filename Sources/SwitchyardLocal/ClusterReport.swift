@@ -95,13 +95,15 @@ extension ClusterReport {
     var logger = Logger(label: "switchyard.status")
     logger.logLevel = .critical
     let base = report
+    let adminCACertificate = layout.adminCACertificate
     if let read = try? await withEtcdClient(
       configuration: configuration, logger: logger,
       { etcd in
         var report = base
         let read = try await etcd.get(.prefix("/services/"))
         report.include(registrations: read)
-        try await report.includeAnnouncedNodes(etcd, registrations: read, tolerant: true)
+        try await report.includeAnnouncedNodes(
+          etcd, registrations: read, tolerant: true, adminCACertificate: adminCACertificate)
         return report
       })
     {

@@ -96,8 +96,8 @@ public struct LocalCluster: Sendable {
             renewed.isEmpty
               ? "No certificate expires within 7 days."
               : "Renewed the certificates of \(renewed.joined(separator: ", ")). etcd serves its new one to new "
-                + "connections at once, and LB nodes and backends use theirs for new connections within two "
-                + "minutes; nothing restarts.")
+                + "connections at once, the controllers' admin endpoints within seconds, and LB nodes and "
+                + "backends use theirs for new connections within two minutes; nothing restarts.")
         }
         say("See `switchyard status`; `switchyard down` stops it.")
         return false
@@ -124,6 +124,7 @@ public struct LocalCluster: Sendable {
       var security = layout.security
       security.certificateDays = certificateDays
       try security.create(users: AccessPolicy.clusterUsers + users.map(\.name))
+      try security.addAdminCertificates(for: layout.lbNodes().map(\.name))
       say("Made a local CA, certificates and passwords in \(security.pkiDirectory) and \(security.secretsDirectory).")
     }
     do {

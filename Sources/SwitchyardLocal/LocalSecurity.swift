@@ -81,8 +81,9 @@ public enum AccessPolicy {
 }
 
 /// The certificates and etcd credentials of a secure local cluster, kept in the state directory:
-/// `pki/` (the CA, the members' certificate, one client certificate per user; keys 0600) and `secrets/`
-/// (one password file per user, 0600; the directory 0700).
+/// `pki/` (the CA, the members' certificate, one client certificate per user, and each LB node's admin
+/// server certificate, `<node>-admin.pem`; keys 0600) and `secrets/` (one password file per user, 0600; the
+/// directory 0700).
 ///
 /// A client certificate's common name is `<user>.tls`, which is no etcd user: etcd takes the user from the
 /// certificate only when a request carries no token, so a certificate alone grants nothing, and a password
@@ -111,6 +112,23 @@ public struct LocalSecurity: Sendable {
 
   /// The client certificate of `user`.
   public func clientPair(for user: String) -> KeyPair { pair(user) }
+
+  /// The server certificate of LB node `node`'s admin endpoints (`/readyz`, `/state`, the dashboard):
+  /// `pki/<node>-admin.pem`, for 127.0.0.1, ::1 and localhost.
+  public func adminPair(for node: String) -> KeyPair { pair(Self.adminCertificateName(of: node)) }
+
+  /// The suffix of an admin certificate's name (`lb1-admin`).
+  static let adminSuffix = "-admin"
+
+  /// `lb1-admin` for `lb1`.
+  static func adminCertificateName(of node: String) -> String { node + adminSuffix }
+
+  /// The LB node whose admin certificate `name` is (`lb1` for `lb1-admin`), or `nil`. Users and parts never
+  /// end in `-admin`: LB nodes are `lb<n>`, backends `backend-<n>`, `web-<n>`.
+  static func adminNode(ofCertificate name: String) -> String? {
+    guard name.hasSuffix(adminSuffix), name.count > adminSuffix.count else { return nil }
+    return String(name.dropLast(adminSuffix.count))
+  }
 
   /// The password file of `user`.
   public func passwordFile(for user: String) -> String { "\(secretsDirectory)/\(user).password" }
@@ -195,6 +213,34 @@ public struct LocalSecurity: Sendable {
     if !FileManager.default.fileExists(atPath: path) { try Self.writeSecret(Self.newPassword(), to: path) }
   }
 
+  /// Issues (or replaces) LB node `node`'s admin server certificate, ``adminPair(for:)``, from the local CA.
+  /// The files are replaced by rename, the key first; a running controller serves the new pair to new
+  /// connections within seconds (it looks at the files' modification times) and keeps the old one until
+  /// both files match.
+  @discardableResult
+  public func issueAdminCertificate(for node: String) throws -> KeyPair {
+    try issueAdminCertificate(for: node, authority: CertificateAuthority(existingIn: pkiDirectory))
+  }
+
+  @discardableResult
+  private func issueAdminCertificate(for node: String, authority: CertificateAuthority) throws -> KeyPair {
+    try authority.issue(
+      name: Self.adminCertificateName(of: node),
+      commonName: "\(node)-admin.tls",
+      usage: .server(ipAddresses: ["127.0.0.1", "::1"], dnsNames: ["localhost"]),
+      days: certificateDays
+    )
+  }
+
+  /// Issues the admin certificate of each of `nodes` that has none (a cluster made before admin
+  /// endpoints served TLS, or a node added since).
+  public func addAdminCertificates(for nodes: [String]) throws {
+    let authority = try CertificateAuthority(existingIn: pkiDirectory)
+    for node in nodes where !FileManager.default.fileExists(atPath: adminPair(for: node).certificate) {
+      try issueAdminCertificate(for: node, authority: authority)
+    }
+  }
+
   private func issueMemberCertificate(_ authority: CertificateAuthority) throws {
     try authority.issue(
       name: "etcd-member",
@@ -206,7 +252,8 @@ public struct LocalSecurity: Sendable {
 
   /// Renews every leaf certificate that expires within ``renewalMargin``, with the same CA, and returns
   /// the names of those renewed. Running parts keep their connections; etcd reads its certificate files
-  /// for each new connection, and clients for each new connection they open.
+  /// for each new connection, clients for each new connection they open, and controllers their admin
+  /// certificate (`<node>-admin`) when its files change, checked at most every few seconds.
   public func renewExpiring() throws -> [String] {
     let authority = try CertificateAuthority(existingIn: pkiDirectory)
     if try CertificateAuthority.expires(authority.certificate, within: Self.renewalMargin) {
@@ -219,6 +266,8 @@ public struct LocalSecurity: Sendable {
     where try CertificateAuthority.expires(pair(name).certificate, within: Self.renewalMargin) {
       if name == "etcd-member" {
         try issueMemberCertificate(authority)
+      } else if let node = Self.adminNode(ofCertificate: name) {
+        try issueAdminCertificate(for: node, authority: authority)
       } else {
         try authority.issue(name: name, commonName: "\(name).tls", usage: .client, days: certificateDays)
       }

@@ -11,10 +11,20 @@ struct PartProbe: Sendable {
   /// The state directory of the cluster (for the certificates of a secure one).
   let home: String
 
-  /// Whether the part answers its health URL with 200 (a TLS-only etcd member: its status, see below).
+  /// The CA that checks the `https://` admin endpoints of a secure cluster's LB nodes: the local CA.
+  var adminCACertificate: String { LocalSecurity(home: home).caCertificate }
+
+  /// `GET url`, checking an `https://` server's certificate against the local CA.
+  func get(_ url: String, headers: [(name: String, value: String)] = []) async throws -> (status: Int, body: String) {
+    try await HTTPCheck.get(
+      url, headers: headers, caCertificate: url.hasPrefix("https://") ? adminCACertificate : nil)
+  }
+
+  /// Whether the part answers its health URL with 200 (a TLS-only etcd member: its status, see below; an LB
+  /// node of a secure cluster: over https, checked against the local CA).
   func isHealthy(_ spec: PartSpec) async -> Bool {
     if spec.kind == .etcd, spec.healthURL.hasPrefix("https:") { return await isSecureMemberHealthy(spec) }
-    guard let (status, _) = try? await HTTPCheck.get(spec.healthURL) else { return false }
+    guard let (status, _) = try? await get(spec.healthURL) else { return false }
     return status == 200
   }
 
@@ -34,9 +44,10 @@ struct PartProbe: Sendable {
     return status.map { $0.leader != 0 && $0.errors.isEmpty } ?? false
   }
 
-  /// An LB node's `/state`, when its controller answers.
+  /// An LB node's `/state`, when its controller answers (over https, checked against the local CA, in a
+  /// secure cluster).
   func controllerSnapshot(_ spec: PartSpec) async -> NodeSnapshot? {
-    guard let admin = spec.adminURL, let (status, body) = try? await HTTPCheck.get("\(admin)/state"), status == 200
+    guard let admin = spec.adminURL, let (status, body) = try? await get("\(admin)/state"), status == 200
     else { return nil }
     return try? JSONDecoder().decode(NodeSnapshot.self, from: Data(body.utf8))
   }
@@ -47,7 +58,7 @@ struct PartProbe: Sendable {
     var seen: Set<String> = []
     let headers = host.map { [(name: "Host", value: $0)] } ?? []
     for _ in 0..<tries {
-      guard let (status, body) = try? await HTTPCheck.get(node.address + path, headers: headers), status == 200 else {
+      guard let (status, body) = try? await get(node.address + path, headers: headers), status == 200 else {
         continue
       }
       seen.insert(

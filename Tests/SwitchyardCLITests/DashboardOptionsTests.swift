@@ -72,9 +72,22 @@ struct DashboardOptionsTests {
       let flag = try? #require(node.arguments.firstIndex(of: "--dashboard-auth"))
       #expect(flag.map { node.arguments[$0 + 1] } == "admin:/tmp/home/secrets/dashboard.password")
       #expect(node.dashboardURL == node.adminURL.map { $0 + "/" })
+      // HTTPS with the node's admin certificate from the local CA; the other nodes' checked by --cacert's CA.
+      let cert = try? #require(node.arguments.firstIndex(of: "--admin-tls-cert"))
+      let key = try? #require(node.arguments.firstIndex(of: "--admin-tls-key"))
+      #expect(cert.map { node.arguments[$0 + 1] } == "/tmp/home/pki/\(node.name)-admin.pem")
+      #expect(key.map { node.arguments[$0 + 1] } == "/tmp/home/pki/\(node.name)-admin-key.pem")
+      let ca = try? #require(node.arguments.firstIndex(of: "--cacert"))
+      #expect(ca.map { node.arguments[$0 + 1] } == "/tmp/home/pki/ca.pem")
+      #expect(node.adminURL?.hasPrefix("https://127.0.0.1:") == true)
+      #expect(node.healthURL == (node.adminURL ?? "") + "/readyz")
     }
+    #expect(secure.lbNodes().map(\.dashboardURL) == ["https://127.0.0.1:9101/", "https://127.0.0.1:9102/"])
+    #expect(secure.adminCACertificate == "/tmp/home/pki/ca.pem")
     let plain = ClusterLayout(home: "/tmp/home", switchyard: "switchyard", ports: ports)
     #expect(plain.lbNodes().allSatisfy { !$0.arguments.contains("--dashboard-auth") })
     #expect(plain.lbNodes().map(\.dashboardURL) == ["http://127.0.0.1:9101/", "http://127.0.0.1:9102/"])
+    #expect(plain.lbNodes().allSatisfy { !$0.arguments.contains("--admin-tls-cert") })
+    #expect(plain.adminCACertificate == nil)
   }
 }

@@ -8,7 +8,9 @@ import Testing
 /// `switchyard up --secure` end to end, as a user runs it: TLS and authentication in the whole local cluster,
 /// scaling with no failed request, status and `switchyard etcd` with the state directory's credentials,
 /// certificate renewal picked up by a running etcd, and no password in any log or state file. The routes of
-/// the second sample service, `web`, are written as the user `operator` and served by both nodes.
+/// the second sample service, `web`, are written as the user `operator` and served by both nodes. The LB
+/// nodes' admin endpoints and dashboards serve HTTPS only, with certificates from the local CA, and a
+/// renewed admin certificate is served without a restart.
 @Suite(.serialized) struct SecureClusterTests {
   @Test func upScaleRenewStatusDown() async throws {
     let directory = try TemporaryDirectory(prefix: "secure-local")
@@ -41,6 +43,7 @@ import Testing
       }
 
       try await expectNodeKeysConfined(home: home)
+      try await expectAdminOverHTTPS(home: home, adminPorts: Array(ports[10..<12]))
 
       // The stats pages ask for the password in secrets/stats-page.password.
       let statsPassword = try String(contentsOfFile: "\(home)/secrets/stats-page.password", encoding: .utf8)
@@ -100,14 +103,20 @@ import Testing
       // Renewal: the member serves its new certificate to new connections without a restart.
       let before = try await servedExpiry(port: ports[0], home: home)
       let pids = try await clusterStatus(home: home).parts.compactMap(\.pid)
+      let lb2AdminBefore = try await servedAdminCertificate(port: ports[11], home: home)
       let again = try await switchyard(["up", "--secure", "--home", home] + portFlags)
       outputs.append(again)
       #expect(again.contains("Renewed the certificates of"), "\(again)")
       #expect(again.contains("etcd-member"), "\(again)")
+      // lb2's admin certificate is still the 3-day one; lb1's was issued anew for a year above.
+      #expect(again.contains("lb2-admin") && !again.contains("lb1-admin"), "\(again)")
       let after = try await servedExpiry(port: ports[0], home: home)
       #expect(before != after, "etcd still serves the certificate expiring \(before)")
       let renewedReport = try await clusterStatus(home: home)
       #expect(renewedReport.parts.compactMap(\.pid) == pids, "a part was restarted")
+      let lb2PID = try #require(renewedReport.parts.first { $0.name == "lb2" }?.pid)
+      try await expectAdminCertificateReloaded(
+        home: home, node: "lb2", port: ports[11], pid: lb2PID, before: lb2AdminBefore)
       #expect(renewedReport.certificates?.contains("expire within") == false, "\(renewedReport.certificates ?? "")")
       // New connections with the renewed certificates work: a new backend registers and is routed to.
       outputs.append(try await switchyard(["scale", "backend=2", "--home", home], timeout: .seconds(120)))
@@ -160,7 +169,7 @@ private func expectNodeKeysConfined(home: String) async throws {
     for kv in records {
       let record = try NodeRecord.parse(key: kv.key, value: kv.value)
       #expect(["lb1", "lb2"].contains(record.node.rawValue) && kv.lease != 0)
-      #expect(record.adminURL.hasPrefix("http://127.0.0.1:"))
+      #expect(record.adminURL.hasPrefix("https://127.0.0.1:"))
     }
     let lb2Before = try #require(try await etcd.value(of: NodeRecord.root + "lb2"))
     let forbidden: [(String, @Sendable (EtcdClient) async throws -> Void)] = [
@@ -184,11 +193,80 @@ private func expectNodeKeysConfined(home: String) async throws {
   }
 }
 
-/// The HTTP status `curl` gets from `url`, with basic authentication when `user` is `name:password`.
-private func httpStatus(_ url: String, user: String? = nil) async throws -> String {
+/// The LB nodes' admin endpoints answer over https, their certificates checked against the local CA, and
+/// not over plain http; the dashboard's API needs the login; status reads the nodes over https; and an admin
+/// certificate issued anew (as `up --secure` renews one) is served to the next handshakes by the same
+/// controller process.
+private func expectAdminOverHTTPS(home: String, adminPorts: [Int]) async throws {
+  let ca = "\(home)/pki/ca.pem"
+  let password = try String(contentsOfFile: "\(home)/secrets/dashboard.password", encoding: .utf8)
+    .trimmingCharacters(in: .newlines)
+  for port in adminPorts {
+    let https = "https://127.0.0.1:\(port)"
+    #expect(try await httpStatus("\(https)/readyz", caCertificate: ca) == "200", "\(https)/readyz")
+    #expect(try await httpStatus("\(https)/state", caCertificate: ca) == "200", "\(https)/state")
+    // Without the local CA the certificate is not trusted; plain http gets no HTTP answer at all.
+    #expect(try await httpStatus("\(https)/readyz") == "000", "\(https) trusted without the local CA")
+    #expect(try await httpStatus("http://127.0.0.1:\(port)/readyz") == "000", "plain http on \(port) answered")
+    // The dashboard and its API ask for the login, over https.
+    for path in ["/", "/api/cluster"] {
+      #expect(try await httpStatus(https + path, caCertificate: ca) == "401", "\(path) without the login")
+      #expect(
+        try await httpStatus(https + path, user: "admin:wrong", caCertificate: ca) == "401",
+        "\(path) with a wrong password")
+      #expect(
+        try await httpStatus(https + path, user: "admin:\(password)", caCertificate: ca) == "200",
+        "\(path) with the login")
+    }
+  }
+  // A forced renewal of lb1's admin certificate, by the code `up --secure` renews it with.
+  let pid = try #require(try await clusterStatus(home: home).parts.first { $0.name == "lb1" }?.pid)
+  let before = try await servedAdminCertificate(port: adminPorts[0], home: home)
+  try LocalSecurity(home: home).issueAdminCertificate(for: "lb1")
+  try await expectAdminCertificateReloaded(home: home, node: "lb1", port: adminPorts[0], pid: pid, before: before)
+}
+
+/// After a renewal, a new handshake with `node`'s admin port on `port` sees the certificate now in
+/// `pki/<node>-admin.pem` (not `before`, the serial served before the renewal) within seconds, from the
+/// same controller process, `pid`.
+private func expectAdminCertificateReloaded(
+  home: String, node: String, port: Int, pid: Int32, before: String
+) async throws {
+  let onDisk = try await ManagedProcess.run(
+    "openssl", arguments: ["x509", "-noout", "-serial", "-in", "\(home)/pki/\(node)-admin.pem"]
+  )
+  .trimmingCharacters(in: .whitespacesAndNewlines)
+  #expect(onDisk != before, "\(node)-admin.pem was not renewed")
+  var served = before
+  try await retrying(timeout: .seconds(15), every: .milliseconds(500)) {
+    served = try await servedAdminCertificate(port: port, home: home)
+    guard served == onDisk else { throw TestSupportError("\(node) still serves \(served), not \(onDisk)") }
+  }
+  let after = try await clusterStatus(home: home).parts.first { $0.name == node }?.pid
+  #expect(after == pid, "\(node)'s controller was restarted")
+  #expect(
+    try await httpStatus("https://127.0.0.1:\(port)/readyz", caCertificate: "\(home)/pki/ca.pem") == "200")
+}
+
+/// The serial of the certificate that the admin endpoint on `port` serves to a new connection, checked
+/// against the local CA for 127.0.0.1.
+private func servedAdminCertificate(port: Int, home: String) async throws -> String {
+  let script =
+    "openssl s_client -connect 127.0.0.1:\(port) -CAfile \(home)/pki/ca.pem -verify_ip 127.0.0.1 "
+    + "-verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial"
+  let output = try await ManagedProcess.run("sh", arguments: ["-c", script], timeout: .seconds(20))
+  guard output.hasPrefix("serial=") else { throw TestSupportError("no verified certificate on \(port): \(output)") }
+  return output.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// The HTTP status `curl` gets from `url`, with basic authentication when `user` is `name:password`, and the
+/// server's certificate checked against `caCertificate` when given (`000`: no HTTP answer).
+private func httpStatus(_ url: String, user: String? = nil, caCertificate: String? = nil) async throws -> String {
   let authentication = user.map { ["-u", $0] } ?? []
-  return try await ManagedProcess.run(
-    "curl", arguments: ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"] + authentication + [url])
+  let trust = caCertificate.map { ["--cacert", $0] } ?? []
+  // curl prints `000` and exits non-zero when it gets no HTTP answer; that is an answer here.
+  let curl = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"] + trust + authentication + [url]
+  return try await ManagedProcess.run("sh", arguments: ["-c", "curl \"$@\" || true", "sh"] + curl)
 }
 
 /// The `notAfter` of the certificate that the etcd member on `port` serves to a new connection.

@@ -1,6 +1,9 @@
+import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwitchyardHTTP
+import SwitchyardPKI
 import Synchronization
 import Testing
 
@@ -71,9 +74,45 @@ struct HTTPCheckTests {
     }
   }
 
-  @Test("only http:// URLs")
+  @Test("only http:// URLs, and https:// ones with a CA to check the server with")
   func scheme() async {
     await #expect(throws: HTTPCheck.Failure.self) { try await HTTPCheck.get("https://127.0.0.1:1/") }
+    await #expect(throws: HTTPCheck.Failure.self) { try await HTTPCheck.get("ftp://127.0.0.1:1/") }
+    await #expect(throws: HTTPCheck.Failure.self) {
+      try await HTTPCheck.get("https://127.0.0.1:1/", caCertificate: "/nonexistent/ca.pem")
+    }
+  }
+
+  @Test("https: the server's certificate is checked against the CA given; each GET has its own connection")
+  func https() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("httpcheck-\(UUID())").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let trusted = try CertificateAuthority.create(in: directory + "/trusted", commonName: "trusted", days: 1)
+    let other = try CertificateAuthority.create(in: directory + "/other", commonName: "other", days: 1)
+    let pair = try trusted.issue(
+      name: "server", commonName: "server", usage: .server(ipAddresses: ["127.0.0.1"], dnsNames: ["localhost"]),
+      days: 1)
+    let tls = TLSConfiguration.makeServerConfiguration(
+      certificateChain: try NIOSSLCertificate.fromPEMFile(pair.certificate).map { .certificate($0) },
+      privateKey: .privateKey(try NIOSSLPrivateKey(file: pair.key, format: .pem)))
+    try await RawHTTPServer.with(answer: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", tls: tls) { server in
+      for _ in 0..<2 {
+        let answer = try await HTTPCheck.get(
+          "https://127.0.0.1:\(server.port)/readyz", caCertificate: trusted.certificate)
+        #expect(answer.status == 200 && answer.body == "ok\n")
+      }
+      let shortForm = try await HTTPCheck.get(
+        host: "127.0.0.1", port: server.port, path: "state", caCertificate: trusted.certificate)
+      #expect(shortForm.status == 200)
+      #expect(server.requests.count == 3)
+      #expect(server.requests.allSatisfy { $0.lowercased().contains("\r\nconnection: close\r\n") })
+      // Another CA's certificate, or plain http to a TLS port: no answer.
+      await #expect(throws: (any Error).self) {
+        try await HTTPCheck.get("https://127.0.0.1:\(server.port)/readyz", caCertificate: other.certificate)
+      }
+      await #expect(throws: (any Error).self) { try await HTTPCheck.get("http://127.0.0.1:\(server.port)/readyz") }
+      #expect(server.requests.count == 3)
+    }
   }
 }
 
@@ -87,11 +126,16 @@ private final class RawHTTPServer: Sendable {
 
   private init(port: Int) { self.port = port }
 
-  static func with(answer: String?, _ body: (RawHTTPServer) async throws -> Void) async throws {
+  /// Serves `answer` to each request (over TLS with `tls`) while `body` runs.
+  static func with(
+    answer: String?, tls: TLSConfiguration? = nil, _ body: (RawHTTPServer) async throws -> Void
+  ) async throws {
+    let context = try tls.map { try NIOSSLContext(configuration: $0) }
     let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .bind(host: "127.0.0.1", port: 0) { channel in
         channel.eventLoop.makeCompletedFuture {
-          try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+          if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context)) }
+          return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
         }
       }
     let server = RawHTTPServer(port: listener.channel.localAddress?.port ?? 0)
