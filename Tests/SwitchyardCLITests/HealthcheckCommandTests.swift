@@ -9,11 +9,14 @@ import Testing
 
 @Suite("switchyard healthcheck")
 struct HealthcheckCommandTests {
-  @Test("Only http:// URLs and a sensible timeout are accepted, with errors naming the problem")
+  @Test("http:// URLs, https:// ones with a CA, and a sensible timeout are accepted; errors name the problem")
   func validation() throws {
     _ = try HealthcheckCommand.parse(["http://127.0.0.1:2379/health"])
-    let https = #expect(throws: (any Error).self) { try HealthcheckCommand.parse(["https://127.0.0.1:2379/health"]) }
-    #expect(HealthcheckCommand.message(for: https!).contains("not an http:// URL"))
+    _ = try HealthcheckCommand.parse(["https://127.0.0.1:9101/readyz", "--cacert", "/tmp/ca.pem"])
+    let https = #expect(throws: (any Error).self) { try HealthcheckCommand.parse(["https://127.0.0.1:9101/readyz"]) }
+    #expect(HealthcheckCommand.message(for: https!).contains("needs --cacert"))
+    let ftp = #expect(throws: (any Error).self) { try HealthcheckCommand.parse(["ftp://127.0.0.1:21/"]) }
+    #expect(HealthcheckCommand.message(for: ftp!).contains("not an http:// or https:// URL"))
     let timeout = #expect(throws: (any Error).self) {
       try HealthcheckCommand.parse(["http://127.0.0.1:1/", "--timeout", "0"])
     }
