@@ -23,6 +23,10 @@ import Testing
       // How to reach `web`, through each of its routes.
       #expect(up.contains("curl http://127.0.0.1:\(ports[6])/web/"), "\(up)")
       #expect(up.contains("curl -H 'Host: web.localhost' http://127.0.0.1:\(ports[6])/"), "\(up)")
+      // Each node's dashboard, on its admin port.
+      #expect(
+        up.contains("lb1  http://127.0.0.1:\(ports[10])/") && up.contains("lb2  http://127.0.0.1:\(ports[11])/"),
+        "\(up)")
       // `/` round-robins the backends alone; `/web/` and the host web.localhost reach web, on both nodes.
       for url in lbURLs {
         try await expectServing(url, ["backend-1", "backend-2"])
