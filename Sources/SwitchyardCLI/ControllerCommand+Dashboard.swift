@@ -9,13 +9,8 @@ extension ControllerCommand {
   /// read once at start), or `nil` without it.
   func makeDashboardLogin() throws -> DashboardLogin? {
     guard let dashboardAuth else { return nil }
-    guard let colon = dashboardAuth.firstIndex(of: ":") else {
-      throw ValidationError("--dashboard-auth: expected USER:PASSWORDFILE (the password is read from the file)")
-    }
-    let user = String(dashboardAuth[..<colon])
-    let file = String(dashboardAuth[dashboardAuth.index(after: colon)...])
-    guard !file.isEmpty else { throw ValidationError("--dashboard-auth: the password file is missing after \":\"") }
-    if let problem = DashboardLogin.userProblem(user) { throw ValidationError("--dashboard-auth: \(problem)") }
+    let (user, file) = try Self.parseLogin(
+      dashboardAuth, flag: "--dashboard-auth", userProblem: DashboardLogin.userProblem)
     do {
       return try DashboardLogin(user: user, password: try readSecretFile(file, flag: "--dashboard-auth"))
     } catch let error as DashboardLoginError {

@@ -239,13 +239,21 @@ struct ControllerCommand: AsyncParsableCommand {
 
   /// Splits `USER:PASSWORDFILE` and checks the user name.
   static func parseStatsAuth(_ text: String) throws -> (user: String, passwordFile: String) {
+    try parseLogin(text, flag: "--stats-auth", userProblem: NodeSettings.StatsAuth.userProblem)
+  }
+
+  /// Splits a `USER:PASSWORDFILE` login flag (`--stats-auth`, `--dashboard-auth`) and checks the user name
+  /// with `userProblem`; errors name `flag`.
+  static func parseLogin(
+    _ text: String, flag: String, userProblem: (String) -> String?
+  ) throws -> (user: String, passwordFile: String) {
     guard let colon = text.firstIndex(of: ":") else {
-      throw ValidationError("--stats-auth: expected USER:PASSWORDFILE (the password is read from the file)")
+      throw ValidationError("\(flag): expected USER:PASSWORDFILE (the password is read from the file)")
     }
     let user = String(text[..<colon])
     let passwordFile = String(text[text.index(after: colon)...])
-    if let problem = NodeSettings.StatsAuth.userProblem(user) { throw ValidationError("--stats-auth: \(problem)") }
-    guard !passwordFile.isEmpty else { throw ValidationError("--stats-auth: the password file is missing after \":\"") }
+    if let problem = userProblem(user) { throw ValidationError("\(flag): \(problem)") }
+    guard !passwordFile.isEmpty else { throw ValidationError("\(flag): the password file is missing after \":\"") }
     return (user, passwordFile)
   }
 
