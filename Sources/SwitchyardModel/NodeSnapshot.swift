@@ -175,6 +175,11 @@ public struct NodeSnapshot: Sendable, Codable {
   public var routeCount: Int?
   /// Route conflicts, routes this node cannot use, and tcp ports taken twice, in words.
   public var routeProblems: [String]?
+  /// The certificates this node serves over HTTPS (from `/switchyard/certs/`), with problems; `nil` on a
+  /// node without an HTTPS listener, and from a controller that predates them.
+  public var certificates: [Certificate]? = nil
+  /// What this node's ACME coordinator does; `nil` when ACME is off, and from a controller that predates it.
+  public var acme: ACME? = nil
 
   /// Creates a snapshot.
   public init(
