@@ -46,6 +46,8 @@ public struct Route: Sendable, Hashable {
   public static let maxPathPrefixBytes = 256
   /// Most segments in a path prefix.
   public static let maxPathSegments = 16
+  /// Longest accepted HSTS max-age, in seconds: two years, what HSTS preload lists ask for.
+  public static let maxHSTSMaxAge = 63_072_000
 
   /// The route's name, from its key.
   public let name: RouteName
@@ -59,18 +61,35 @@ public struct Route: Sendable, Hashable {
   /// leading `/` (`/api/users` with prefix `/api` → `/users`, `/api` → `/`). Always `false` when the
   /// prefix is `/`, which has nothing to remove.
   public let stripPrefix: Bool
+  /// Whether a plain HTTP request is redirected to HTTPS (308, same host, path and query); only on
+  /// nodes that serve HTTPS.
+  public let redirectHTTPS: Bool
+  /// The `max-age` of the `Strict-Transport-Security` header sent on HTTPS answers, in seconds
+  /// (0…``maxHSTSMaxAge``; 0 tells browsers to forget the policy); `nil` sends no header. Never sent
+  /// over plain HTTP (RFC 6797, section 7.2).
+  public let hstsMaxAge: Int?
+  /// Whether the HSTS header says `includeSubDomains`; only with ``hstsMaxAge``.
+  public let hstsIncludeSubdomains: Bool
+  /// Whether the cluster asks an ACME CA for a certificate for the route's hosts (HTTP-01, so only
+  /// exact hosts: at least one, no wildcard).
+  public let acme: Bool
   /// The etcd revision of its last change (0 when unknown).
   public let modRevision: Int64
 
   /// Creates a route. Hosts are sorted and deduplicated (at most ``maxHosts`` remain); the prefix is
   /// checked by ``pathPrefixProblem(_:)`` and normalized (`/api/` → `/api`). Errors have code
-  /// `.invalidField` and field `hosts` or `path_prefix`.
+  /// `.invalidField` and field `hosts`, `path_prefix`, `hsts_max_age`, `hsts_include_subdomains` or
+  /// `acme`.
   public init(
     name: RouteName,
     service: ServiceName,
     hosts: [HostPattern] = [],
     pathPrefix: String = "/",
     stripPrefix: Bool = false,
+    redirectHTTPS: Bool = false,
+    hstsMaxAge: Int? = nil,
+    hstsIncludeSubdomains: Bool = false,
+    acme: Bool = false,
     modRevision: Int64 = 0
   ) throws(RegistrationError) {
     let unique = Array(Set(hosts)).sorted()
@@ -82,11 +101,35 @@ public struct Route: Sendable, Hashable {
       let problem = Self.pathPrefixProblem(pathPrefix) ?? "is not a valid path prefix"
       throw RegistrationError(code: .invalidField, field: "path_prefix", reason: problem)
     }
+    if let hstsMaxAge, !(0...Self.maxHSTSMaxAge).contains(hstsMaxAge) {
+      throw RegistrationError(
+        code: .invalidField, field: "hsts_max_age", reason: "\(hstsMaxAge) is outside 0–\(Self.maxHSTSMaxAge) seconds")
+    }
+    if hstsIncludeSubdomains, hstsMaxAge == nil {
+      throw RegistrationError(
+        code: .invalidField, field: "hsts_include_subdomains", reason: "needs \"hsts_max_age\" to be set")
+    }
+    if acme {
+      if unique.isEmpty {
+        throw RegistrationError(
+          code: .invalidField, field: "acme",
+          reason: "needs at least one host: ACME issues certificates for named hosts, not for any host")
+      }
+      if let wildcard = unique.first(where: { $0.kind == .wildcard }) {
+        throw RegistrationError(
+          code: .invalidField, field: "acme",
+          reason: "cannot be used with the wildcard host \(wildcard.text): ACME HTTP-01 cannot prove a wildcard")
+      }
+    }
     self.name = name
     self.service = service
     self.hosts = unique
     self.pathPrefix = normalized
     self.stripPrefix = stripPrefix && normalized != "/"
+    self.redirectHTTPS = redirectHTTPS
+    self.hstsMaxAge = hstsMaxAge
+    self.hstsIncludeSubdomains = hstsIncludeSubdomains
+    self.acme = acme
     self.modRevision = modRevision
   }
 
@@ -182,8 +225,9 @@ public struct Route: Sendable, Hashable {
   // MARK: - etcd
 
   /// Parses one etcd entry under ``root``. The key must be exactly `/switchyard/routes/<name>`; the
-  /// value a JSON object with `service` (required), `hosts` (or one `host`), `path_prefix` and
-  /// `strip_prefix`, and nothing else. Errors carry the key (made readable if it is not UTF-8).
+  /// value a JSON object with `service` (required), `hosts` (or one `host`), `path_prefix`,
+  /// `strip_prefix`, `redirect_https`, `hsts_max_age`, `hsts_include_subdomains` and `acme`, and
+  /// nothing else. Errors carry the key (made readable if it is not UTF-8).
   public static func parse(key: [UInt8], value: [UInt8], modRevision: Int64 = 0) throws(RegistrationError) -> Route {
     let keyText = String(decoding: key, as: UTF8.self)
     do throws(RegistrationError) {
@@ -192,7 +236,10 @@ public struct Route: Sendable, Hashable {
       do { name = try RouteName(validating: segment) } catch { throw error.at(key: keyText, code: .invalidKey) }
       let object = try ModelJSON.object(
         from: value, maxBytes: maxValueBytes, example: #"{"service":"api","path_prefix":"/api"}"#)
-      try object.rejectUnknown(known: ["host", "hosts", "path_prefix", "service", "strip_prefix"])
+      try object.rejectUnknown(known: [
+        "acme", "host", "hosts", "hsts_include_subdomains", "hsts_max_age", "path_prefix", "redirect_https",
+        "service", "strip_prefix",
+      ])
       guard let serviceText = try object.string("service") else { throw object.failure("service", "is missing") }
       let service = try ServiceName(validating: serviceText)
       return try Route(
@@ -201,6 +248,10 @@ public struct Route: Sendable, Hashable {
         hosts: try hosts(in: object, value: value),
         pathPrefix: try object.string("path_prefix") ?? "/",
         stripPrefix: try object.bool("strip_prefix") ?? false,
+        redirectHTTPS: try object.bool("redirect_https") ?? false,
+        hstsMaxAge: try object.integer("hsts_max_age", in: 0...maxHSTSMaxAge),
+        hstsIncludeSubdomains: try object.bool("hsts_include_subdomains") ?? false,
+        acme: try object.bool("acme") ?? false,
         modRevision: modRevision
       )
     } catch {
@@ -233,12 +284,16 @@ public struct Route: Sendable, Hashable {
   }
 
   /// The value to write: compact JSON with sorted keys, without `hosts` when empty, `path_prefix`
-  /// when `/` or `strip_prefix` when false:
+  /// when `/`, the booleans when false or `hsts_max_age` when unset:
   /// `{"hosts":["api.example.com"],"path_prefix":"/api","service":"api","strip_prefix":true}`.
   public func encoded() -> [UInt8] {
     let wire = Wire(
+      acme: acme ? true : nil,
       hosts: hosts.isEmpty ? nil : hosts.map(\.text),
+      hstsIncludeSubdomains: hstsIncludeSubdomains ? true : nil,
+      hstsMaxAge: hstsMaxAge,
       pathPrefix: pathPrefix == "/" ? nil : pathPrefix,
+      redirectHTTPS: redirectHTTPS ? true : nil,
       service: service.rawValue,
       stripPrefix: stripPrefix ? true : nil
     )
@@ -246,14 +301,22 @@ public struct Route: Sendable, Hashable {
   }
 
   private struct Wire: Encodable {
+    var acme: Bool?
     var hosts: [String]?
+    var hstsIncludeSubdomains: Bool?
+    var hstsMaxAge: Int?
     var pathPrefix: String?
+    var redirectHTTPS: Bool?
     var service: String
     var stripPrefix: Bool?
 
     enum CodingKeys: String, CodingKey {
+      case acme
       case hosts
+      case hstsIncludeSubdomains = "hsts_include_subdomains"
+      case hstsMaxAge = "hsts_max_age"
       case pathPrefix = "path_prefix"
+      case redirectHTTPS = "redirect_https"
       case service
       case stripPrefix = "strip_prefix"
     }

@@ -171,6 +171,9 @@ public struct NodeSettings: Sendable, Hashable {
   public let nodeID: String
   /// Where clients connect.
   public let listen: HostPort
+  /// Where clients connect over HTTPS (the same `frontend http`, TLS terminated by HAProxy); `nil`
+  /// serves no HTTPS.
+  public let httpsListen: HostPort?
   /// Where the stats page is served.
   public let stats: HostPort
   /// Who may read the stats page; `nil` leaves it open to anyone who can reach ``stats``.
@@ -188,6 +191,17 @@ public struct NodeSettings: Sendable, Hashable {
   public let routesMapPath: String
   /// Absolute path of HAProxy's admin Runtime API socket.
   public let adminSocketPath: String
+  /// Directory of the TLS files, `tls` next to the admin socket: the default certificate, the crt-list
+  /// and `certs/`.
+  public let tlsDirectoryPath: String
+  /// The certificate (chain and key in one PEM file) served when no SNI name matches, or when the client
+  /// sends none: the `crt` given first on the HTTPS bind.
+  public let defaultCertificatePath: String
+  /// The crt-list file that names every other certificate and the SNI names it serves.
+  public let crtListPath: String
+  /// Absolute path of the map of ACME HTTP-01 challenges (token → key authorization), next to the admin
+  /// socket; always in the configuration, empty when no challenge is pending.
+  public let acmeMapPath: String
   /// Health checks of every server.
   public let healthCheck: HealthCheck
   /// How long an old worker may keep serving after a reload before it is stopped.
@@ -208,6 +222,7 @@ public struct NodeSettings: Sendable, Hashable {
   public init(
     nodeID: String,
     listen: HostPort,
+    httpsListen: HostPort? = nil,
     stats: HostPort,
     statsAuth: StatsAuth? = nil,
     serviceFilter: [ServiceName]? = nil,
@@ -236,9 +251,27 @@ public struct NodeSettings: Sendable, Hashable {
       }
     }
     if listen == stats { throw SettingsError("stats", "is the same address as the listen address \(listen)") }
+    if let httpsListen, httpsListen == listen || httpsListen == stats {
+      throw SettingsError(
+        "https listen", "is the same address as the \(httpsListen == listen ? "listen" : "stats") address")
+    }
     if let problem = Self.pathProblem(adminSocketPath) { throw SettingsError("admin socket path", problem) }
     let mapPath = routesMapPath ?? Self.siblingPath(of: adminSocketPath, named: "routes.map")
     if let problem = Self.pathProblem(mapPath) { throw SettingsError("routes map path", problem) }
+    let tlsDirectory = Self.siblingPath(of: adminSocketPath, named: "tls")
+    let tlsPaths = [
+      ("TLS directory", tlsDirectory), ("default certificate path", tlsDirectory + "/default.pem"),
+      ("crt-list path", tlsDirectory + "/crt-list"),
+      (
+        "certificate path",
+        tlsDirectory + "/certs/" + String(repeating: "x", count: Self.maxCertificateNameLength) + ".pem"
+      ),
+    ]
+    for (name, path) in tlsPaths {
+      if let problem = Self.pathProblem(path, maxLength: Self.maxFilePathLength) { throw SettingsError(name, problem) }
+    }
+    let acmeMap = Self.siblingPath(of: adminSocketPath, named: "acme.map")
+    if let problem = Self.pathProblem(acmeMap) { throw SettingsError("ACME map path", problem) }
     if let problem = healthCheck.problem() { throw problem }
     guard serverTimeout >= .milliseconds(100), serverTimeout <= .seconds(3600) else {
       throw SettingsError("server timeout", "must be between 100 ms and 1 hour")
@@ -250,6 +283,7 @@ public struct NodeSettings: Sendable, Hashable {
     }
     self.nodeID = nodeID
     self.listen = listen
+    self.httpsListen = httpsListen
     self.stats = stats
     self.statsAuth = statsAuth
     self.serviceFilter = serviceFilter.map(Set.init)
@@ -257,6 +291,10 @@ public struct NodeSettings: Sendable, Hashable {
     self.routesMapPath = mapPath
     self.reservedPorts = reservedPorts
     self.adminSocketPath = adminSocketPath
+    self.tlsDirectoryPath = tlsDirectory
+    self.defaultCertificatePath = tlsDirectory + "/default.pem"
+    self.crtListPath = tlsDirectory + "/crt-list"
+    self.acmeMapPath = acmeMap
     self.healthCheck = healthCheck
     self.hardStopAfter = hardStopAfter
     self.retries = retries
@@ -267,6 +305,15 @@ public struct NodeSettings: Sendable, Hashable {
   /// Whether this node serves `service`.
   public func serves(_ service: ServiceName) -> Bool { serviceFilter?.contains(service) ?? true }
 
+  /// Longest certificate name ``certificatePath(for:)`` is checked for when the settings are made.
+  public static let maxCertificateNameLength = 128
+  /// Longest accepted path of a file that is no socket (PATH_MAX is 4096; far below it).
+  public static let maxFilePathLength = 1024
+
+  /// The PEM file of the certificate named `name`: `<tls>/certs/<name>.pem`. The caller validates `name`
+  /// (a certificate name: letters, digits, `-`, `_`, `.`, at most ``maxCertificateNameLength`` bytes).
+  public func certificatePath(for name: String) -> String { tlsDirectoryPath + "/certs/" + name + ".pem" }
+
   /// `name` in the directory of `path`.
   static func siblingPath(of path: String, named name: String) -> String {
     guard let slash = path.lastIndex(of: "/") else { return name }
@@ -274,10 +321,12 @@ public struct NodeSettings: Sendable, Hashable {
   }
 
   /// Why `path` cannot be printed into HAProxy's configuration as a socket path, or `nil`.
-  static func pathProblem(_ path: String) -> String? {
+  static func pathProblem(_ path: String, maxLength: Int = maxSocketPathLength) -> String? {
     guard path.hasPrefix("/") else { return "\"\(path)\" is not an absolute path" }
-    guard path.utf8.count <= maxSocketPathLength else {
-      return "is longer than \(maxSocketPathLength) bytes, the limit of a Unix socket path"
+    guard path.utf8.count <= maxLength else {
+      return maxLength == maxSocketPathLength
+        ? "is longer than \(maxSocketPathLength) bytes, the limit of a Unix socket path"
+        : "is longer than \(maxLength) bytes"
     }
     for scalar in path.unicodeScalars {
       switch scalar {
