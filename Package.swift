@@ -133,6 +133,18 @@ let package = Package(
         .product(name: "SwiftASN1", package: "swift-asn1"),
       ]
     ),
+    // Certificates kept in etcd: names, the cluster key that seals private keys, the record's JSON, and the
+    // validation of a chain and its key. Pure logic and crypto, no I/O.
+    .target(
+      name: "SwitchyardCerts",
+      dependencies: [
+        "SwitchyardModel",
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "_CryptoExtras", package: "swift-crypto"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+      ]
+    ),
     // The whole system on one machine: etcd members, LB nodes and backends as real processes.
     .target(
       name: "SwitchyardLocal",
@@ -308,6 +320,19 @@ let package = Package(
         "SwitchyardProcess",
         .product(name: "X509", package: "swift-certificates"),
         .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+      ]
+    ),
+    .testTarget(
+      name: "SwitchyardCertsTests",
+      dependencies: [
+        "SwitchyardCerts",
+        "SwitchyardModel",
+        "SwitchyardPKI",
+        "SwitchyardProcess",
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "_CryptoExtras", package: "swift-crypto"),
         .product(name: "SwiftASN1", package: "swift-asn1"),
       ]
     ),
