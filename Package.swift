@@ -145,6 +145,25 @@ let package = Package(
         .product(name: "SwiftASN1", package: "swift-asn1"),
       ]
     ),
+    // ACME (RFC 8555) HTTP-01 once for the whole cluster: JWS, the client, and the coordinator elected through an
+    // etcd lease that orders and renews certificates and stores them in etcd.
+    .target(
+      name: "SwitchyardACME",
+      dependencies: [
+        "EtcdClient",
+        "SwitchyardCerts",
+        "SwitchyardModel",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+        .product(name: "X509", package: "swift-certificates"),
+      ]
+    ),
     // The whole system on one machine: etcd members, LB nodes and backends as real processes.
     .target(
       name: "SwitchyardLocal",
@@ -212,6 +231,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ]
     ),
     // `switchyard bench`: etcd, controllers, HAProxy and backends started on loopback, and the figures of
@@ -337,6 +357,21 @@ let package = Package(
       ]
     ),
     .testTarget(name: "SwitchyardProcessTests", dependencies: ["SwitchyardProcess"]),
+    .testTarget(
+      name: "SwitchyardACMETests",
+      dependencies: [
+        "EtcdClient",
+        "SwitchyardACME",
+        "SwitchyardCerts",
+        "SwitchyardModel",
+        "SwitchyardPKI",
+        "SwitchyardTestSupport",
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "X509", package: "swift-certificates"),
+      ]
+    ),
     .testTarget(
       name: "SwitchyardBenchTests",
       dependencies: ["SwitchyardBench", .product(name: "Histogram", package: "hdrhistogram-swift")]

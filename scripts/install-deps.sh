@@ -16,6 +16,8 @@ declare -A need=(
   [setpriv]=util-linux
   [chromium]=chromium
   [chromedriver]=chromium-driver
+  [pebble]=pebble
+  [dnsmasq]=dnsmasq-base
 )
 missing=()
 for tool in "${!need[@]}"; do

@@ -1,0 +1,437 @@
+import Crypto
+import EtcdClient
+import Foundation
+import Logging
+import ServiceLifecycle
+import SwitchyardCerts
+import SwitchyardModel
+import Synchronization
+
+/// What a node's coordinator reports for `/state` (never key material).
+public typealias ACMEReport = NodeSnapshot.ACME
+
+/// Obtains and renews the certificates of routes with `acme` by ACME HTTP-01, once for the whole cluster.
+///
+/// Every load-balancer node runs one; one at a time leads, elected through an etcd lease: the key
+/// ``leaderKey`` holds the node id, created in a transaction only when absent, under a lease of
+/// ``Configuration/leaseTTL`` kept alive. When the keepalive fails the leader stops at once, and every write
+/// it makes is guarded by the key still holding its id under its lease, so a deposed leader changes nothing.
+///
+/// The leader reads the routes and the certificates; for each route with `acme` it keeps the certificate
+/// `acme-<route>` for the route's hosts, ordering it when missing, when the hosts changed, or in the last
+/// ``Configuration/renewalFraction`` of its lifetime. Challenges go to `/switchyard/acme/challenges/<token>`
+/// under the lease (every node answers them); the result is a ``CertificateRecord`` with its key sealed by
+/// the cluster key. The order in progress and its backoff are kept in `/switchyard/acme/orders/<name>`, so
+/// the next leader resumes it.
+public final class ACMECoordinator: Service, Sendable {
+  /// The election key.
+  public static let leaderKey = "/switchyard/acme/leader"
+
+  /// Settings; the defaults suit production, tests shorten them.
+  public struct Configuration: Sendable {
+    /// This node's id, the value of the leader key.
+    public var nodeID: String
+    /// The CA's directory URL.
+    public var directoryURL: String
+    /// The PEM file of the roots that the CA's HTTPS certificate is checked against.
+    public var trustRootsFile: String
+    /// Seals the account key and every certificate key.
+    public var clusterKey: ClusterKey
+    /// The leader lease's TTL, in seconds (default 10).
+    public var leaseTTL: Int64 = 10
+    /// How often a follower tries to become leader (default 2 s).
+    public var campaignInterval: Duration = .seconds(2)
+    /// How often the leader looks at the routes and certificates (default 30 s).
+    public var passInterval: Duration = .seconds(30)
+    /// The last part of a certificate's lifetime in which it is renewed (default 1/3).
+    public var renewalFraction: Double = 1.0 / 3.0
+    /// The first wait after a failed order (default 1 minute); doubled per failure.
+    public var backoffMinimum: Duration = .seconds(60)
+    /// The longest wait after failed orders (default 6 hours).
+    public var backoffMaximum: Duration = .seconds(6 * 3600)
+    /// Each HTTP request's limit (default 10 s).
+    public var requestTimeout: Duration = .seconds(10)
+    /// How long authorizations and the order may take to become valid (default 2 minutes).
+    public var orderTimeout: Duration = .seconds(120)
+
+    /// Settings with defaults.
+    public init(nodeID: String, directoryURL: String, trustRootsFile: String, clusterKey: ClusterKey) {
+      self.nodeID = nodeID
+      self.directoryURL = directoryURL
+      self.trustRootsFile = trustRootsFile
+      self.clusterKey = clusterKey
+    }
+  }
+
+  /// The settings.
+  public let configuration: Configuration
+  private let etcd: EtcdClient
+  private let logger: Logger
+  private let state: Mutex<ACMEReport>
+
+  /// Creates a coordinator; it does nothing until ``run()``.
+  public init(configuration: Configuration, etcd: EtcdClient, logger: Logger) {
+    self.configuration = configuration
+    self.etcd = etcd
+    self.logger = logger
+    self.state = Mutex(ACMEReport(leader: nil, isLeader: false, orders: []))
+  }
+
+  /// Whether this node leads, who does, and each certificate's state as this node last saw it.
+  public var report: ACMEReport { state.withLock { $0 } }
+
+  /// Campaigns, and leads while elected, until cancelled or graceful shutdown. A leader that stops revokes
+  /// its lease, so the next one takes over at once.
+  public func run() async throws {
+    try await cancelWhenGracefulShutdown {
+      while !Task.isCancelled {
+        do {
+          if let lease = try await self.campaign() {
+            try await self.lead(lease)
+          }
+        } catch is CancellationError {
+          break
+        } catch {
+          if Task.isCancelled { break }
+          self.logger.info(
+            "ACME coordinator: not leading", metadata: ["acme.reason": "\(error)", "acme.node": "\(self.configuration.nodeID)"])
+        }
+        self.state.withLock { $0.isLeader = false }
+        try? await Task.sleep(for: self.configuration.campaignInterval)
+      }
+    }
+  }
+
+  // MARK: - Election
+
+  /// Tries once to create the leader key under a new lease; the lease when elected.
+  private func campaign() async throws -> Lease? {
+    let lease = try await etcd.grantLease(ttl: configuration.leaseTTL)
+    let result = try await etcd.txn(
+      Txn(
+        compare: [.createRevision(Self.leaderKey, .equal, 0)],
+        success: [.put(Self.leaderKey, configuration.nodeID, options: PutOptions(lease: lease.id))],
+        failure: [.get(.key(Self.leaderKey))]
+      ))
+    if result.succeeded {
+      logger.info("ACME coordinator: elected", metadata: ["acme.node": "\(configuration.nodeID)"])
+      state.withLock {
+        $0.leader = configuration.nodeID
+        $0.isLeader = true
+      }
+      return lease
+    }
+    try? await etcd.revokeLease(lease.id)
+    var leader: String?
+    if case .get(let range)? = result.responses.first, let kv = range.kvs.first {
+      leader = ACMEText.printable(kv.valueString, limit: 128)
+    }
+    state.withLock {
+      $0.leader = leader
+      $0.isLeader = false
+      $0.orders = []
+    }
+    return nil
+  }
+
+  /// Leads until the lease is lost (throws) or the task is cancelled (revokes the lease).
+  private func lead(_ lease: Lease) async throws {
+    let fence = Fence(nodeID: configuration.nodeID, leaseID: lease.id)
+    do {
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+          for try await _ in self.etcd.keepAlive(lease) {}
+          throw ACMEError(.notLeader, "the leader lease's keepalive ended")
+        }
+        group.addTask { try await self.leadLoop(fence) }
+        try await group.next()
+        group.cancelAll()
+      }
+    } catch {
+      if Task.isCancelled {
+        // A graceful stop: hand over at once. (A crash leaves the lease to expire.)
+        let etcd = self.etcd
+        await Task { try? await etcd.revokeLease(lease.id) }.value
+      }
+      throw error
+    }
+  }
+
+  /// The leader's guard: every write holds only while the leader key has this node's id under this lease.
+  struct Fence {
+    var nodeID: String
+    var leaseID: Int64
+    var compare: [Compare] {
+      [.value(ACMECoordinator.leaderKey, .equal, nodeID), .lease(ACMECoordinator.leaderKey, .equal, leaseID)]
+    }
+  }
+
+  private func fenced(_ fence: Fence, _ operations: [TxnOp]) async throws {
+    let result = try await etcd.txn(Txn(compare: fence.compare, success: operations))
+    guard result.succeeded else { throw ACMEError(.notLeader, "this node no longer holds the ACME lease") }
+  }
+
+  // MARK: - Leading
+
+  private func leadLoop(_ fence: Fence) async throws {
+    var client: ACMEClient?
+    defer { if let client { Task { await client.shutdown() } } }
+    while true {
+      var wake = Date().addingTimeInterval(configuration.passInterval.seconds)
+      do {
+        if client == nil { client = try await accountClient(fence) }
+        if let client { wake = min(wake, try await pass(client, fence)) }
+      } catch let error as ACMEError where error.code == .notLeader {
+        throw error
+      } catch is CancellationError {
+        throw CancellationError()
+      } catch {
+        logger.info("ACME pass failed", metadata: ["acme.error": "\(error)"])
+      }
+      let seconds = max(0.05, wake.timeIntervalSinceNow)
+      try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+    }
+  }
+
+  /// The client of the cluster's account: read from etcd, or created at the CA and stored.
+  private func accountClient(_ fence: Fence) async throws -> ACMEClient {
+    let key = configuration.clusterKey
+    if let kv = try await etcd.value(of: ACMEAccountRecord.key) {
+      let record = try ACMEAccountRecord.parse(kv.value)
+      guard ACMEPlan.isSameOrigin(record.accountURL, as: configuration.directoryURL),
+        let combined = Data(base64Encoded: record.sealedKey)
+      else { throw ACMEError(.invalidInput, "the ACME account record is not for this CA or is malformed") }
+      let raw = try key.open(SealedSecret(keyID: record.keyID, combined: Array(combined)), for: ACMEAccountRecord.sealName)
+      let accountKey = try P256.Signing.PrivateKey(rawRepresentation: raw)
+      return try makeClient(accountKey, accountURL: record.accountURL)
+    }
+    let accountKey = P256.Signing.PrivateKey()
+    let client = try makeClient(accountKey, accountURL: nil)
+    do {
+      let url = try await client.newAccount()
+      let sealed = key.seal(Array(accountKey.rawRepresentation), for: ACMEAccountRecord.sealName)
+      let record = ACMEAccountRecord(
+        accountURL: url, keyID: sealed.keyID, sealedKey: Data(sealed.combined).base64EncodedString())
+      let result = try await etcd.txn(
+        Txn(
+          compare: fence.compare + [.createRevision(ACMEAccountRecord.key, .equal, 0)],
+          success: [.put(ACMEAccountRecord.key, record.encoded())]))
+      guard result.succeeded else { throw ACMEError(.notLeader, "the account record could not be written") }
+      logger.info("ACME account created", metadata: ["acme.account": "\(url)"])
+      return client
+    } catch {
+      await client.shutdown()
+      throw error
+    }
+  }
+
+  private func makeClient(_ accountKey: P256.Signing.PrivateKey, accountURL: String?) throws -> ACMEClient {
+    try ACMEClient(
+      directoryURL: configuration.directoryURL, trustRootsFile: configuration.trustRootsFile, accountKey: accountKey,
+      accountURL: accountURL, requestTimeout: configuration.requestTimeout, logger: logger)
+  }
+
+  /// One look at every route with `acme`; returns when the next look is due.
+  private func pass(_ client: ACMEClient, _ fence: Fence) async throws -> Date {
+    let routes = try await etcd.get(.prefix(Route.root)).kvs.compactMap {
+      try? Route.parse(key: $0.key, value: $0.value, modRevision: $0.modRevision)
+    }
+    var wake = Date.distantFuture
+    var orders: [ACMEReport.Order] = []
+    for route in routes where route.acme {
+      let hosts = route.hosts.filter { $0.kind == .exact }.map(\.text).sorted()
+      guard let name = try? CertificateName(validating: "acme-\(route.name.rawValue)"), !hosts.isEmpty else {
+        orders.append(.init(name: "acme-\(route.name.rawValue)", hosts: hosts, state: "waiting",
+          lastError: "the route's name is too long for a certificate name, or it has no exact host"))
+        continue
+      }
+      let entry = try await keep(name, hosts: hosts, client: client, fence: fence)
+      orders.append(entry.report)
+      wake = min(wake, entry.wake)
+      state.withLock { $0.orders = orders }
+    }
+    state.withLock { $0.orders = orders }
+    return wake
+  }
+
+  /// Decides about one certificate and orders it when needed.
+  private func keep(_ name: CertificateName, hosts: [String], client: ACMEClient, fence: Fence) async throws -> (
+    report: ACMEReport.Order, wake: Date
+  ) {
+    let now = Date()
+    var certificate: (hosts: [String], notBefore: Date, notAfter: Date)?
+    if let kv = try await etcd.value(of: CertificateRecord.path(for: name)),
+      let record = try? CertificateRecord.parse(key: kv.key, value: kv.value, modRevision: kv.modRevision),
+      let bundle = try? CertificateBundle.open(record, with: configuration.clusterKey, now: now)
+    {
+      certificate = (bundle.hosts.map(\.text), bundle.notBefore, bundle.notAfter)
+    }
+    var order: ACMEOrderRecord?
+    if let kv = try await etcd.value(of: ACMEOrderRecord.key(for: name)) {
+      order = try? ACMEOrderRecord.parse(kv.value)
+    }
+    let step = ACMEPlan.step(
+      hosts: hosts, certificate: certificate, order: order, now: now, renewalFraction: configuration.renewalFraction)
+    switch step {
+    case .keep(let renewAt):
+      return (.init(name: name.rawValue, hosts: hosts, state: "valid"), renewAt)
+    case .wait(let until):
+      return (
+        .init(
+          name: name.rawValue, hosts: hosts, state: "backoff", lastError: order?.lastError,
+          nextAttemptAt: Int64(until.timeIntervalSince1970)), until
+      )
+    case .order(let reason):
+      state.withLock { report in
+        report.orders.removeAll { $0.name == name.rawValue }
+        report.orders.append(.init(name: name.rawValue, hosts: hosts, state: reason == .renewal ? "renewing" : "ordering"))
+      }
+      var record = order.flatMap { $0.hosts == hosts ? $0 : nil } ?? ACMEOrderRecord(hosts: hosts)
+      do {
+        try await issue(name, record: &record, client: client, fence: fence)
+        return (.init(name: name.rawValue, hosts: hosts, state: "valid"), Date())
+      } catch let error as ACMEError where error.code == .notLeader {
+        throw error
+      } catch is CancellationError {
+        throw CancellationError()
+      } catch {
+        record.attempts += 1
+        let wait = ACMEPlan.backoff(
+          attempts: record.attempts, minimum: configuration.backoffMinimum, maximum: configuration.backoffMaximum)
+        let next = Date().addingTimeInterval(wait.seconds)
+        record.nextAttemptAt = Int64(next.timeIntervalSince1970.rounded(.up))
+        record.lastError = ACMEText.printable("\(error)", limit: 500)
+        logger.info(
+          "ACME order failed",
+          metadata: [
+            "acme.certificate": "\(name)", "acme.error": "\(record.lastError ?? "")", "acme.attempts": "\(record.attempts)",
+          ])
+        try await fenced(fence, [.put(ACMEOrderRecord.key(for: name), record.encoded())])
+        return (
+          .init(
+            name: name.rawValue, hosts: hosts, state: "backoff", lastError: record.lastError,
+            nextAttemptAt: record.nextAttemptAt), next
+        )
+      }
+    }
+  }
+
+  /// Runs (or resumes) the order in `record` to a stored certificate.
+  private func issue(_ name: CertificateName, record: inout ACMEOrderRecord, client: ACMEClient, fence: Fence)
+    async throws
+  {
+    let orderKey = ACMEOrderRecord.key(for: name)
+    var resumed: (url: String, order: ACMEOrder, key: P256.Signing.PrivateKey)?
+    if let url = record.orderURL, ACMEPlan.isSameOrigin(url, as: configuration.directoryURL),
+      let keyID = record.keyID, let sealed = record.sealedKey.flatMap({ Data(base64Encoded: $0) }),
+      let pem = try? configuration.clusterKey.open(SealedSecret(keyID: keyID, combined: Array(sealed)), for: name),
+      let key = try? P256.Signing.PrivateKey(pemRepresentation: String(decoding: pem, as: UTF8.self)),
+      let order = try? await client.order(url).order,
+      ["pending", "ready", "processing", "valid"].contains(order.status)
+    {
+      resumed = (url, order, key)
+      logger.info("ACME order resumed", metadata: ["acme.certificate": "\(name)", "acme.order.status": "\(order.status)"])
+    }
+    if resumed == nil {
+      let key = P256.Signing.PrivateKey()
+      let (url, order) = try await client.newOrder(hosts: record.hosts)
+      let sealed = configuration.clusterKey.seal(Array(key.pemRepresentation.utf8), for: name)
+      record.orderURL = url
+      record.keyID = sealed.keyID
+      record.sealedKey = Data(sealed.combined).base64EncodedString()
+      try await fenced(fence, [.put(orderKey, record.encoded())])
+      resumed = (url, order, key)
+      logger.info("ACME order placed", metadata: ["acme.certificate": "\(name)", "acme.order": "\(url)"])
+    }
+    guard let (orderURL, placed, certificateKey) = resumed else { return }
+    var order = placed
+    var published: [ACMEChallenge] = []
+    do {
+      if order.status == "pending" {
+        published = try await prove(order, client: client, fence: fence)
+        order = try await client.poll(
+          orderURL, timeout: configuration.orderTimeout, fetch: { try await $0.order($1) },
+          done: { $0.status != "pending" })
+      }
+      if order.status == "ready" {
+        let csr = try ACMECSR.der(hosts: record.hosts, key: certificateKey)
+        order = try await client.finalize(order, csr: csr)
+      }
+      if order.status == "processing" {
+        order = try await client.poll(
+          orderURL, timeout: configuration.orderTimeout, fetch: { try await $0.order($1) },
+          done: { $0.status != "processing" })
+      }
+      guard order.status == "valid", let certificateURL = order.certificate,
+        ACMEPlan.isSameOrigin(certificateURL, as: configuration.directoryURL)
+      else {
+        throw ACMEError(.problem, "the order is \(ACMEText.printable(order.status, limit: 20))", problem: order.error)
+      }
+      let chain = try await client.certificateChain(certificateURL)
+      let hosts = try record.hosts.map { try HostPattern(validating: $0) }
+      let bundle = try CertificateBundle.validate(
+        name: name, chainPEM: chain, keyPEM: certificateKey.pemRepresentation, hosts: hosts, now: Date())
+      let stored = bundle.record(sealedWith: configuration.clusterKey, source: .acme)
+      try await fenced(
+        fence,
+        [.put(stored.path, stored.jsonValue()), .delete(.key(orderKey))]
+          + published.map { .delete(.key($0.key)) })
+      logger.info(
+        "ACME certificate stored",
+        metadata: [
+          "acme.certificate": "\(name)", "acme.not_after": "\(CertificateDates.text(bundle.notAfter))",
+          "acme.sha256": "\(bundle.sha256Fingerprint)",
+        ])
+    } catch {
+      if !published.isEmpty {
+        try? await fenced(fence, published.map { .delete(.key($0.key)) })
+      }
+      throw error
+    }
+  }
+
+  /// Publishes the HTTP-01 answer of every pending authorization, says "ready" to the CA, and waits until
+  /// each is valid.
+  private func prove(_ order: ACMEOrder, client: ACMEClient, fence: Fence) async throws -> [ACMEChallenge] {
+    var published: [ACMEChallenge] = []
+    var pending: [String] = []
+    for url in order.authorizations {
+      guard ACMEPlan.isSameOrigin(url, as: configuration.directoryURL) else {
+        throw ACMEError(.badResponse, "an authorization URL is not at the CA")
+      }
+      let authorization = try await client.authorization(url).authorization
+      if authorization.status == "valid" { continue }
+      guard authorization.status == "pending" else {
+        throw ACMEError(.problem, "the authorization for \(ACMEText.printable(authorization.identifier.value, limit: 253)) is \(ACMEText.printable(authorization.status, limit: 20))")
+      }
+      guard let challenge = authorization.challenges.first(where: { $0.type == "http-01" }), let token = challenge.token
+      else { throw ACMEError(.badResponse, "the CA offers no http-01 challenge") }
+      let answer = try ACMEChallenge(
+        token: token, keyAuthorization: keyAuthorization(token: token, accountKey: client.accountKey.publicKey))
+      try await fenced(fence, [.put(answer.key, answer.keyAuthorization, options: PutOptions(lease: fence.leaseID))])
+      published.append(answer)
+      if challenge.status == "pending" { try await client.respond(to: challenge.url) }
+      pending.append(url)
+    }
+    for url in pending {
+      let authorization = try await client.poll(
+        url, timeout: configuration.orderTimeout, fetch: { try await $0.authorization($1) },
+        done: { $0.status != "pending" })
+      guard authorization.status == "valid" else {
+        let problem = authorization.challenges.first { $0.type == "http-01" }?.error
+        throw ACMEError(
+          .problem,
+          "the authorization for \(ACMEText.printable(authorization.identifier.value, limit: 253)) is \(ACMEText.printable(authorization.status, limit: 20))",
+          problem: problem)
+      }
+    }
+    return published
+  }
+}
+
+extension Duration {
+  /// The duration in seconds, as a floating-point number.
+  var seconds: TimeInterval {
+    TimeInterval(components.seconds) + TimeInterval(components.attoseconds) / 1e18
+  }
+}
