@@ -108,7 +108,9 @@ let package = Package(
         "AddressText",
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardACME",
         "SwitchyardAgent",
+        "SwitchyardCerts",
         "SwitchyardDashboard",
         "SwitchyardProcess",
         "SwitchyardModel",
@@ -133,18 +135,6 @@ let package = Package(
         .product(name: "SwiftASN1", package: "swift-asn1"),
       ]
     ),
-    // Certificates kept in etcd: names, the cluster key that seals private keys, the record's JSON, and the
-    // validation of a chain and its key. Pure logic and crypto, no I/O.
-    .target(
-      name: "SwitchyardCerts",
-      dependencies: [
-        "SwitchyardModel",
-        .product(name: "X509", package: "swift-certificates"),
-        .product(name: "Crypto", package: "swift-crypto"),
-        .product(name: "_CryptoExtras", package: "swift-crypto"),
-        .product(name: "SwiftASN1", package: "swift-asn1"),
-      ]
-    ),
     // ACME (RFC 8555) HTTP-01 once for the whole cluster: JWS, the client, and the coordinator elected through an
     // etcd lease that orders and renews certificates and stores them in etcd.
     .target(
@@ -164,6 +154,18 @@ let package = Package(
         .product(name: "X509", package: "swift-certificates"),
       ]
     ),
+    // Certificates kept in etcd: names, the cluster key that seals private keys, the record's JSON, and the
+    // validation of a chain and its key. Pure logic and crypto, no I/O.
+    .target(
+      name: "SwitchyardCerts",
+      dependencies: [
+        "SwitchyardModel",
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "_CryptoExtras", package: "swift-crypto"),
+        .product(name: "SwiftASN1", package: "swift-asn1"),
+      ]
+    ),
     // The whole system on one machine: etcd members, LB nodes and backends as real processes.
     .target(
       name: "SwitchyardLocal",
@@ -172,6 +174,7 @@ let package = Package(
         "HAProxyKit",
         "SwitchyardProcess",
         "SwitchyardPKI",
+        "SwitchyardCerts",
         "SwitchyardAgent",
         "SwitchyardHTTP",
         "SwitchyardModel",
@@ -185,7 +188,9 @@ let package = Package(
       name: "SwitchyardCLI",
       dependencies: [
         "EtcdClient",
+        "SwitchyardACME",
         "SwitchyardAgent",
+        "SwitchyardCerts",
         "SwitchyardBench",
         "SwitchyardController",
         "SwitchyardHTTP",
@@ -215,6 +220,11 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
+        // The TLS client of the tests and the bench (TLSClient, TLSHandshakeLoad).
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "NIOTLS", package: "swift-nio"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "X509", package: "swift-certificates"),
       ]
     ),
     // Test support on top of the lab: network labs for fault tests, generated TLS files, and a WebDriver
@@ -241,6 +251,8 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardCerts",
+        "SwitchyardPKI",
         "SwitchyardModel",
         "SwitchyardLab",
         "SwitchyardProcess",
@@ -294,6 +306,8 @@ let package = Package(
       name: "HAProxyKitTests",
       dependencies: [
         "HAProxyKit",
+        "SwitchyardLab",
+        "SwitchyardPKI",
         "SwitchyardTestSupport",
         .product(name: "Logging", package: "swift-log"),
       ]
@@ -303,8 +317,10 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardCerts",
         "SwitchyardController",
         "SwitchyardDashboard",
+        "SwitchyardLab",
         "SwitchyardLocal",
         "SwitchyardModel",
         "SwitchyardPKI",
@@ -322,6 +338,7 @@ let package = Package(
       dependencies: [
         "SwitchyardCLI",
         "EtcdClient",
+        "SwitchyardCerts",
         "SwitchyardDashboard",
         "SwitchyardLocal",
         "SwitchyardModel",
@@ -330,6 +347,9 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        // Test certificates for `switchyard cert` (CertCommandTests).
+        .product(name: "X509", package: "swift-certificates"),
+        .product(name: "Crypto", package: "swift-crypto"),
       ]
     ),
     .testTarget(name: "SwitchyardTestSupportTests", dependencies: ["SwitchyardTestSupport"]),

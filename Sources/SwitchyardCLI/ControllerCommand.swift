@@ -3,6 +3,7 @@ import EtcdClient
 import Foundation
 import Logging
 import ServiceLifecycle
+import SwitchyardACME
 import SwitchyardAgent
 import SwitchyardController
 import SwitchyardModel
@@ -25,6 +26,8 @@ struct ControllerCommand: AsyncParsableCommand {
   var nodeID: String
 
   @OptionGroup var etcd: EtcdOptions
+
+  @OptionGroup(title: "HTTPS") var edgeTLS: EdgeTLSOptions
 
   @Option(help: "Where HAProxy accepts client traffic, host:port.")
   var listen: String = "127.0.0.1:8001"
@@ -184,6 +187,12 @@ struct ControllerCommand: AsyncParsableCommand {
   )
   var accessLogFormat: String = "text"
 
+  @Option(
+    name: .customLong("backend-ca"),
+    help: "PEM file of the CA certificates that backends registered with TLS must present a certificate from.",
+    completion: .file())
+  var backendCA: String?
+
   @OptionGroup(title: "Server health") var health: ServerHealthOptions
 
   @OptionGroup var logging: LoggingOptions
@@ -320,11 +329,14 @@ struct ControllerCommand: AsyncParsableCommand {
       throw ValidationError("--server-timeout must be a number of seconds")
     }
     let accessLogSocket = try makeAccessLog() == nil ? nil : directory + "/access.sock"
+    let backendCAPath = try makeBackendCAPath()
+    let httpsListen = try edgeTLS.httpsListenAddress()
     let node: NodeSettings
     do {
       node = try NodeSettings(
         nodeID: nodeID,
         listen: listenAddress,
+        httpsListen: httpsListen,
         stats: statsAddress,
         statsAuth: statsAuthentication,
         serviceFilter: serviceNames.isEmpty ? nil : serviceNames,
@@ -335,7 +347,8 @@ struct ControllerCommand: AsyncParsableCommand {
         hardStopAfter: .seconds(hardStopAfter),
         retries: health.retries,
         serverTimeout: serverTimeout,
-        accessLogSocketPath: accessLogSocket
+        accessLogSocketPath: accessLogSocket,
+        backendCAPath: backendCAPath
       )
     } catch {
       let flag =
@@ -343,10 +356,12 @@ struct ControllerCommand: AsyncParsableCommand {
         case "node id": "--node-id"
         case "admin socket path": "--state-dir"
         case "stats": "--stats"
+        case "https listen": "--listen-https"
         case "stats auth user", "stats auth password hash": "--stats-auth"
         case "services": "--service"
         case "default service": "--default-service"
         case "routes map path", "access log socket path": "--state-dir"
+        case "backend CA path": "--backend-ca"
         default: ServerHealthOptions.flag(of: error.setting) ?? error.setting
         }
       throw ValidationError("\(flag): \(error.reason)")
@@ -354,7 +369,8 @@ struct ControllerCommand: AsyncParsableCommand {
     guard let strategy = UpdateStrategy(rawValue: updateStrategy) else {
       throw ValidationError("--update-strategy must be runtime or reload, not \"\(updateStrategy)\"")
     }
-    return ControllerConfiguration(
+    let tls = try edgeTLS.makeSettings()
+    var configuration = ControllerConfiguration(
       node: node,
       stateDirectory: directory,
       coalescing: CoalescingPolicy(
@@ -367,6 +383,8 @@ struct ControllerCommand: AsyncParsableCommand {
       updateStrategy: strategy,
       resyncInterval: .seconds(resyncInterval)
     )
+    configuration.tls = tls
+    return configuration
   }
 
   func run() async throws {
@@ -427,6 +445,11 @@ struct ControllerCommand: AsyncParsableCommand {
       dashboard: dashboard,
       logger: logger
     )
+    let acme = try edgeTLS.makeACME(nodeID: nodeID, clusterKey: configuration.tls.clusterKey).map { settings in
+      let coordinator = ACMECoordinator(configuration: settings, etcd: client, logger: logger)
+      status.showACME { coordinator.report }
+      return coordinator
+    }
     let announcer = try makeAnnouncer(
       client: client, configuration: configuration, adminURL: announcedAdminURL, status: status, logger: logger)
     // Shutdown runs in reverse: the node's key leaves etcd, then the admin server stops, then the controller
@@ -439,8 +462,9 @@ struct ControllerCommand: AsyncParsableCommand {
           .init(service: controller),
           .init(service: adminServer),
           .init(service: announcer),
+        ] + (acme.map { [.init(service: $0)] } ?? []) + [
           // Stopped first: its event streams end, so the admin server can stop.
-          .init(service: dashboard),
+          .init(service: dashboard)
         ],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger

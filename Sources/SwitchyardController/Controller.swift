@@ -17,7 +17,8 @@ import SwitchyardReconcile
 ///   reloads;
 /// - ``ConfigWriter`` installs the config file and flushes it beside the loop;
 /// - ``HAProxySupervisor`` owns the HAProxy process: adopt, start, reload, restart, stop;
-/// - ``StatusPublisher`` and ``DriftDetector`` keep `/state` and the metrics current and notice drift.
+/// - ``StatusPublisher`` and ``DriftDetector`` keep `/state` and the metrics current and notice drift;
+/// - ``CertificateSync`` keeps HAProxy's certificates and ACME challenge answers in step with etcd.
 ///
 /// On graceful shutdown the controller brings the config file up to date and stops HAProxy gracefully,
 /// unless told to leave it running.
@@ -31,6 +32,7 @@ public final class Controller: Service, Sendable {
   private let applier: Applier
   private let reconciler: Reconciler
   private let drift: DriftDetector
+  private let certificates: CertificateSync
   /// Shared with the admin server.
   public let status: ControllerStatus
   /// Shared with the admin server.
@@ -57,7 +59,7 @@ public final class Controller: Service, Sendable {
       readsEverything: configuration.updateStrategy == .reload)
     source = RegistrationSource(
       client: client, queue: queue, publisher: publisher, status: status, metrics: metrics, timings: timings,
-      logger: logger)
+      logger: logger, servesTLS: configuration.node.backendCAPath != nil)
     writer = ConfigWriter(
       directory: directory, executable: configuration.haproxyExecutable, settings: configuration.node,
       metrics: metrics, logger: logger)
@@ -70,6 +72,10 @@ public final class Controller: Service, Sendable {
     reconciler = Reconciler(
       configuration: configuration, source: source, queue: queue, writer: writer, supervisor: supervisor,
       applier: applier, publisher: publisher, metrics: metrics)
+    certificates = CertificateSync(
+      client: client, settings: configuration.node, tls: configuration.tls,
+      runtime: RuntimeAPI(stateDirectory: directory, logger: logger), status: status, publisher: publisher,
+      logger: logger)
     drift = DriftDetector(
       reconciler: reconciler, runtime: runtime, supervisor: supervisor, publisher: publisher, queue: queue,
       timings: timings, logger: logger)
@@ -79,6 +85,9 @@ public final class Controller: Service, Sendable {
   public func run() async throws {
     // An HAProxy too old to run the Runtime API path is refused before anything starts.
     try await supervisor.checkExecutable()
+    // The files the configuration names (challenge map, default certificate, crt-list) exist before HAProxy
+    // starts or a config is checked.
+    try certificates.prepareFiles()
     try await supervisor.adopt()
     queue.poke()
     await cancelWhenGracefulShutdown {
@@ -91,6 +100,8 @@ public final class Controller: Service, Sendable {
         group.addTask { await self.supervisor.superviseLoop { [queue = self.queue] in queue.requestFullPass() } }
         group.addTask { await self.drift.refreshLoop() }
         group.addTask { await self.fileCheckLoop() }
+        group.addTask { await self.certificates.watchLoop() }
+        group.addTask { await self.certificates.syncLoop() }
       }
     }
     // The file may be up to a second behind what HAProxy runs; the next start reads it. Not cancelled

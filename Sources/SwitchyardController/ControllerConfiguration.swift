@@ -43,6 +43,9 @@ public struct ControllerConfiguration: Sendable {
   /// Every timing of the reconcile loop: follow-ups, retries, flushes, resyncs, refreshes, supervision,
   /// the watch's retries and progress requests.
   public var timings: LoopTimings
+  /// How the node serves HTTPS (with ``NodeSettings/httpsListen``): the cluster key and the default
+  /// certificate.
+  public var tls = TLSSettings()
 
   /// Creates a configuration. `watchProgressInterval` and `resyncInterval`, when given, override the
   /// ones in `timings`.

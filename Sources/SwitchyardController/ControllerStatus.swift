@@ -41,6 +41,10 @@ public final class ControllerStatus: Sendable {
     var routes: [NodeSnapshot.Route] = []
     var routeCount = 0
     var routeProblems: [String] = []
+    var certificates: [NodeSnapshot.Certificate]?
+    var acme: NodeSnapshot.ACME?
+    /// Where ``acme`` comes from when ACME is on: the coordinator's report, read at each snapshot.
+    var acmeReport: (@Sendable () -> NodeSnapshot.ACME)?
   }
 
   private let node: String
@@ -56,6 +60,11 @@ public final class ControllerStatus: Sendable {
   }
 
   func update(_ change: (inout State) -> Void) { state.withLock { change(&$0) } }
+
+  /// Shows `report` (the ACME coordinator's) in `/state`.
+  public func showACME(_ report: @escaping @Sendable () -> NodeSnapshot.ACME) {
+    state.withLock { $0.acmeReport = report }
+  }
 
   /// Why the node is not ready: HAProxy must run, the first pass must be applied, and the watch must be
   /// current. Empty when ready.
@@ -117,7 +126,9 @@ public final class ControllerStatus: Sendable {
         routeCount: state.routeCount,
         routeProblems: state.routeProblems,
         lastReloadReason: state.lastReloadReason,
-        lastReloadAt: state.lastReloadAt
+        lastReloadAt: state.lastReloadAt,
+        certificates: state.certificates,
+        acme: state.acmeReport?() ?? state.acme
       )
     }
   }

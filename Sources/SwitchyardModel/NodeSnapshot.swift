@@ -205,7 +205,9 @@ public struct NodeSnapshot: Sendable, Codable {
     routeCount: Int? = nil,
     routeProblems: [String]? = nil,
     lastReloadReason: String? = nil,
-    lastReloadAt: Int64? = nil
+    lastReloadAt: Int64? = nil,
+    certificates: [Certificate]? = nil,
+    acme: ACME? = nil
   ) {
     self.node = node
     self.ready = ready
@@ -230,5 +232,7 @@ public struct NodeSnapshot: Sendable, Codable {
     self.routeProblems = routeProblems
     self.lastReloadReason = lastReloadReason
     self.lastReloadAt = lastReloadAt
+    self.certificates = certificates
+    self.acme = acme
   }
 }
