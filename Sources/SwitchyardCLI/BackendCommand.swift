@@ -90,12 +90,21 @@ struct RegistrationOptions: ParsableArguments {
   @Option(help: "Relative share of traffic, 0–256.")
   var weight: Int = 100
 
+  @Flag(help: "Load balancers connect to the instance over TLS and verify its certificate against their --backend-ca.")
+  var tls = false
+
+  @Option(
+    name: .customLong("tls-server-name"),
+    help: "With --tls: the DNS name sent as SNI and checked against the instance's certificate.")
+  var tlsServerName: String?
+
   func validate() throws {
     guard (1...3600).contains(ttl) else { throw ValidationError("--ttl must be from 1 to 3600 seconds") }
     guard drainSeconds >= 0, drainSeconds <= 3600, drainSeconds.isFinite else {
       throw ValidationError("--drain-seconds must be from 0 to 3600")
     }
     guard (0...256).contains(weight) else { throw ValidationError("--weight must be from 0 to 256") }
+    if tlsServerName != nil, !tls { throw ValidationError("--tls-server-name needs --tls") }
     _ = try serviceName()
   }
 
@@ -117,9 +126,11 @@ struct RegistrationOptions: ParsableArguments {
 
   func registration(for address: HostPort, checkPath: String?) throws -> Registration {
     do {
-      return try Registration(address: address.address, port: address.port, weight: weight, checkPath: checkPath)
+      return try Registration(
+        address: address.address, port: address.port, weight: weight, checkPath: checkPath, tls: tls,
+        tlsServerName: tlsServerName)
     } catch {
-      throw ValidationError("\(error)")
+      throw ValidationError(error.field == "tls_server_name" ? "--tls-server-name: \(error.reason)" : "\(error)")
     }
   }
 

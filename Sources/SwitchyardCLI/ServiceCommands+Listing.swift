@@ -11,6 +11,8 @@ struct ServiceListing: Sendable {
     var name: String
     /// Valid registrations.
     var instances: Int
+    /// How many of them load balancers reach over TLS; absent when none.
+    var tlsInstances: Int?
     /// `http` or `tcp`.
     var mode: String
     /// The port of a tcp service.
@@ -70,10 +72,15 @@ struct ServiceListing: Sendable {
     let services = Set(registrations.byService.keys).union(settings.keys).union(invalidServices).sorted()
     let desired = DesiredState(
       revision: revision, services: services, instances: registrations.instances, settings: settings)
+    var tlsCounts: [ServiceName: Int] = [:]
+    for instance in registrations.instances where instance.registration.tls {
+      tlsCounts[instance.key.service, default: 0] += 1
+    }
     items = services.map { service in
       let policy = BackendPolicy(settings: settings[service], node: node)
       return Item(
-        name: service.rawValue, instances: registrations.byService[service] ?? 0, mode: policy.mode.rawValue,
+        name: service.rawValue, instances: registrations.byService[service] ?? 0, tlsInstances: tlsCounts[service],
+        mode: policy.mode.rawValue,
         port: policy.port, balance: (desired.backend(for: service)?.balance ?? policy.balance).rawValue,
         settings: settings[service] != nil ? "etcd" : invalidServices.contains(service) ? "invalid" : "defaults")
     }
@@ -102,7 +109,8 @@ struct ServiceListing: Sendable {
       var rows = [["SERVICE", "INSTANCES", "MODE", "PORT", "BALANCE", "SETTINGS"]]
       for item in items {
         rows.append([
-          item.name, String(item.instances), item.mode, item.port.map(String.init) ?? "-", item.balance,
+          item.name, String(item.instances) + (item.tlsInstances.map { " (\($0) tls)" } ?? ""), item.mode,
+          item.port.map(String.init) ?? "-", item.balance,
           item.settings,
         ])
       }

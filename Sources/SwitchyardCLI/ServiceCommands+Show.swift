@@ -232,6 +232,15 @@ struct ServiceReport: Sendable {
   var lines: [String] {
     let count = registrations.instances.count
     var lines = ["service \(service): \(count) instance\(count == 1 ? "" : "s") registered (etcd revision \(revision))"]
+    let tls = registrations.instances.filter(\.registration.tls)
+    if !tls.isEmpty {
+      let names =
+        tls.prefix(20).map { "\($0.key.instance)" + ($0.registration.tlsServerName.map { " (\($0))" } ?? "") }
+        + (tls.count > 20 ? ["…"] : [])
+      lines.append(
+        "tls: \(tls.count) reached over TLS, verified against each node's --backend-ca: \(names.joined(separator: ", "))"
+      )
+    }
     let key = ServiceSettings.path(for: service)
     if let entry, let settings {
       lines.append(

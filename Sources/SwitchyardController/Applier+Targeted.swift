@@ -37,6 +37,7 @@ extension Applier {
         observed.backends[backend] = belief.servers(names, in: backend) ?? []
         observed.backendIDs[backend] = belief.backendID(backend)
       }
+      observed = belief.withTLSServerNames(observed)
     }
     return observed
   }

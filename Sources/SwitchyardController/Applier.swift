@@ -328,6 +328,7 @@ final class Applier: Sendable {
       throw error
     }
     refusedReload.withLock { $0 = nil }
+    belief.withLock { $0.installed(desired) }
     reloadGate.withLock { $0.reloaded(now: .now) }
     let took = started.duration(to: clock.now)
     if let metadata = Self.slowReloadReport(took: took, reason: reason, desired: desired) {

@@ -70,10 +70,14 @@ final class RegistrationSource: Sendable {
   /// Whether etcd refused the nodes' records (logged once).
   private let nodeRecordsRefusal = Mutex(false)
 
+  /// Whether TLS registrations are served (the node has a backend CA): ``RegistrationMirror/servesTLS``.
+  private let servesTLS: Bool
+
   init(
     client: EtcdClient, queue: PassQueue, publisher: StatusPublisher, status: ControllerStatus,
-    metrics: ControllerMetrics, timings: LoopTimings, logger: Logger
+    metrics: ControllerMetrics, timings: LoopTimings, logger: Logger, servesTLS: Bool = false
   ) {
+    self.servesTLS = servesTLS
     self.client = client
     self.queue = queue
     self.publisher = publisher
@@ -118,7 +122,7 @@ final class RegistrationSource: Sendable {
     }
     // Parsed outside the lock, which the watch needs; the events that came in meanwhile go on top.
     var mirror = RegistrationMirror(
-      revision: readRevision, entries: kvs.map { ($0.key, $0.value, $0.modRevision) })
+      revision: readRevision, entries: kvs.map { ($0.key, $0.value, $0.modRevision) }, servesTLS: servesTLS)
     return state.withLock { state in
       mirror.apply(state.changeLog.finish())
       if let previous = state.mirror { mirror.keepLastValid(from: previous) }

@@ -57,7 +57,8 @@ final class RuntimeClient: Sendable {
           adminState: admin,
           isUp: state.operationalState == .running,
           isCheckEnabled: state.isCheckEnabled,
-          id: state.id
+          id: state.id,
+          usesTLS: state.fields["srv_use_ssl"].flatMap { Int($0) }.map { $0 != 0 }
         )
       )
     }

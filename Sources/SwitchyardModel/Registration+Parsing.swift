@@ -85,13 +85,28 @@ extension Registration {
       }
     }
 
+    var tls = false
+    if let value = object["tls"] {
+      guard case .bool(let flag) = value else { throw failure("tls", "must be true or false, not \(value.kind)") }
+      tls = flag
+    }
+    var tlsServerName: String?
+    if let value = object["tls_server_name"] {
+      guard case .string(let text) = value else {
+        throw failure("tls_server_name", "must be a string, not \(value.kind)")
+      }
+      tlsServerName = text
+    }
+
     return try Registration(
       address: address,
       port: port,
       weight: weight ?? defaultWeight,
       state: state,
       checkPath: checkPath,
-      meta: meta
+      meta: meta,
+      tls: tls,
+      tlsServerName: tlsServerName
     )
   }
 

@@ -15,7 +15,7 @@ public enum InstanceState: String, Sendable, Hashable, CaseIterable {
 /// Every field is validated when the registration is created, whether by a writer
 /// (`init(address:port:weight:state:checkPath:meta:)`) or by a reader (`parse(_:)`), and cannot be
 /// changed afterwards except through `with(state:)`. Whatever holds a `Registration` may print its
-/// address, port, weight and check path into HAProxy's configuration.
+/// address, port, weight, check path and TLS server name into HAProxy's configuration.
 public struct Registration: Sendable, Hashable {
   /// Where the instance listens; never the unspecified address.
   public private(set) var address: Address
@@ -29,6 +29,11 @@ public struct Registration: Sendable, Hashable {
   public private(set) var checkPath: String?
   /// Free-form labels (zone, version, …) for people and tools; never written into HAProxy's config.
   public private(set) var meta: [String: String]
+  /// Whether load balancers connect to it over TLS and verify its certificate (JSON `"tls": true`).
+  public private(set) var tls: Bool
+  /// The DNS name sent as SNI and checked against its certificate, lower-cased; only with ``tls``
+  /// (JSON `"tls_server_name"`). `nil`: the certificate's chain is verified, not its name.
+  public private(set) var tlsServerName: String?
 
   /// Largest value accepted from etcd, in bytes. Canonical encodings always fit well within it.
   public static let maxValueBytes = 4096
@@ -53,7 +58,9 @@ public struct Registration: Sendable, Hashable {
     weight: Int = Registration.defaultWeight,
     state: InstanceState = .up,
     checkPath: String? = nil,
-    meta: [String: String] = [:]
+    meta: [String: String] = [:],
+    tls: Bool = false,
+    tlsServerName: String? = nil
   ) throws(RegistrationError) {
     func failure(_ field: String, _ reason: String) -> RegistrationError {
       RegistrationError(code: .invalidField, field: field, reason: reason)
@@ -70,12 +77,19 @@ public struct Registration: Sendable, Hashable {
     }
     if let checkPath, let problem = Self.checkPathProblem(checkPath) { throw failure("check.path", problem) }
     if let problem = Self.metaProblem(meta) { throw failure("meta", problem) }
+    var serverName: String?
+    if let tlsServerName {
+      guard tls else { throw failure("tls_server_name", "is set but \"tls\" is not true") }
+      serverName = try Self.validServerName(tlsServerName)
+    }
     self.address = address
     self.port = port
     self.weight = weight
     self.state = state
     self.checkPath = checkPath
     self.meta = meta
+    self.tls = tls
+    self.tlsServerName = serverName
   }
 
   /// `host:port` for logs and HAProxy `server` lines, with IPv6 in brackets: `[::1]:8080`.
@@ -89,7 +103,8 @@ public struct Registration: Sendable, Hashable {
   }
 
   /// The canonical value to write to etcd: compact JSON with sorted keys, `weight` and `state`
-  /// always present, `check` and `meta` only when set:
+  /// always present, `check`, `meta`, `tls` and `tls_server_name` only when set (a registration without
+  /// TLS encodes as it did before TLS existed):
   /// `{"address":"127.0.0.1","check":{"path":"/healthz"},"port":9001,"state":"up","weight":100}`.
   public func encoded() -> [UInt8] {
     let wire = Wire(
@@ -98,6 +113,8 @@ public struct Registration: Sendable, Hashable {
       meta: meta.isEmpty ? nil : meta,
       port: port,
       state: state.rawValue,
+      tls: tls ? true : nil,
+      tlsServerName: tlsServerName,
       weight: weight
     )
     // Strings and integers always encode; the empty fallback is unreachable.
@@ -105,6 +122,22 @@ public struct Registration: Sendable, Hashable {
   }
 
   // MARK: - Rules
+
+  /// `name` as a TLS server name: an exact DNS name by ``HostPattern``'s rules, lower-cased. It is
+  /// printed into HAProxy's `sni` and `verifyhost` keywords, so nothing else gets through.
+  static func validServerName(_ name: String) throws(RegistrationError) -> String {
+    let failure = { (reason: String) in
+      RegistrationError(code: .invalidField, field: "tls_server_name", reason: reason)
+    }
+    let pattern: HostPattern
+    do {
+      pattern = try HostPattern(validating: name)
+    } catch {
+      throw failure(error.reason)
+    }
+    guard pattern.kind == .exact else { throw failure("\(quoted(name)) is a wildcard; name one host") }
+    return pattern.text
+  }
 
   /// Why `path` cannot be a health-check path, or `nil` when it can.
   ///
@@ -176,7 +209,14 @@ public struct Registration: Sendable, Hashable {
     var meta: [String: String]?
     var port: Int
     var state: String
+    var tls: Bool?
+    var tlsServerName: String?
     var weight: Int
+
+    enum CodingKeys: String, CodingKey {
+      case address, check, meta, port, state, tls, weight
+      case tlsServerName = "tls_server_name"
+    }
   }
 
   private static var encoder: JSONEncoder {

@@ -11,6 +11,7 @@ public struct RegistrationError: Error, Hashable, Sendable, CustomStringConverti
       case invalidKey
       case invalidValue
       case invalidField
+      case notServed
     }
 
     private let wrapped: Wrapped
@@ -25,6 +26,9 @@ public struct RegistrationError: Error, Hashable, Sendable, CustomStringConverti
     public static let invalidValue = Code(.invalidValue)
     /// A value that was read, but one of its fields is missing or wrong; `field` says which.
     public static let invalidField = Code(.invalidField)
+    /// A valid registration that this node does not serve: it asks for something the node is not set up
+    /// for (TLS to the backend without a CA to verify it against).
+    public static let notServed = Code(.notServed)
 
     /// The code's name.
     public var description: String {
@@ -33,6 +37,7 @@ public struct RegistrationError: Error, Hashable, Sendable, CustomStringConverti
       case .invalidKey: "invalid key"
       case .invalidValue: "invalid value"
       case .invalidField: "invalid field"
+      case .notServed: "not served"
       }
     }
   }

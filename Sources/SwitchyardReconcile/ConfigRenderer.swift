@@ -56,6 +56,31 @@ public enum ConfigRenderer {
   /// file's servers have it by default.
   public static let runtimeParityOptions = ["pool-max-conn", "-1"]
 
+  /// The TLS keywords of a server registered with `"tls": true`, the same in the file and after `add
+  /// server`: TLS verified against `caFile` (never `verify none`), the health check over TLS too
+  /// (`check-ssl`: HAProxy 2.6.12 and 3.0.11 check a server added at runtime in plain text without it,
+  /// even with `ssl`; measured), and with a server name, that name as SNI, checked against the
+  /// certificate (`verifyhost`) and sent by the check (`check-sni`). Empty for a plain server.
+  ///
+  /// A TLS server on a node without a CA file (which serves none; ``RegistrationMirror`` reports them) still
+  /// gets `verify required` without `ca-file`, which HAProxy refuses: a mistake fails loudly, never unverified.
+  public static func tlsOptions(for server: DesiredServer, caFile: String?) -> [String] {
+    guard server.tls else { return [] }
+    var words = ["ssl", "verify", "required"] + (caFile.map { ["ca-file", $0] } ?? []) + ["check-ssl"]
+    if let name = server.tlsServerName {
+      words += ["sni", "str(\(name))", "verifyhost", name, "check-sni", name]
+    }
+    return words
+  }
+
+  /// `default-server ca-file <backendCAPath>` in every backend of a node with a backend CA: HAProxy 2.6.12
+  /// and 3.0.11 load a CA file only while they read the configuration, and answer `add server … ca-file F`
+  /// for an F that no line named with `'ca-file' : unable to load F.` (measured). The line loads it, so a
+  /// TLS server can be added at runtime to any backend; servers without `ssl` ignore it.
+  static func backendCALines(settings: NodeSettings) -> [String] {
+    settings.backendCAPath.map { ["  default-server ca-file \($0)"] } ?? []
+  }
+
   /// The health-check keywords of a server line: active checks and the watching of real traffic. They go
   /// on every server line because `add server` applies no `default-server`.
   ///
@@ -170,14 +195,16 @@ public enum ConfigRenderer {
       let policy = BackendPolicy(settings: backend.settings, node: settings)
       out += ["", "backend \(backend.name)"]
       out += backendLines(backend, policy: policy)
+      out += backendCALines(settings: settings)
       var keywords: [Int: String] = [:]
       for server in backend.servers {
         if includeDynamicServers {
-          out.append("  " + serverLine(server, policy: policy, keywords: &keywords))
+          out.append(
+            "  " + serverLine(server, policy: policy, caFile: settings.backendCAPath, keywords: &keywords))
         } else if !server.isDynamic {
           // A host-name server is in the structure, but its weight and state are not: the Runtime
           // API changes those on a server from the file as on any other, with no reload.
-          out.append("  " + structuralServerLine(server, policy: policy))
+          out.append("  " + structuralServerLine(server, policy: policy, caFile: settings.backendCAPath))
         }
       }
     }
@@ -283,9 +310,10 @@ public enum ConfigRenderer {
   }
 
   /// A host-name server as the structure sees it: the server line without weight and state.
-  static func structuralServerLine(_ server: DesiredServer, policy: BackendPolicy) -> String {
+  static func structuralServerLine(_ server: DesiredServer, policy: BackendPolicy, caFile: String? = nil) -> String {
     var words = ["server", server.name, server.address.hostPort(server.port)]
     words += checkOptions(policy: policy) + (policy.maxconn.map { ["maxconn", String($0)] } ?? [])
+    words += tlsOptions(for: server, caFile: caFile)
     words += ["init-addr", "libc,none"]
     return words.joined(separator: " ")
   }
@@ -293,15 +321,17 @@ public enum ConfigRenderer {
   /// `server backend-1 127.0.0.1:9001 weight 100 check inter 1s …`. A draining server gets
   /// weight 0 (the config file has no drain state; the controller sets it again after a reload), a
   /// server in maintenance `disabled`, and a server with a host name `init-addr libc,none`.
-  static func serverLine(_ server: DesiredServer, policy: BackendPolicy) -> String {
+  static func serverLine(_ server: DesiredServer, policy: BackendPolicy, caFile: String? = nil) -> String {
     var keywords: [Int: String] = [:]
-    return serverLine(server, policy: policy, keywords: &keywords)
+    return serverLine(server, policy: policy, caFile: caFile, keywords: &keywords)
   }
 
   /// ``serverLine(_:policy:)`` for the servers of one backend, which share `policy`: `keywords` keeps their
   /// rendered keywords by weight, so that a backend of 10,000 servers builds them a few times, not once per
   /// server (the config file is written again every second while changes come).
-  static func serverLine(_ server: DesiredServer, policy: BackendPolicy, keywords: inout [Int: String]) -> String {
+  static func serverLine(
+    _ server: DesiredServer, policy: BackendPolicy, caFile: String? = nil, keywords: inout [Int: String]
+  ) -> String {
     let weight = server.state == .drain ? 0 : server.weight
     let options: String
     if let known = keywords[weight] {
@@ -311,6 +341,7 @@ public enum ConfigRenderer {
       keywords[weight] = options
     }
     var line = "server " + server.name + " " + server.address.hostPort(server.port) + " " + options
+    if server.tls { line += " " + tlsOptions(for: server, caFile: caFile).joined(separator: " ") }
     // A host name is resolved when HAProxy starts; one that does not resolve leaves that server without
     // an address instead of failing the whole configuration.
     if !server.isDynamic { line += " init-addr libc,none" }

@@ -14,6 +14,11 @@ public struct DesiredServer: Sendable, Hashable, Comparable {
   public let state: InstanceState
   /// The etcd revision of its last change.
   public let modRevision: Int64
+  /// Whether HAProxy connects to it over TLS, verifying its certificate against the node's
+  /// ``NodeSettings/backendCAPath``.
+  public let tls: Bool
+  /// The name sent as SNI and checked against its certificate (only with ``tls``).
+  public let tlsServerName: String?
 
   /// Creates a server from a parsed instance.
   public init(_ instance: ServiceInstance) {
@@ -23,7 +28,14 @@ public struct DesiredServer: Sendable, Hashable, Comparable {
     weight = instance.registration.weight
     state = instance.registration.state
     modRevision = instance.modRevision
+    tls = instance.registration.tls
+    tlsServerName = instance.registration.tlsServerName
   }
+
+  /// Whether `other` is the same kind of connection: TLS or not, with the same server name. A server
+  /// whose kind changes is a new server to HAProxy (deleted and added again, or a reload for one with a
+  /// host name): its TLS keywords cannot be changed in place.
+  public func sameTLS(as other: DesiredServer) -> Bool { tls == other.tls && tlsServerName == other.tlsServerName }
 
   /// Whether HAProxy's Runtime API can add and move this server: only IP addresses, since servers
   /// added at runtime are never resolved. Servers with host names go through the config file.
@@ -96,7 +108,9 @@ public struct DesiredBackend: Sendable, Hashable {
     let named = servers.filter { !$0.isDynamic }
     let otherNamed = other.servers.filter { !$0.isDynamic }
     return named.count == otherNamed.count
-      && zip(named, otherNamed).allSatisfy { $0.name == $1.name && $0.address == $1.address && $0.port == $1.port }
+      && zip(named, otherNamed).allSatisfy {
+        $0.name == $1.name && $0.address == $1.address && $0.port == $1.port && $0.sameTLS(as: $1)
+      }
   }
 
   /// The same backend, lingering or not.

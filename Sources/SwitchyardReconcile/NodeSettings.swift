@@ -214,6 +214,9 @@ public struct NodeSettings: Sendable, Hashable {
   /// connection, see ``AccessLogFormat``), where the controller reads it; `nil` logs nothing, and the
   /// configuration then has no `log` line at all.
   public let accessLogSocketPath: String?
+  /// Absolute path of the PEM file of CA certificates that backends registered with `"tls": true` must
+  /// present a certificate from (`--backend-ca`); `nil`: such registrations are not served.
+  public let backendCAPath: String?
 
   /// Longest accepted socket path (a Unix socket path holds at most 107 bytes).
   public static let maxSocketPathLength = 107
@@ -234,7 +237,8 @@ public struct NodeSettings: Sendable, Hashable {
     hardStopAfter: Duration = .seconds(30),
     retries: Int = 3,
     serverTimeout: Duration = .seconds(30),
-    accessLogSocketPath: String? = nil
+    accessLogSocketPath: String? = nil,
+    backendCAPath: String? = nil
   ) throws(SettingsError) {
     do {
       _ = try InstanceID(validating: nodeID)
@@ -281,6 +285,9 @@ public struct NodeSettings: Sendable, Hashable {
     if let accessLogSocketPath, let problem = Self.pathProblem(accessLogSocketPath) {
       throw SettingsError("access log socket path", problem)
     }
+    if let backendCAPath, let problem = Self.pathProblem(backendCAPath, maxLength: Self.maxFilePathLength) {
+      throw SettingsError("backend CA path", problem)
+    }
     self.nodeID = nodeID
     self.listen = listen
     self.httpsListen = httpsListen
@@ -300,6 +307,7 @@ public struct NodeSettings: Sendable, Hashable {
     self.retries = retries
     self.serverTimeout = serverTimeout
     self.accessLogSocketPath = accessLogSocketPath
+    self.backendCAPath = backendCAPath
   }
 
   /// Whether this node serves `service`.

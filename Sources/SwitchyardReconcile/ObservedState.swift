@@ -56,6 +56,14 @@ public struct ObservedServer: Sendable, Hashable {
   /// Whether its health check runs. False for a server added at runtime whose `enable health` never
   /// came (the controller died or timed out in between), or one whose check an operator disabled.
   public var isCheckEnabled: Bool
+  /// Whether HAProxy connects to it over TLS (`srv_use_ssl`); `nil` when not reported.
+  public var usesTLS: Bool?
+  /// The TLS server name (SNI, `verifyhost`) it was given, when the controller knows it
+  /// (``tlsServerNameKnown``): HAProxy does not report it, so ``RuntimeBelief`` remembers what it added
+  /// and installed.
+  public var tlsServerName: String?
+  /// Whether ``tlsServerName`` is known; when not, it is taken to be the one desired.
+  public var tlsServerNameKnown: Bool = false
 
   /// Creates an observed server.
   public init(
@@ -69,7 +77,8 @@ public struct ObservedServer: Sendable, Hashable {
     isUp: Bool = true,
     isCheckEnabled: Bool = true,
     id: Int? = nil,
-    connectionsObserved: Bool = false
+    connectionsObserved: Bool = false,
+    usesTLS: Bool? = nil
   ) {
     self.name = name
     self.id = id
@@ -82,6 +91,7 @@ public struct ObservedServer: Sendable, Hashable {
     self.connectionsObserved = connectionsObserved
     self.isUp = isUp
     self.isCheckEnabled = isCheckEnabled
+    self.usesTLS = usesTLS
   }
 }
 

@@ -133,12 +133,15 @@ public enum Planner {
     let desiredSections = backendSections(of: structure)
     var additions: [RuntimeCommand] = []
     var removals: [RuntimeCommand] = []
+    // Servers deleted to be added again as another kind (plain or TLS): added after the deletes.
+    var readditions: [RuntimeCommand] = []
     for backend in desired.backends where scope?.contains(backend.name) ?? true {
       // A backend HAProxy does not run yet cannot take `add server`, and one whose own structure
       // changed is replaced by the reload: the reload alone sets both.
       guard let section = runningSections[backend.name], section == desiredSections[backend.name] else { continue }
       var backendAdditions: [RuntimeCommand] = []
       var backendRemovals: [RuntimeCommand] = []
+      var backendReadditions: [RuntimeCommand] = []
       var backendDraining: [ServerRef] = []
       var missingHostNames: [String] = []
       let serverPolicy = BackendPolicy(settings: backend.settings, node: settings)
@@ -153,14 +156,31 @@ public enum Planner {
       var nextID = (running.values.compactMap(\.id).max() ?? 0) + 1
       for server in backend.servers {
         let ref = ServerRef(backend: backend.name, server: server.name)
-        if let current = running[server.name] {
+        if let current = running[server.name], server.isDynamic, needsReplacement(current, by: server) {
+          // TLS keywords cannot change in place: the server leaves as a removed one does (drained first),
+          // and once it is deleted it is added again, in the same plan, as the kind it is now.
+          let (commands, stillDraining) = removal(
+            of: current, ref: ref, drainedFor: drainingFor[ref] ?? .zero, policy: policy, features: features)
+          backendRemovals += commands
+          if stillDraining {
+            backendDraining.append(ref)
+          } else {
+            if knownIDs, nextID <= Int(Int32.max) {
+              backendIDs[ref] = nextID
+              nextID += 1
+            }
+            backendReadditions += addition(
+              of: server, ref: ref, policy: serverPolicy, caFile: settings.backendCAPath, features: features)
+          }
+        } else if let current = running[server.name] {
           backendAdditions += changes(to: server, from: current, ref: ref)
         } else if server.isDynamic {
           if knownIDs, nextID <= Int(Int32.max) {
             backendIDs[ref] = nextID
             nextID += 1
           }
-          backendAdditions += addition(of: server, ref: ref, policy: serverPolicy, features: features)
+          backendAdditions += addition(
+            of: server, ref: ref, policy: serverPolicy, caFile: settings.backendCAPath, features: features)
         } else {
           // A host-name server is in the structure, so it is there after the reload the structure asks for.
           missingHostNames.append("server \(ref) with a host name is missing")
@@ -185,13 +205,15 @@ public enum Planner {
       }
       additions += backendAdditions
       removals += backendRemovals
+      readditions += backendReadditions
       plan.draining += backendDraining
       plan.newServerIDs.merge(backendIDs) { first, _ in first }
     }
     // Deletes go last: every leaving server stops taking requests before HAProxy spends time on the first
     // delete (on a large backend each command costs HAProxy 2.6 a walk over all its servers).
     let deletes = removals.filter { if case .deleteServer = $0 { true } else { false } }
-    plan.commands = additions + removals.filter { if case .deleteServer = $0 { false } else { true } } + deletes
+    plan.commands =
+      additions + removals.filter { if case .deleteServer = $0 { false } else { true } } + deletes + readditions
     return plan
   }
 
@@ -238,8 +260,17 @@ public enum Planner {
     return sections
   }
 
+  /// Whether HAProxy runs `current` as another kind of connection than `server` asks for: TLS or plain
+  /// (reported by HAProxy), or TLS with another server name (known only to the controller; an unknown one is
+  /// taken to be the desired one).
+  static func needsReplacement(_ current: ObservedServer, by server: DesiredServer) -> Bool {
+    if let usesTLS = current.usesTLS, usesTLS != server.tls { return true }
+    return server.tls && current.usesTLS == true && current.tlsServerNameKnown
+      && current.tlsServerName != server.tlsServerName
+  }
+
   private static func addition(
-    of server: DesiredServer, ref: ServerRef, policy: BackendPolicy, features: RuntimeFeatures
+    of server: DesiredServer, ref: ServerRef, policy: BackendPolicy, caFile: String?, features: RuntimeFeatures
   ) -> [RuntimeCommand] {
     var commands: [RuntimeCommand] = [
       .addServer(
@@ -248,6 +279,7 @@ public enum Planner {
         port: server.port,
         options: ConfigRenderer.serverOptions(weight: server.weight, policy: policy)
           + (features.addedServersPoolConnections ? [] : ConfigRenderer.runtimeParityOptions)
+          + ConfigRenderer.tlsOptions(for: server, caFile: caFile)
       ),
       .enableHealth(ref),
     ]

@@ -67,11 +67,18 @@ public struct RegistrationMirror: Sendable {
   private var settingsByService: [ServiceName: ServiceSettings] = [:]
   /// What each service's backend depends on beyond its servers (``aggregate(of:)``).
   private var aggregates: [ServiceName: ServiceAggregate] = [:]
+  /// Whether the node can verify backends that ask for TLS (it has ``NodeSettings/backendCAPath``). When
+  /// not, their registrations are not served: they are listed with ``invalid`` (code `.notServed`), never
+  /// served unverified.
+  public let servesTLS: Bool
 
-  /// Builds the mirror from a full read at `revision`.
-  public init(revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)]) {
+  /// Builds the mirror from a full read at `revision`; `servesTLS`: see ``servesTLS``.
+  public init(
+    revision: Int64, entries kvs: [(key: [UInt8], value: [UInt8], modRevision: Int64)], servesTLS: Bool = false
+  ) {
     baseRevision = revision
     self.revision = revision
+    self.servesTLS = servesTLS
     let served = kvs.filter { !$0.key.starts(with: Self.nodeRoot) }
     newestChange = served.map(\.modRevision).max() ?? 0
     for kv in served where applyPolicy(Change(key: kv.key, value: kv.value, modRevision: kv.modRevision)) == nil {
@@ -251,8 +258,13 @@ public struct RegistrationMirror: Sendable {
         return nil
       }
     }
-    do {
+    do throws(RegistrationError) {
       let instance = try ServiceInstance.parse(key: key, value: value, modRevision: modRevision)
+      if instance.registration.tls, !servesTLS {
+        throw RegistrationError(
+          code: .notServed, key: instance.key.path, field: "tls",
+          reason: "instance \(instance.key.instance) asks for TLS but this node has no --backend-ca")
+      }
       entries[key] = .valid(instance)
       byService[instance.key.service, default: [:]][key] = instance
       count(instance.key)

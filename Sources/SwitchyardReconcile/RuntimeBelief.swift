@@ -19,6 +19,11 @@ public struct RuntimeBelief: Sendable, Hashable {
   }
 
   private var backends: [String: Backend] = [:]
+  /// The TLS server name each TLS server was given (`nil`: none), by server: HAProxy reports whether a
+  /// server uses TLS but not with which name, so this is what the controller knows of it. Learnt from
+  /// every confirmed `add server` and every installed configuration; forgetting the belief keeps it
+  /// (what HAProxy was given does not change with what the controller believes of its state).
+  private var tlsServerNames: [ServerRef: String?] = [:]
   /// Moves on every change, so that a reader can tell whether the belief changed while it looked at HAProxy.
   public private(set) var generation = 0
 
@@ -82,13 +87,18 @@ public struct RuntimeBelief: Sendable, Hashable {
     generation &+= 1
     defer { backends[ref.backend] = backend }
     if case .addServer(_, let address, let port, let options) = command {
+      let usesTLS = options.contains("ssl")
+      tlsServerNames[ref] = usesTLS ? .some(Self.value(of: "verifyhost", in: options)) : nil
       backend.servers[ref.server] = ObservedServer(
         name: ref.server, address: address.text, port: port, weight: Self.weight(in: options), adminState: .maint,
-        isUp: true, isCheckEnabled: false, id: id)
+        isUp: true, isCheckEnabled: false, id: id, usesTLS: usesTLS)
+      backend.servers[ref.server]?.tlsServerName = tlsServerNames[ref] ?? nil
+      backend.servers[ref.server]?.tlsServerNameKnown = usesTLS
       backend.maxServerID = id.flatMap { id in backend.maxServerID.map { max($0, id) } }
       return
     }
     if case .deleteServer = command {
+      tlsServerNames[ref] = nil
       backend.servers[ref.server] = nil
       return
     }
@@ -103,6 +113,34 @@ public struct RuntimeBelief: Sendable, Hashable {
     case .addServer, .deleteServer, .shutdownSessions: break
     }
     backend.servers[ref.server] = server
+  }
+
+  /// HAProxy (re)loaded the configuration of `desired`: its TLS servers have the server names it gives them.
+  public mutating func installed(_ desired: DesiredState) {
+    tlsServerNames = [:]
+    for backend in desired.backends {
+      for server in backend.servers where server.tls {
+        tlsServerNames[ServerRef(backend: backend.name, server: server.name)] = .some(server.tlsServerName)
+      }
+    }
+  }
+
+  /// `observed` with the TLS server names the controller knows filled in (``ObservedServer/tlsServerName``)
+  /// for its servers that use TLS.
+  public func withTLSServerNames(_ observed: ObservedState) -> ObservedState {
+    guard !tlsServerNames.isEmpty else { return observed }
+    var result = observed
+    for (backend, servers) in observed.backends {
+      result.backends[backend] = servers.map { server in
+        guard server.usesTLS == true, let name = tlsServerNames[ServerRef(backend: backend, server: server.name)]
+        else { return server }
+        var copy = server
+        copy.tlsServerName = name
+        copy.tlsServerNameKnown = true
+        return copy
+      }
+    }
+    return result
   }
 
   /// Forgets what is believed about `backend`: it is observed again before anything is planned for it.
@@ -147,6 +185,7 @@ public struct RuntimeBelief: Sendable, Hashable {
     believed.port == reported.port && believed.weight == reported.weight && believed.adminState == reported.adminState
       && believed.isCheckEnabled == reported.isCheckEnabled
       && (believed.id == nil || reported.id == nil || believed.id == reported.id)
+      && (believed.usesTLS == nil || reported.usesTLS == nil || believed.usesTLS == reported.usesTLS)
       && sameAddress(believed.address, reported.address)
   }
 
@@ -156,6 +195,12 @@ public struct RuntimeBelief: Sendable, Hashable {
     if believed.lowercased() == reported.lowercased() { return true }
     guard let lhs = IPLiteral.ipv6Groups(believed), let rhs = IPLiteral.ipv6Groups(reported) else { return false }
     return lhs == rhs
+  }
+
+  /// The word after `keyword` in an `add server` line, if any.
+  static func value(of keyword: String, in options: [String]) -> String? {
+    guard let index = options.firstIndex(of: keyword), index + 1 < options.count else { return nil }
+    return options[index + 1]
   }
 
   /// The weight an `add server` line gives (`weight <n>`); HAProxy's default of 1 without one.
