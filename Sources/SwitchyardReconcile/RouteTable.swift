@@ -11,7 +11,9 @@ import SwitchyardModel
 /// within each the longest path prefix. The path gets a `/` appended and every key ends with one, so
 /// `/api` matches `/api` and `/api/x` but not `/apix`.
 ///
-/// A key holds `backend:strip`: the backend to use and how many path segments to remove first.
+/// A key holds `backend:strip`: the backend to use and how many path segments to remove first. A route
+/// with TLS options holds `backend:strip:flags:hstsMaxAge` instead (see ``Entry/value``), so maps of
+/// routes without options stay as they were. The options change through the map, without a reload.
 /// Nothing from etcd reaches a key or value unvalidated: hosts are DNS names (``HostPattern``), paths
 /// are checked by ``Route/pathPrefixProblem(_:)``, backends are built from ``ServiceName``s.
 public struct RouteTable: Sendable, Hashable {
@@ -25,9 +27,28 @@ public struct RouteTable: Sendable, Hashable {
     public let stripSegments: Int
     /// The route it comes from.
     public let route: RouteName
+    /// Whether plain HTTP requests are redirected to HTTPS (flag `r`).
+    public private(set) var redirectHTTPS: Bool = false
+    /// The HSTS max-age sent over HTTPS, in seconds; `nil` sends none.
+    public private(set) var hstsMaxAge: Int? = nil
+    /// Whether the HSTS header says `includeSubDomains` (flag `s`).
+    public private(set) var hstsIncludeSubdomains: Bool = false
 
-    /// The map's value: `backend:strip`.
-    public var value: String { "\(backend):\(stripSegments)" }
+    /// Whether the entry carries any TLS option.
+    public var hasOptions: Bool { redirectHTTPS || hstsMaxAge != nil || hstsIncludeSubdomains }
+
+    /// The flags field: `r` (redirect to HTTPS) and `s` (HSTS includeSubDomains), or `-` for none.
+    public var flags: String {
+      let text = (redirectHTTPS ? "r" : "") + (hstsIncludeSubdomains ? "s" : "")
+      return text.isEmpty ? "-" : text
+    }
+
+    /// The map's value: `backend:strip`, or `backend:strip:flags:hstsMaxAge` when the route has an option
+    /// (`-` for no HSTS): `be_api:1:rs:31536000`, `be_web:0:r:-`.
+    public var value: String {
+      guard hasOptions else { return "\(backend):\(stripSegments)" }
+      return "\(backend):\(stripSegments):\(flags):\(hstsMaxAge.map(String.init) ?? "-")"
+    }
 
     /// Orders by key.
     public static func < (lhs: Entry, rhs: Entry) -> Bool { lhs.key < rhs.key }
@@ -107,7 +128,9 @@ public struct RouteTable: Sendable, Hashable {
             Conflict(claim: "\(host?.text ?? "any host") \(route.pathPrefix)", winner: holder.route, loser: route.name))
           continue
         }
-        byKey[key] = Entry(key: key, backend: backend, stripSegments: strip, route: route.name)
+        byKey[key] = Entry(
+          key: key, backend: backend, stripSegments: strip, route: route.name, redirectHTTPS: route.redirectHTTPS,
+          hstsMaxAge: route.hstsMaxAge, hstsIncludeSubdomains: route.hstsIncludeSubdomains)
       }
     }
     self.init(
@@ -122,7 +145,9 @@ public struct RouteTable: Sendable, Hashable {
       entries: entries.map { entry in
         backends.contains(entry.backend)
           ? Entry(
-            key: entry.key, backend: Self.unavailableBackend, stripSegments: entry.stripSegments, route: entry.route)
+            key: entry.key, backend: Self.unavailableBackend, stripSegments: entry.stripSegments, route: entry.route,
+            redirectHTTPS: entry.redirectHTTPS, hstsMaxAge: entry.hstsMaxAge,
+            hstsIncludeSubdomains: entry.hstsIncludeSubdomains)
           : entry
       },
       conflicts: conflicts, rejected: rejected, routeCount: routeCount)

@@ -458,6 +458,8 @@ import Testing
     let rendered = ConfigRenderer.render(desired, settings: settings)
     #expect(!rendered.routesMap.isEmpty)
     try rendered.routesMap.write(toFile: settings.routesMapPath, atomically: true, encoding: .utf8)
+    // The ACME challenge map the frontend always names; the controller keeps it, empty without a challenge.
+    try "".write(toFile: settings.acmeMapPath, atomically: true, encoding: .utf8)
     let config = "\(directory)/haproxy.cfg"
     try rendered.text.write(toFile: config, atomically: true, encoding: .utf8)
     let (status, output) = try Self.run(Self.haproxy!, ["-c", "-f", config])
