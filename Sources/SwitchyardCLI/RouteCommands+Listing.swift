@@ -16,6 +16,14 @@ struct RouteListing: Sendable {
     var pathPrefix: String
     /// Whether the prefix is removed.
     var stripPrefix: Bool
+    /// Whether plain HTTP is redirected to HTTPS; absent when not.
+    var redirectHTTPS: Bool?
+    /// The HSTS max-age; absent when no header is sent.
+    var hstsMaxAge: Int?
+    /// Whether HSTS says includeSubDomains; absent when not.
+    var hstsIncludeSubdomains: Bool?
+    /// Whether ACME obtains the route's certificate; absent when not.
+    var acme: Bool?
     /// The service it sends requests to.
     var service: String
     /// Valid registrations of that service.
@@ -102,6 +110,17 @@ struct RouteListing: Sendable {
     hostsText(route) + " " + route.pathPrefix + (route.stripPrefix ? " (strip)" : "")
   }
 
+  /// `redirect,hsts=31536000+subdomains,acme`, or `-` without TLS options.
+  static func tlsText(_ route: Route) -> String {
+    var parts: [String] = []
+    if route.redirectHTTPS { parts.append("redirect") }
+    if let maxAge = route.hstsMaxAge {
+      parts.append("hsts=\(maxAge)" + (route.hstsIncludeSubdomains ? "+subdomains" : ""))
+    }
+    if route.acme { parts.append("acme") }
+    return parts.isEmpty ? "-" : parts.joined(separator: ",")
+  }
+
   private static func hostsText(_ route: Route) -> String {
     route.hosts.isEmpty ? "*" : route.hosts.map(\.text).joined(separator: ",")
   }
@@ -128,7 +147,9 @@ struct RouteListing: Sendable {
       routes: routes.map { route in
         Item(
           name: route.name.rawValue, hosts: route.hosts.map(\.text), pathPrefix: route.pathPrefix,
-          stripPrefix: route.stripPrefix, service: route.service.rawValue,
+          stripPrefix: route.stripPrefix, redirectHTTPS: route.redirectHTTPS ? true : nil,
+          hstsMaxAge: route.hstsMaxAge, hstsIncludeSubdomains: route.hstsIncludeSubdomains ? true : nil,
+          acme: route.acme ? true : nil, service: route.service.rawValue,
           instances: instanceCounts[route.service] ?? 0, status: status(of: route))
       },
       conflicts: table.conflicts.map {
@@ -147,12 +168,17 @@ struct RouteListing: Sendable {
         "No valid routes in etcd (revision \(revision)): every request goes to each node's default service.")
     } else {
       lines.append("Routes in etcd (revision \(revision)):")
-      var rows = [["NAME", "HOSTS", "PREFIX", "STRIP", "SERVICE", "INSTANCES", "STATUS"]]
+      // The TLS column only when a route has a TLS option, so listings without any stay as they were.
+      let showTLS = routes.contains { Self.tlsText($0) != "-" }
+      var rows = [
+        ["NAME", "HOSTS", "PREFIX", "STRIP"] + (showTLS ? ["TLS"] : []) + ["SERVICE", "INSTANCES", "STATUS"]
+      ]
       for route in routes {
-        rows.append([
-          route.name.rawValue, Self.hostsText(route), route.pathPrefix, route.stripPrefix ? "yes" : "no",
-          route.service.rawValue, String(instanceCounts[route.service] ?? 0), status(of: route),
-        ])
+        rows.append(
+          [route.name.rawValue, Self.hostsText(route), route.pathPrefix, route.stripPrefix ? "yes" : "no"]
+            + (showTLS ? [Self.tlsText(route)] : []) + [
+              route.service.rawValue, String(instanceCounts[route.service] ?? 0), status(of: route),
+            ])
       }
       lines += alignedColumns(rows)
     }

@@ -20,7 +20,8 @@ struct RouteCommand: AsyncParsableCommand {
   )
 }
 
-/// `switchyard route set NAME --service SVC [--host HOST]... [--path-prefix PREFIX] [--strip-prefix]`.
+/// `switchyard route set NAME --service SVC [--host HOST]... [--path-prefix PREFIX] [--strip-prefix]
+/// [--redirect-https] [--hsts-max-age SECONDS [--hsts-include-subdomains]] [--acme]`.
 struct RouteSetCommand: OperatorCommand {
   static let configuration = CommandConfiguration(
     commandName: "set",
@@ -48,6 +49,22 @@ struct RouteSetCommand: OperatorCommand {
     name: .customLong("strip-prefix"),
     help: "Remove the prefix before the request goes on (/api/users → /users).")
   var stripPrefix = false
+  @Flag(
+    name: .customLong("redirect-https"),
+    help: "Answer plain HTTP requests with a 308 to the same host, path and query over HTTPS (nodes with HTTPS).")
+  var redirectHTTPS = false
+  @Option(
+    name: .customLong("hsts-max-age"),
+    help: "Send Strict-Transport-Security with this max-age (seconds, 0-63072000) on HTTPS answers, never on HTTP.")
+  var hstsMaxAge: Int?
+  @Flag(
+    name: .customLong("hsts-include-subdomains"),
+    help: "Add includeSubDomains to the HSTS header (needs --hsts-max-age).")
+  var hstsIncludeSubdomains = false
+  @Flag(
+    name: .customLong("acme"),
+    help: "Have the cluster obtain and renew a certificate for the route's hosts by ACME HTTP-01 (exact hosts only).")
+  var acme = false
   @OptionGroup var etcd: EtcdOptions
 
   func validate() throws { _ = try route() }
@@ -69,9 +86,18 @@ struct RouteSetCommand: OperatorCommand {
     let route: Route
     do {
       route = try Route(
-        name: routeName, service: serviceName, hosts: patterns, pathPrefix: pathPrefix, stripPrefix: stripPrefix)
+        name: routeName, service: serviceName, hosts: patterns, pathPrefix: pathPrefix, stripPrefix: stripPrefix,
+        redirectHTTPS: redirectHTTPS, hstsMaxAge: hstsMaxAge, hstsIncludeSubdomains: hstsIncludeSubdomains, acme: acme)
     } catch {
-      throw ValidationError("\(error.field == "hosts" ? "--host" : "--path-prefix"): \(error.reason)")
+      let flag =
+        switch error.field {
+        case "hosts": "--host"
+        case "hsts_max_age": "--hsts-max-age"
+        case "hsts_include_subdomains": "--hsts-include-subdomains"
+        case "acme": "--acme"
+        default: "--path-prefix"
+        }
+      throw ValidationError("\(flag): \(error.reason)")
     }
     if stripPrefix && !route.stripPrefix {
       throw ValidationError("--strip-prefix: the path prefix \"/\" has nothing to strip; give --path-prefix too")
