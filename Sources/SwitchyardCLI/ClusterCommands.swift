@@ -64,6 +64,18 @@ struct UpCommand: AsyncParsableCommand {
     )
   )
   var secure = false
+  @Flag(
+    help: ArgumentHelp(
+      "LB nodes also serve HTTPS (lb1 on 127.0.0.1:8443, lb2 on :8444, …); implied by --secure.",
+      discussion: """
+        The local CA (<state dir>/pki/ca.pem, made if absent) issues a certificate for localhost, 127.0.0.1 \
+        and ::1, kept in etcd as the certificate `local` with its key sealed by the cluster key \
+        <state dir>/pki/cluster.key (0600); every node serves it by default. Run again, `up` renews it when \
+        it expires within 7 days.
+        """
+    )
+  )
+  var https = false
   @Option(
     name: .customLong("certificate-days"),
     help: ArgumentHelp("Validity of the certificates --secure makes (not the CA's).", visibility: .hidden)
@@ -79,6 +91,9 @@ struct UpCommand: AsyncParsableCommand {
   var statsPorts: String?
   @Option(name: .customLong("admin-ports"), help: "Override: comma-separated controller admin ports.")
   var adminPorts: String?
+  @Option(
+    name: .customLong("https-ports"), help: "Override: comma-separated LB HTTPS ports (with --https or --secure).")
+  var httpsPorts: String?
 
   @OptionGroup var home: HomeOptions
 
@@ -101,7 +116,9 @@ struct UpCommand: AsyncParsableCommand {
       etcdPeer: try list(etcdPeerPorts, "--etcd-peer-ports", defaults.etcdPeer),
       lb: try list(lbPorts, "--lb-ports", defaults.lb),
       stats: try list(statsPorts, "--stats-ports", defaults.stats),
-      admin: try list(adminPorts, "--admin-ports", defaults.admin)
+      admin: try list(adminPorts, "--admin-ports", defaults.admin),
+      https: https || secure
+        ? try list(httpsPorts, "--https-ports", ClusterPorts.defaultHTTPSPorts(nodes: lbNodes)) : nil
     )
     if let problem = ports.problem(members: etcdMembers, nodes: lbNodes) { throw ValidationError(problem) }
     return ports
@@ -117,6 +134,7 @@ struct UpCommand: AsyncParsableCommand {
         ports: try ports(),
         switchyard: currentExecutable(),
         secure: secure,
+        https: https,
         certificateDays: certificateDays
       )
       guard started else { return }
@@ -138,7 +156,7 @@ struct UpCommand: AsyncParsableCommand {
     return """
 
       Try:
-        curl http://127.0.0.1:\(lb)                     # three times: three different backends
+        curl http://127.0.0.1:\(lb)                     # three times: three different backends\(httpsStep(ports))
         curl http://127.0.0.1:\(lb)/web/                # the second service, web, by its route
         curl -H 'Host: web.localhost' http://127.0.0.1:\(lb)/   # the same service, by host
         switchyard route ls                           # the routes in etcd (docs/routing.md)
@@ -155,6 +173,13 @@ struct UpCommand: AsyncParsableCommand {
 }
 
 extension UpCommand {
+  /// The line of "Try:" that reaches lb1 over HTTPS, verified by the local CA; empty without HTTPS.
+  fileprivate func httpsStep(_ ports: ClusterPorts) -> String {
+    guard let port = ports.https?.first else { return "" }
+    let ca = LocalSecurity(home: home.cluster().home).caCertificate
+    return "\n  curl --cacert \(ca) https://localhost:\(port)/   # HTTPS: the local CA's certificate, from etcd"
+  }
+
   fileprivate func secureNextSteps(_ ports: ClusterPorts) -> String {
     let security = LocalSecurity(home: home.cluster().home)
     let root = security.clientPair(for: AccessPolicy.root)
@@ -162,7 +187,7 @@ extension UpCommand {
     return """
 
       Try:
-        curl http://127.0.0.1:\(lb)                     # three times: three different backends
+        curl http://127.0.0.1:\(lb)                     # three times: three different backends\(httpsStep(ports))
         curl http://127.0.0.1:\(lb)/web/                # the second service, web, by its route
         switchyard route ls                           # as the operator user
         switchyard etcd get /services/backend --prefix   # as root, with the credentials in the state directory

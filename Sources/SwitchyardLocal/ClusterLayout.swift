@@ -80,6 +80,9 @@ public struct ClusterPorts: Sendable, Codable, Hashable {
   public var stats: [Int]
   /// Admin ports (controller `/healthz`, `/readyz`, `/metrics`, `/state`) of lb1, lb2, ….
   public var admin: [Int]
+  /// HTTPS ports of lb1, lb2, … when the LB nodes serve HTTPS (`up --https` or `--secure`); `nil` otherwise
+  /// (and in state files from before HTTPS).
+  public var https: [Int]?
 
   /// The most etcd members a local cluster has.
   public static let maxEtcdMembers = 5
@@ -87,13 +90,17 @@ public struct ClusterPorts: Sendable, Codable, Hashable {
   public static let maxLBNodes = 5
 
   /// Creates a set of ports; see ``problem(members:nodes:)`` for the checks.
-  public init(etcdClient: [Int], etcdPeer: [Int], lb: [Int], stats: [Int], admin: [Int]) {
+  public init(etcdClient: [Int], etcdPeer: [Int], lb: [Int], stats: [Int], admin: [Int], https: [Int]? = nil) {
     self.etcdClient = etcdClient
     self.etcdPeer = etcdPeer
     self.lb = lb
     self.stats = stats
     self.admin = admin
+    self.https = https
   }
+
+  /// The default HTTPS ports of `nodes` LB nodes: 8443, 8444, ….
+  public static func defaultHTTPSPorts(nodes: Int) -> [Int] { (0..<nodes).map { 8443 + $0 } }
 
   /// The default ports for `members` etcd members and `nodes` LB nodes: etcd client ports 2379, 22379,
   /// 32379, …, peer ports one above each; LB nodes 8001+, stats 8401+, admin 9101+.
@@ -109,7 +116,7 @@ public struct ClusterPorts: Sendable, Codable, Hashable {
   }
 
   /// Every fixed port.
-  public var all: [Int] { etcdClient + etcdPeer + lb + stats + admin }
+  public var all: [Int] { etcdClient + etcdPeer + lb + stats + admin + (https ?? []) }
 
   /// Why these ports cannot serve `members` members and `nodes` nodes, or `nil`.
   public func problem(members: Int, nodes: Int) -> String? {
@@ -119,6 +126,7 @@ public struct ClusterPorts: Sendable, Codable, Hashable {
     if lb.count != nodes || stats.count != nodes || admin.count != nodes {
       return "\(nodes) LB nodes need \(nodes) traffic, stats and admin ports each"
     }
+    if let https, https.count != nodes { return "\(nodes) LB nodes need \(nodes) HTTPS ports" }
     if let bad = all.first(where: { !(1...65535).contains($0) }) { return "port \(bad) is outside 1–65535" }
     if Set(all).count != all.count { return "a port is listed twice" }
     return nil
@@ -137,14 +145,20 @@ public struct ClusterLayout: Sendable {
   public var ports: ClusterPorts
   /// Whether etcd runs with TLS (client certificates required) and authentication, each part its own user.
   public var secure: Bool
+  /// Whether the LB nodes serve HTTPS (``servesHTTPS``: also when `secure`).
+  public var https: Bool
 
   /// Creates a layout.
-  public init(home: String, switchyard: String, etcd: String = "etcd", ports: ClusterPorts, secure: Bool = false) {
+  public init(
+    home: String, switchyard: String, etcd: String = "etcd", ports: ClusterPorts, secure: Bool = false,
+    https: Bool = false
+  ) {
     self.home = home
     self.switchyard = switchyard
     self.etcd = etcd
     self.ports = ports
     self.secure = secure
+    self.https = https
   }
 
   private var scheme: String { secure ? "https" : "http" }
@@ -250,8 +264,9 @@ public struct ClusterLayout: Sendable {
           "--admin", "127.0.0.1:\(ports.admin[index])",
           "--state-dir", "\(home)/\(name)",
           "--access-log", "\(home)/\(name)/access.log",
-        ] + credentials(name) + statsAuthentication + dashboardAuthentication + adminTLS(name),
-        ports: [ports.lb[index], ports.stats[index], ports.admin[index]],
+        ] + credentials(name) + statsAuthentication + dashboardAuthentication + adminTLS(name)
+          + httpsArguments(index),
+        ports: [ports.lb[index], ports.stats[index], ports.admin[index]] + httpsPorts.dropFirst(index).prefix(1),
         address: "http://127.0.0.1:\(ports.lb[index])",
         healthURL: "\(admin)/readyz",
         adminURL: admin

@@ -31,12 +31,18 @@ public struct ClusterState: Sendable, Codable {
   /// Whether the cluster was started with `up --secure` (absent in state files from before it existed).
   public var secure: Bool?
 
+  /// Whether the cluster was started with `up --https` (absent in state files from before it existed).
+  public var https: Bool?
+
   /// Whether etcd runs with TLS and authentication.
   public var isSecure: Bool { secure ?? false }
 
+  /// Whether the LB nodes serve HTTPS: started with `--https` or `--secure`.
+  public var servesHTTPS: Bool { (https ?? false) || isSecure }
+
   /// The layout this state was made from.
   public func layout(home: String) -> ClusterLayout {
-    ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: isSecure)
+    ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: isSecure, https: https ?? false)
   }
 
   /// The part called `name`.

@@ -58,6 +58,10 @@ public struct LocalCluster: Sendable {
   /// each LB node and backend connects as its own user (role `controller` or `registrar`, see
   /// ``AccessPolicy``); the routes are written as the user `operator`. `certificateDays` is the validity of
   /// the certificates (not the CA's).
+  ///
+  /// With `https` (implied by `secure`), the LB nodes also serve HTTPS (``ClusterLayout/httpsPorts``) with a
+  /// certificate from the local CA kept in etcd (see ``LocalSecurity/prepareHTTPS()``); `up` waits until each
+  /// answers over HTTPS verified by that CA.
   public func up(
     backends: Int,
     lbNodes: Int,
@@ -66,6 +70,7 @@ public struct LocalCluster: Sendable {
     switchyard: String,
     etcd: String = "etcd",
     secure: Bool = false,
+    https: Bool = false,
     certificateDays: Int = 365
   ) async throws -> Bool {
     guard certificateDays >= 1 else { throw LocalClusterError("certificate validity must be at least 1 day") }
@@ -76,7 +81,8 @@ public struct LocalCluster: Sendable {
       throw LocalClusterError("--lb-nodes must be from 1 to \(ClusterPorts.maxLBNodes)")
     }
     guard (0...50).contains(backends) else { throw LocalClusterError("--backends must be from 0 to 50") }
-    let ports = ports ?? ClusterPorts.defaults(members: etcdMembers, nodes: lbNodes)
+    var ports = ports ?? ClusterPorts.defaults(members: etcdMembers, nodes: lbNodes)
+    ports.https = https || secure ? ports.https ?? ClusterPorts.defaultHTTPSPorts(nodes: lbNodes) : nil
     if let problem = ports.problem(members: etcdMembers, nodes: lbNodes) { throw LocalClusterError(problem) }
 
     try createHome()
@@ -88,10 +94,17 @@ public struct LocalCluster: Sendable {
         say("A cluster is already up in \(home) (\(running.count) of \(existing.parts.count) parts running).")
         if secure && !existing.isSecure {
           say("It was started without --secure; `switchyard down`, then `switchyard up --secure`.")
+        } else if https && !existing.servesHTTPS {
+          say("It was started without --https; `switchyard down`, then `switchyard up --https`.")
+        } else if existing.servesHTTPS && !existing.isSecure {
+          try await renewEdgeCertificate(existing, days: certificateDays)
         } else if existing.isSecure {
           var security = LocalSecurity(home: home)
           security.certificateDays = certificateDays
           let renewed = try security.renewExpiring()
+          if LocalSecurity.includesEdgeCertificate(renewed) {
+            try await existing.layout(home: home).storeEdgeCertificate()
+          }
           say(
             renewed.isEmpty
               ? "No certificate expires within 7 days."
@@ -115,8 +128,10 @@ public struct LocalCluster: Sendable {
       try? FileManager.default.removeItem(atPath: "\(home)/etcd\(member)")
     }
 
-    let layout = ClusterLayout(home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: secure)
-    var state = ClusterState(ports: ports, switchyard: switchyard, etcd: etcd, parts: [], secure: secure)
+    let layout = ClusterLayout(
+      home: home, switchyard: switchyard, etcd: etcd, ports: ports, secure: secure, https: https)
+    var state = ClusterState(
+      ports: ports, switchyard: switchyard, etcd: etcd, parts: [], secure: secure, https: https ? true : nil)
     let backendSpecs = try (0..<backends).map { try layout.backend($0 + 1, port: FreePort.allocate()) }
     let webSpecs = [layout.web(1, port: try FreePort.allocate())]
     let users = (layout.lbNodes() + backendSpecs + webSpecs).compactMap(ClusterLayout.etcdUser(of:))
@@ -126,6 +141,14 @@ public struct LocalCluster: Sendable {
       try security.create(users: AccessPolicy.clusterUsers + users.map(\.name))
       try security.addAdminCertificates(for: layout.lbNodes().map(\.name))
       say("Made a local CA, certificates and passwords in \(security.pkiDirectory) and \(security.secretsDirectory).")
+    }
+    if layout.servesHTTPS {
+      var security = layout.security
+      security.certificateDays = certificateDays
+      try security.prepareHTTPS()
+      say(
+        "HTTPS: the local CA \(security.caCertificate) issued \(security.edgePair.certificate) (localhost, 127.0.0.1, "
+          + "::1); its key is sealed with the cluster key \(security.clusterKeyFile).")
     }
     do {
       say("Starting \(etcdMembers) etcd member(s)\(secure ? " with TLS" : "")…")
@@ -146,6 +169,10 @@ public struct LocalCluster: Sendable {
         "Wrote the routes \(routes.map { "\($0.name)" }.joined(separator: " and ")) to \(ClusterLayout.webService) "
           + "(etcd revision \(revision)\(secure ? ", as user \(AccessPolicy.operatorUser)" : ""))."
       )
+      if layout.servesHTTPS {
+        let stored = try await layout.storeEdgeCertificate()
+        say("Stored the certificate \(LocalSecurity.edgeCertificateName) in etcd (revision \(stored)).")
+      }
       say("Starting \(lbNodes) LB node(s)…")
       for spec in layout.lbNodes() { try launcher.launch(spec, into: &state) }
       try await readiness.waitHealthy(state.parts(.lb))
@@ -159,6 +186,7 @@ public struct LocalCluster: Sendable {
       try await readiness.waitHealthy(state.parts(.web))
       try await readiness.waitRouting(state)
       try await readiness.waitWebRoutes(state)
+      if layout.servesHTTPS { try await waitHTTPS(state) }
     } catch {
       say("Start-up failed: \(error)")
       say("Stopping what was started; the logs stay in \(home)/logs.")
@@ -168,6 +196,10 @@ public struct LocalCluster: Sendable {
     }
     say("\(ClusterLayout.webService) (\(webSpecs.map(\.name).joined(separator: ", "))) is reached through its routes:")
     for example in layout.webExamples { say("  \(example)") }
+    if layout.servesHTTPS {
+      say("Every LB node serves HTTPS with a certificate from the local CA:")
+      for example in layout.httpsExamples { say("  \(example)") }
+    }
     return true
   }
 

@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import SwitchyardCerts
 import SwitchyardModel
 import SwitchyardPKI
 
@@ -18,6 +19,9 @@ import SwitchyardPKI
 ///   `/services/`, the operators' overrides (`/switchyard/overrides/`), routes (`/switchyard/routes/`) and
 ///   service settings (`/switchyard/services/`), and the nodes' announcements (`/switchyard/nodes/`), and
 ///   write nothing.
+/// - Both `controller` and `operator` read the certificates, `/switchyard/certs/` (their private keys are
+///   sealed with the cluster key, which only LB nodes and operators hold); `operator` writes them, and
+///   `controller` reads the ACME challenges' answers (`/switchyard/acme/challenges/`) that every node serves.
 /// - `node-<id>` (one per LB node, given to that node's user besides `controller`) may read and write exactly
 ///   the node's own announcement, `/switchyard/nodes/<id>`: a node cannot overwrite or remove another's.
 /// - `operator` (the user `operator`: `switchyard up` writing the sample routes, and the operator's commands
@@ -45,8 +49,13 @@ public enum AccessPolicy {
   /// lowest of which is `-`), and not the bare prefix.
   public static var registrationKeys: KeyRange { .range(from: "/services/-", to: "/services0") }
 
-  /// The keyspaces that only operators write: overrides, routes and service settings.
-  public static var operatorPrefixes: [String] { [InstanceOverride.root, Route.root, ServiceSettings.root] }
+  /// The keyspaces that only operators write: overrides, routes, service settings and certificates.
+  public static var operatorPrefixes: [String] {
+    [InstanceOverride.root, Route.root, ServiceSettings.root, CertificateRecord.root]
+  }
+
+  /// The ACME challenges' answers that every LB node serves (SwitchyardACME's `ACMEChallenge.root`).
+  public static let acmeChallengesPrefix = "/switchyard/acme/challenges/"
 
   /// The role that lets LB node `node`'s user write its own announcement, `/switchyard/nodes/<node>`, and
   /// nothing else: `node-<node>`.
@@ -60,7 +69,9 @@ public enum AccessPolicy {
       (registrarRole, [Permission(.readWrite, registrationKeys)]),
       (
         controllerRole,
-        ([RegistrationKey.root] + operatorPrefixes + [NodeRecord.root]).map { Permission(.read, .prefix($0)) }
+        ([RegistrationKey.root] + operatorPrefixes + [NodeRecord.root, acmeChallengesPrefix]).map {
+          Permission(.read, .prefix($0))
+        }
       ),
       (
         operatorRole,
@@ -268,6 +279,8 @@ public struct LocalSecurity: Sendable {
         try issueMemberCertificate(authority)
       } else if let node = Self.adminNode(ofCertificate: name) {
         try issueAdminCertificate(for: node, authority: authority)
+      } else if name == Self.edgeLeafName {
+        try issueEdgeCertificate(authority: authority)
       } else {
         try authority.issue(name: name, commonName: "\(name).tls", usage: .client, days: certificateDays)
       }

@@ -1,6 +1,8 @@
 import EtcdClient
 import Foundation
 import SwitchyardController
+import SwitchyardHTTP
+import SwitchyardLab
 import SwitchyardLocal
 import SwitchyardProcess
 import SwitchyardTestSupport
@@ -16,7 +18,8 @@ import Testing
     defer { directory.remove() }
     var reported: ClusterReport?
     do {
-      let up = try await switchyard(["up", "--backends", "2", "--home", home] + portFlags, timeout: .seconds(180))
+      let up = try await switchyard(
+        ["up", "--https", "--backends", "2", "--home", home] + portFlags, timeout: .seconds(180))
       #expect(up.contains("backend-2 is healthy"), "\(up)")
       #expect(up.contains("web-1 is healthy"), "\(up)")
       #expect(up.contains("curl http://127.0.0.1:\(ports[6])"))
@@ -32,6 +35,7 @@ import Testing
         try await expectServing(url, ["backend-1", "backend-2"])
         try await expectWebRoutes(url)
       }
+      try await expectHTTPS(home: home, ports: ports[12..<14], up: up)
       // A second `up` reports the running cluster and starts nothing.
       let again = try await switchyard(["up", "--backends", "2", "--home", home] + portFlags)
       #expect(again.contains("already up"))
@@ -232,12 +236,14 @@ import Testing
 func list(_ ports: ArraySlice<Int>) -> String { ports.map(String.init).joined(separator: ",") }
 
 /// Free ports for a cluster of 3 etcd members and 2 LB nodes (etcd client 0–2, peer 3–5, LB 6–7, stats
-/// 8–9, admin 10–11), the `up` flags that use them, and the LB nodes' URLs.
+/// 8–9, admin 10–11, HTTPS 12–13, used with `--https` or `--secure`), the `up` flags that use them, and the
+/// LB nodes' URLs.
 func clusterPorts() throws -> (ports: [Int], flags: [String], lbURLs: [String]) {
-  let ports = try FreePort.allocate(12)
+  let ports = try FreePort.allocate(14)
   let flags = [
     "--etcd-client-ports", list(ports[0..<3]), "--etcd-peer-ports", list(ports[3..<6]),
     "--lb-ports", list(ports[6..<8]), "--stats-ports", list(ports[8..<10]), "--admin-ports", list(ports[10..<12]),
+    "--https-ports", list(ports[12..<14]),
   ]
   return (ports, flags, ports[6..<8].map { "http://127.0.0.1:\($0)/" })
 }
@@ -268,6 +274,23 @@ func switchyardStatus(
       "switchyard \(arguments.prefix(2)) did not finish within \(timeout):\n\(process.logContents())")
   }
   return (status, process.logContents())
+}
+
+/// Both LB nodes of the cluster in `home` serve HTTPS on `ports` with the certificate `local` from etcd,
+/// which the local CA verifies (for 127.0.0.1, as curl would, and for the SNI name localhost), and route to a
+/// backend; `up` said how to reach them; the cluster key is the owner's alone.
+func expectHTTPS(home: String, ports: ArraySlice<Int>, up: String) async throws {
+  let ca = "\(home)/pki/ca.pem"
+  for port in ports {
+    #expect(up.contains("curl --cacert \(ca) https://localhost:\(port)/"), "\(up)")
+    let (status, body) = try await HTTPCheck.get("https://127.0.0.1:\(port)/", caCertificate: ca)
+    #expect(status == 200 && body.hasPrefix("Hello from backend-"), "\(port): \(status) \(body)")
+    let response = try await TLSClient.get(port: port, path: "/", serverName: "localhost", trustRootsPEMFile: ca)
+    #expect(response.status == 200, "\(port): \(response.status)")
+    #expect(response.certificate?.dnsNames == ["localhost"], "\(String(describing: response.certificate))")
+  }
+  let mode = try FileManager.default.attributesOfItem(atPath: "\(home)/pki/cluster.key")[.posixPermissions] as? Int
+  #expect(mode == 0o600)
 }
 
 /// Waits until `url` answers from exactly `names`.

@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import SwitchyardLab
 import SwitchyardLocal
 import SwitchyardModel
 import SwitchyardTestSupport
@@ -44,6 +45,8 @@ import Testing
 
       try await expectNodeKeysConfined(home: home)
       try await expectAdminOverHTTPS(home: home, adminPorts: Array(ports[10..<12]))
+      // --secure implies --https: both nodes serve the local CA's certificate from etcd.
+      try await expectHTTPS(home: home, ports: ports[12..<14], up: up)
 
       // The stats pages ask for the password in secrets/stats-page.password.
       let statsPassword = try String(contentsOfFile: "\(home)/secrets/stats-page.password", encoding: .utf8)
@@ -104,6 +107,8 @@ import Testing
       let before = try await servedExpiry(port: ports[0], home: home)
       let pids = try await clusterStatus(home: home).parts.compactMap(\.pid)
       let lb2AdminBefore = try await servedAdminCertificate(port: ports[11], home: home)
+      let edgeBefore = try await servedEdgeCertificates(ports: ports[12..<14], home: home)
+      let reloadsBefore = try await clusterStatus(home: home).nodes.map(\.state.reloads)
       let again = try await switchyard(["up", "--secure", "--home", home] + portFlags)
       outputs.append(again)
       #expect(again.contains("Renewed the certificates of"), "\(again)")
@@ -118,6 +123,15 @@ import Testing
       try await expectAdminCertificateReloaded(
         home: home, node: "lb2", port: ports[11], pid: lb2PID, before: lb2AdminBefore)
       #expect(renewedReport.certificates?.contains("expire within") == false, "\(renewedReport.certificates ?? "")")
+      // The HTTPS certificate too: written to etcd, served by both nodes without a reload or a restart.
+      #expect(again.contains("edge"), "\(again)")
+      try await retrying(timeout: .seconds(15)) {
+        let served = try await servedEdgeCertificates(ports: ports[12..<14], home: home)
+        for (old, new) in zip(edgeBefore, served) where old.serialHex == new.serialHex || new.notAfter <= old.notAfter {
+          throw TestSupportError("an LB node still serves the HTTPS certificate \(old)")
+        }
+      }
+      #expect(try await clusterStatus(home: home).nodes.map(\.state.reloads) == reloadsBefore)
       // New connections with the renewed certificates work: a new backend registers and is routed to.
       outputs.append(try await switchyard(["scale", "backend=2", "--home", home], timeout: .seconds(120)))
       for url in lbURLs {
@@ -142,6 +156,17 @@ import Testing
         for password in passwords { #expect(!text.contains(password), "a password is in \(path)") }
       }
       #expect(checked > 10)
+      // Nor the HTTPS certificate's private key, which etcd holds only sealed.
+      let edgeKey = try String(contentsOfFile: "\(home)/pki/edge-key.pem", encoding: .utf8)
+        .split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+      #expect(edgeKey.count > 40)
+      let logs = try FileManager.default.contentsOfDirectory(atPath: "\(home)/logs")
+      for log in logs {
+        let text = try String(contentsOfFile: "\(home)/logs/\(log)", encoding: .utf8)
+          .replacingOccurrences(of: "\n", with: "")
+        #expect(!text.contains(edgeKey.prefix(40)), "the HTTPS key is in logs/\(log)")
+      }
+      for output in outputs { #expect(!output.replacingOccurrences(of: "\n", with: "").contains(edgeKey.prefix(40))) }
       for output in outputs { for password in passwords { #expect(!output.contains(password)) } }
     } catch {
       _ = try? await switchyard(["down", "--home", home], timeout: .seconds(120))
@@ -278,4 +303,14 @@ private func servedExpiry(port: Int, home: String) async throws -> String {
   let output = try await ManagedProcess.run("sh", arguments: ["-c", script], timeout: .seconds(20))
   guard output.hasPrefix("notAfter=") else { throw TestSupportError("no certificate served on \(port): \(output)") }
   return output.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// The certificates the LB nodes serve on their HTTPS `ports`, verified by the local CA of `home`.
+private func servedEdgeCertificates(ports: ArraySlice<Int>, home: String) async throws -> [PeerCertificate] {
+  var served: [PeerCertificate] = []
+  for port in ports {
+    served.append(
+      try await TLSClient.handshake(port: port, serverName: "localhost", trustRootsPEMFile: "\(home)/pki/ca.pem"))
+  }
+  return served
 }
