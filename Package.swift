@@ -327,6 +327,7 @@ let package = Package(
         "SwitchyardProcess",
         "SwitchyardReconcile",
         "SwitchyardTestSupport",
+        .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -402,7 +403,10 @@ let package = Package(
       dependencies: [
         "EtcdClient",
         "HAProxyKit",
+        "SwitchyardCerts",
+        "SwitchyardLab",
         "SwitchyardModel",
+        "SwitchyardPKI",
         "SwitchyardTestSupport",
         .product(name: "Logging", package: "swift-log"),
       ]

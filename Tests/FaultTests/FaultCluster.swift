@@ -2,7 +2,9 @@ import EtcdClient
 import Foundation
 import HAProxyKit
 import Logging
+import SwitchyardCerts
 import SwitchyardModel
+import SwitchyardPKI
 import SwitchyardTestSupport
 import Synchronization
 import Testing
@@ -31,23 +33,43 @@ final class FaultCluster {
   static let backendNames = ["be1", "be2", "be3"]
   static let listenPort = 8000
   static let adminPort = 9000
+  /// Where each node's HAProxy serves HTTPS (certificates from `/switchyard/certs/`).
+  static let httpsPort = 8443
 
   let lab: NetworkLab
   let directory: TemporaryDirectory
+  /// The cluster key every controller opens the certificates' sealed keys with (made once per cluster).
+  let clusterKey: ClusterKey
+  /// The CA that issues the scenarios' certificates; clients verify the nodes' HTTPS against it.
+  let authority: CertificateAuthority
   private var etcd: [String: ManagedProcess] = [:]
   private var controllers: [String: ManagedProcess] = [:]
   private var backends: [String: ManagedProcess] = [:]
   private var starts: [String: Int] = [:]
 
-  private init(lab: NetworkLab, directory: TemporaryDirectory) {
+  private init(lab: NetworkLab, directory: TemporaryDirectory) throws {
     self.lab = lab
     self.directory = directory
+    clusterKey = ClusterKey.generate()
+    try clusterKey.fileContents.write(toFile: directory.path("cluster.key"), atomically: true, encoding: .utf8)
+    let pki = directory.path("pki")
+    try FileManager.default.createDirectory(atPath: pki, withIntermediateDirectories: true)
+    authority = try CertificateAuthority.create(in: pki, commonName: "Switchyard fault suite CA", days: 2)
   }
+
+  /// The file holding ``clusterKey``, as the controllers are given it.
+  var clusterKeyFile: String { directory.path("cluster.key") }
 
   /// Builds the lab and starts etcd, the controllers and the backends; cleans up if any part fails.
   static func start() async throws -> FaultCluster {
     let lab = try await NetworkLab.create(hosts: etcdNames + lbNames + backendNames)
-    let cluster = FaultCluster(lab: lab, directory: try TemporaryDirectory(prefix: "switchyard-faults"))
+    let cluster: FaultCluster
+    do {
+      cluster = try FaultCluster(lab: lab, directory: try TemporaryDirectory(prefix: "switchyard-faults"))
+    } catch {
+      await lab.shutdown()
+      throw error
+    }
     do {
       for name in etcdNames { try cluster.startEtcd(name) }
       for name in etcdNames { try await cluster.waitEtcdHealthy(name) }
@@ -158,6 +180,7 @@ final class FaultCluster {
         "--listen", "\(address):\(Self.listenPort)", "--stats", "\(address):8400",
         "--admin", "\(address):\(Self.adminPort)", "--state-dir", stateDirectory(lb), "--drain-timeout", "5",
         "--haproxy", haproxyLink(lb), "--access-log", accessLogPath(lb),
+        "--listen-https", "\(address):\(Self.httpsPort)", "--cluster-key", clusterKeyFile,
       ]
     )
     controllers[lb] = try ManagedProcess(tool, arguments: arguments, logPath: logPath(lb))

@@ -251,6 +251,12 @@ struct FaultSuiteTests {
         "controller of lb1 killed (-9) under load: its node record leaves etcd within the TTL, lb2's stays, hostile node records are refused",
       ownWrites: 8, body: { try await $0.nodeRecordsWhenAControllerDies() }
     ),
+    // Issue 27: certificates from etcd; one renewed while lb1's member hangs, then a record that does not match.
+    Scenario(
+      name: "certificate renewed while lb1's etcd member is frozen (SIGSTOP) for 12 s, under HTTPS load",
+      ownWrites: 3, reloadLimit: 0, setup: { try await $0.certificateSetup() },
+      teardown: { try await $0.certificateTeardown() }, body: { try await $0.certificateRenewedWhileFrozen() }
+    ),
   ]
 
   /// `3 / 0 (0.81 s)`: failed requests per node, and the longest time from a node's first failure to its last.
