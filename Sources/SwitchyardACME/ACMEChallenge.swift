@@ -18,7 +18,8 @@ public struct ACMEChallenge: Sendable, Hashable {
   /// Validates a token and its key authorization.
   public init(token: String, keyAuthorization: String) throws(ACMEError) {
     guard Self.isToken(token) else {
-      throw ACMEError(.invalidInput, "the ACME token \"\(ACMEText.printable(token, limit: 40))\" is not 1-128 base64url characters")
+      throw ACMEError(
+        .invalidInput, "the ACME token \"\(ACMEText.printable(token, limit: 40))\" is not 1-128 base64url characters")
     }
     let parts = keyAuthorization.split(separator: ".", omittingEmptySubsequences: false)
     guard parts.count == 2, parts[0] == token, parts[1].utf8.count == 43,
@@ -37,7 +38,8 @@ public struct ACMEChallenge: Sendable, Hashable {
       throw ACMEError(.invalidInput, "\"\(ACMEText.printable(keyText, limit: 80))\" is not under \(root)")
     }
     guard value.count <= 128 + 1 + 43, let text = String(validating: value, as: UTF8.self) else {
-      throw ACMEError(.invalidInput, "the value of \(ACMEText.printable(keyText, limit: 80)) is not a key authorization")
+      throw ACMEError(
+        .invalidInput, "the value of \(ACMEText.printable(keyText, limit: 80)) is not a key authorization")
     }
     return try ACMEChallenge(token: String(keyText.dropFirst(root.count)), keyAuthorization: text)
   }

@@ -11,7 +11,7 @@ import X509
 /// An ACME (RFC 8555) client for HTTP-01 over AsyncHTTPClient, for one account.
 ///
 /// The CA's certificate is verified against the roots in a PEM file (never switched off); every request has a
-/// hard timeout; a `badNonce` answer is retried with the fresh nonce it carries, up to three times. Call
+/// hard timeout; a `badNonce` answer is retried with the fresh nonce it carries, up to six attempts in all. Call
 /// ``shutdown()`` when done.
 public actor ACMEClient {
   /// The directory URL, for example Pebble's `https://127.0.0.1:14000/dir`.
@@ -27,6 +27,8 @@ public actor ACMEClient {
   private let logger: Logger
   private var cachedDirectory: ACMEDirectory?
   private var nonces: [String] = []
+  /// How many requests were sent again after a `badNonce` answer.
+  public private(set) var badNonceRetries = 0
 
   /// Creates a client that trusts the certificates in `trustRootsFile` alone.
   ///
@@ -49,6 +51,8 @@ public actor ACMEClient {
     var configuration = HTTPClient.Configuration(
       tlsConfiguration: tls, redirectConfiguration: .disallow, decompression: .disabled)
     configuration.timeout = .init(connect: .seconds(5), read: .seconds(10))
+    // A refused connection or a failed TLS handshake is an answer; the coordinator owns retries and backoff.
+    configuration.connectionPool.retryConnectionEstablishment = false
     self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     self.directoryURL = directoryURL
     self.accountKey = accountKey
@@ -92,7 +96,8 @@ public actor ACMEClient {
     var payload: [String: Any] = ["termsOfServiceAgreed": true]
     if onlyReturnExisting { payload = ["onlyReturnExisting": true] }
     let url = try await directory().newAccount
-    let response = try await post(url, payload: Array(try JSONSerialization.data(withJSONObject: payload)), signer: .jwk)
+    let response = try await post(
+      url, payload: Array(try JSONSerialization.data(withJSONObject: payload)), signer: .jwk)
     guard response.status == .ok || response.status == .created, let location = response.headers.first(name: "Location")
     else { throw Self.failure(response, "newAccount") }
     accountURL = location
@@ -179,7 +184,10 @@ public actor ACMEClient {
     return response
   }
 
-  /// Signs and sends; a `badNonce` answer is sent again with a fresh nonce (at most three times).
+  /// How often one request is sent at most: `badNonce` is ACME's one answer that asks for a plain resend.
+  static let maxAttempts = 6
+
+  /// Signs and sends; a `badNonce` answer is sent again with a fresh nonce (at most ``maxAttempts`` times).
   private func post(_ url: String, payload: [UInt8]?, signer: JWS.Signer) async throws -> Response {
     var attempt = 0
     while true {
@@ -192,7 +200,10 @@ public actor ACMEClient {
       request.headers.add(name: "Content-Type", value: "application/jose+json")
       request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(jws)))
       let response = try await send(request)
-      if response.status.code >= 400, let problem = Self.problem(response), problem.isBadNonce, attempt < 4 {
+      if response.status.code >= 400, let problem = Self.problem(response), problem.isBadNonce,
+        attempt < Self.maxAttempts
+      {
+        badNonceRetries += 1
         logger.debug("ACME badNonce; retrying", metadata: ["acme.url": "\(url)"])
         continue
       }
@@ -249,7 +260,9 @@ public actor ACMEClient {
   /// Retry-After as seconds (RFC 9110 also allows a date; then a second is assumed).
   static func retryAfter(_ response: Response) -> Duration? {
     guard let value = response.headers.first(name: "Retry-After") else { return nil }
-    if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .seconds(min(seconds, 3600)) }
+    if let seconds = Int(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 {
+      return .seconds(min(seconds, 3600))
+    }
     return .seconds(1)
   }
 }

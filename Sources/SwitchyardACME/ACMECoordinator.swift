@@ -94,7 +94,8 @@ public final class ACMECoordinator: Service, Sendable {
         } catch {
           if Task.isCancelled { break }
           self.logger.info(
-            "ACME coordinator: not leading", metadata: ["acme.reason": "\(error)", "acme.node": "\(self.configuration.nodeID)"])
+            "ACME coordinator: not leading",
+            metadata: ["acme.reason": "\(error)", "acme.node": "\(self.configuration.nodeID)"])
         }
         self.state.withLock { $0.isLeader = false }
         try? await Task.sleep(for: self.configuration.campaignInterval)
@@ -201,7 +202,8 @@ public final class ACMECoordinator: Service, Sendable {
       guard ACMEPlan.isSameOrigin(record.accountURL, as: configuration.directoryURL),
         let combined = Data(base64Encoded: record.sealedKey)
       else { throw ACMEError(.invalidInput, "the ACME account record is not for this CA or is malformed") }
-      let raw = try key.open(SealedSecret(keyID: record.keyID, combined: Array(combined)), for: ACMEAccountRecord.sealName)
+      let raw = try key.open(
+        SealedSecret(keyID: record.keyID, combined: Array(combined)), for: ACMEAccountRecord.sealName)
       let accountKey = try P256.Signing.PrivateKey(rawRepresentation: raw)
       return try makeClient(accountKey, accountURL: record.accountURL)
     }
@@ -241,8 +243,10 @@ public final class ACMECoordinator: Service, Sendable {
     for route in routes where route.acme {
       let hosts = route.hosts.filter { $0.kind == .exact }.map(\.text).sorted()
       guard let name = try? CertificateName(validating: "acme-\(route.name.rawValue)"), !hosts.isEmpty else {
-        orders.append(.init(name: "acme-\(route.name.rawValue)", hosts: hosts, state: "waiting",
-          lastError: "the route's name is too long for a certificate name, or it has no exact host"))
+        orders.append(
+          .init(
+            name: "acme-\(route.name.rawValue)", hosts: hosts, state: "waiting",
+            lastError: "the route's name is too long for a certificate name, or it has no exact host"))
         continue
       }
       let entry = try await keep(name, hosts: hosts, client: client, fence: fence)
@@ -284,7 +288,8 @@ public final class ACMECoordinator: Service, Sendable {
     case .order(let reason):
       state.withLock { report in
         report.orders.removeAll { $0.name == name.rawValue }
-        report.orders.append(.init(name: name.rawValue, hosts: hosts, state: reason == .renewal ? "renewing" : "ordering"))
+        report.orders.append(
+          .init(name: name.rawValue, hosts: hosts, state: reason == .renewal ? "renewing" : "ordering"))
       }
       var record = order.flatMap { $0.hosts == hosts ? $0 : nil } ?? ACMEOrderRecord(hosts: hosts)
       do {
@@ -304,7 +309,8 @@ public final class ACMECoordinator: Service, Sendable {
         logger.info(
           "ACME order failed",
           metadata: [
-            "acme.certificate": "\(name)", "acme.error": "\(record.lastError ?? "")", "acme.attempts": "\(record.attempts)",
+            "acme.certificate": "\(name)", "acme.error": "\(record.lastError ?? "")",
+            "acme.attempts": "\(record.attempts)",
           ])
         try await fenced(fence, [.put(ACMEOrderRecord.key(for: name), record.encoded())])
         return (
@@ -330,7 +336,8 @@ public final class ACMECoordinator: Service, Sendable {
       ["pending", "ready", "processing", "valid"].contains(order.status)
     {
       resumed = (url, order, key)
-      logger.info("ACME order resumed", metadata: ["acme.certificate": "\(name)", "acme.order.status": "\(order.status)"])
+      logger.info(
+        "ACME order resumed", metadata: ["acme.certificate": "\(name)", "acme.order.status": "\(order.status)"])
     }
     if resumed == nil {
       let key = P256.Signing.PrivateKey()
@@ -402,7 +409,10 @@ public final class ACMECoordinator: Service, Sendable {
       let authorization = try await client.authorization(url).authorization
       if authorization.status == "valid" { continue }
       guard authorization.status == "pending" else {
-        throw ACMEError(.problem, "the authorization for \(ACMEText.printable(authorization.identifier.value, limit: 253)) is \(ACMEText.printable(authorization.status, limit: 20))")
+        throw ACMEError(
+          .problem,
+          "the authorization for \(ACMEText.printable(authorization.identifier.value, limit: 253)) is \(ACMEText.printable(authorization.status, limit: 20))"
+        )
       }
       guard let challenge = authorization.challenges.first(where: { $0.type == "http-01" }), let token = challenge.token
       else { throw ACMEError(.badResponse, "the CA offers no http-01 challenge") }

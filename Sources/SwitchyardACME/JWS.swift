@@ -64,7 +64,8 @@ public struct JWS: Sendable, Hashable, Encodable {
       header["jwk"] = ["crv": "P-256", "kty": "EC", "x": x, "y": y]
     case .kid(let url): header["kid"] = url
     }
-    let headerBytes = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
+    let headerBytes = try JSONSerialization.data(
+      withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
     let protected = Base64URL.encode(headerBytes)
     let encodedPayload = payload.map { Base64URL.encode($0) } ?? ""
     let signingInput = Array("\(protected).\(encodedPayload)".utf8)

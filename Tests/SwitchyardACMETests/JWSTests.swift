@@ -154,7 +154,10 @@ import Testing
 
   @Test func backoffDoublesUpToTheMaximum() {
     let waits = (1...8).map { ACMEPlan.backoff(attempts: $0, minimum: .seconds(1), maximum: .seconds(20)) }
-    #expect(waits == [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(20), .seconds(20), .seconds(20)])
+    #expect(
+      waits == [
+        .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(20), .seconds(20), .seconds(20),
+      ])
     #expect(ACMEPlan.backoff(attempts: 10_000, minimum: .seconds(60), maximum: .seconds(3600)) == .seconds(3600))
   }
 
