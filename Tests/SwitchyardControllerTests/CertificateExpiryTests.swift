@@ -23,13 +23,19 @@ import Testing
     for prefix in AccessPolicy.operatorPrefixes { #expect(!(prefix >= start && prefix < end), "\(prefix)") }
     let roles = Dictionary(uniqueKeysWithValues: AccessPolicy.roles.map { ($0.name, $0.permissions) })
     let controller = try #require(roles[AccessPolicy.controllerRole])
-    #expect(controller.count == 5 && controller.allSatisfy { $0.kind == .read })
+    #expect(controller.count == 7 && controller.allSatisfy { $0.kind == .read })
+    // Controllers read the certificates (keys sealed) and the ACME challenges' answers; operators write
+    // certificates.
+    for prefix in ["/switchyard/certs/", "/switchyard/acme/challenges/"] {
+      #expect(controller.contains(Permission(.read, .prefix(prefix))), "\(prefix)")
+    }
     // Each LB node's own role: exactly its record, read and write.
     let node = AccessPolicy.nodeRole(of: "lb1")
     #expect(node.name == "node-lb1")
     #expect(node.permissions == [Permission(.readWrite, .key("/switchyard/nodes/lb1"))])
     let operatorRole = try #require(roles[AccessPolicy.operatorRole])
     #expect(operatorRole.filter { $0.kind == .readWrite }.count == AccessPolicy.operatorPrefixes.count)
+    #expect(operatorRole.contains(Permission(.readWrite, .prefix("/switchyard/certs/"))))
     #expect(AccessPolicy.role(of: .web) == AccessPolicy.registrarRole)
   }
 }
