@@ -327,6 +327,7 @@ let package = Package(
         "SwitchyardProcess",
         "SwitchyardReconcile",
         "SwitchyardTestSupport",
+        .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

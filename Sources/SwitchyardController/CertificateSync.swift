@@ -285,6 +285,10 @@ final class CertificateSync: Sendable {
   func syncLoop() async {
     var failures = 0
     var lastWarning: ContinuousClock.Instant?
+    // HAProxy runs once the first pass is done; before, only the files count (prepareFiles made them).
+    while !Task.isCancelled && !status.state.withLock({ $0.initialPassDone }) {
+      try? await Task.sleep(for: .milliseconds(50))
+    }
     await withTaskGroup(of: Void.self) { group in
       group.addTask { [wake, interval = tls.resyncInterval] in
         while !Task.isCancelled {
