@@ -70,6 +70,7 @@ final class CertificateSync: Sendable {
   private let runtime: RuntimeAPI
   private let status: ControllerStatus
   private let publisher: StatusPublisher
+  private let metrics: ControllerMetrics
   private let logger: Logger
   private let state = Mutex(State())
   private let wake: AsyncStream<Void>.Continuation
@@ -80,8 +81,9 @@ final class CertificateSync: Sendable {
 
   init(
     client: EtcdClient, settings: NodeSettings, tls: TLSSettings, runtime: RuntimeAPI, status: ControllerStatus,
-    publisher: StatusPublisher, logger: Logger
+    publisher: StatusPublisher, metrics: ControllerMetrics, logger: Logger
   ) {
+    self.metrics = metrics
     self.client = client
     self.settings = settings
     self.tls = tls
@@ -461,6 +463,7 @@ final class CertificateSync: Sendable {
       list.append(NodeSnapshot.Certificate(name: key, hosts: [], state: "invalid", problem: reason))
     }
     status.update { $0.certificates = list }
+    metrics.setCertificates(list)
   }
 
   /// A key as text that a log or `/state` can show: printable ASCII, anything else escaped.

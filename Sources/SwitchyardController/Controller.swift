@@ -75,7 +75,7 @@ public final class Controller: Service, Sendable {
     certificates = CertificateSync(
       client: client, settings: configuration.node, tls: configuration.tls,
       runtime: RuntimeAPI(stateDirectory: directory, logger: logger), status: status, publisher: publisher,
-      logger: logger)
+      metrics: metrics, logger: logger)
     drift = DriftDetector(
       reconciler: reconciler, runtime: runtime, supervisor: supervisor, publisher: publisher, queue: queue,
       timings: timings, logger: logger)

@@ -32,6 +32,8 @@ public final class ControllerMetrics: Sendable {
   let haproxyRunning: Gauge
   let eventToApplied: DurationHistogram
   private let serverGauges = Mutex<[String: Gauge]>([:])
+  /// The certificate series by `state/<state>` and `name/<name>` (``setCertificates(_:)``).
+  let certificateGauges = Mutex<[String: Gauge]>([:])
 
   /// Creates the metrics in a new registry.
   public init() {

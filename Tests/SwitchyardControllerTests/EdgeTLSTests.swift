@@ -152,6 +152,12 @@ struct EdgeTLSTests {
       let (_, stateText) = try await HTTPLoadClient.get("\(node.adminURL)/state")
       #expect(!stateText.contains("PRIVATE KEY"))
       #expect(!stateText.contains(shop.keyPEMForTests.split(separator: "\n")[1]))
+      // The metrics: shop's expiry, one certificate refused (shop's newest record), no key.
+      let metrics = try await node.metrics()
+      #expect(metrics.contains(#"switchyard_certificate_not_after_seconds{name="shop"}"#))
+      #expect(metrics.contains(#"switchyard_certificates{state="invalid"} 1"#))
+      #expect(!metrics.contains(#"name="api""#))
+      #expect(!metrics.contains("PRIVATE KEY"))
       #expect((try await node.state()).reloads == before.reloads)
     }
   }
