@@ -1,7 +1,9 @@
 /// The sizes of a bench run: the full sizes, or small ones for `--quick`.
 public struct BenchOptions: Sendable, Hashable {
   /// The scenarios, in the order they run.
-  public static let allScenarios = ["convergence", "dataplane", "churn", "burst", "scale", "big-backend", "routes"]
+  public static let allScenarios = [
+    "convergence", "dataplane", "churn", "burst", "scale", "big-backend", "routes", "tls",
+  ]
   /// The update strategies, in the order they run.
   public static let allStrategies = ["runtime", "reload"]
 
@@ -41,6 +43,12 @@ public struct BenchOptions: Sendable, Hashable {
   public var bigBackendServers: Int
   /// Big backend: single adds (each deleted again) measured.
   public var bigBackendChanges: Int
+  /// TLS: how long each node's (and the lone HAProxy's) handshakes are counted.
+  public var tlsDuration: Duration
+  /// TLS: how long handshakes are counted while the certificate is renewed every second.
+  public var tlsRenewalDuration: Duration
+  /// TLS: clients handshaking at once.
+  public var tlsConcurrency: Int
   /// The `switchyard` executable that runs the controllers.
   public var switchyardExecutable: String
   /// The HAProxy executable the controllers run (`--haproxy`): a name looked up in `PATH` or a path.
@@ -74,5 +82,8 @@ public struct BenchOptions: Sendable, Hashable {
     scaleChanges = quick ? 3 : 100
     bigBackendServers = quick ? 2000 : 10_000
     bigBackendChanges = quick ? 50 : 200
+    tlsDuration = quick ? .seconds(1) : .seconds(5)
+    tlsRenewalDuration = quick ? .milliseconds(3500) : .seconds(10)
+    tlsConcurrency = 8
   }
 }

@@ -57,18 +57,20 @@ public struct BenchRunner: Sendable {
           try Task.checkCancellation()
           progress("… \(run.label)")
           let runStart = ContinuousClock.now
-          var result: ScenarioResult
+          var results: [ScenarioResult]
           do {
-            result = try await run.body()
+            results = try await run.body()
           } catch {
-            result = ScenarioResult(name: run.name, strategy: run.strategy, variant: run.label)
+            var result = ScenarioResult(name: run.name, strategy: run.strategy, variant: run.label)
             result.error = "\(error)"
+            results = [result]
             // Whatever the scenario left, the next starts from an empty /services/.
             try? await lab.clear()
           }
-          report.scenarios.append(result)
+          report.scenarios += results
           let took = KeepAliveLoad.seconds(runStart.duration(to: .now))
-          progress("  \(Self.summary(result)) (\(String(format: "%.1f", took)) s)")
+          for result in results.dropLast() { progress("  \(Self.summary(result))") }
+          if let last = results.last { progress("  \(Self.summary(last)) (\(String(format: "%.1f", took)) s)") }
         }
         for server in fleet + [probe] { await server.close() }
       }
@@ -81,7 +83,21 @@ public struct BenchRunner: Sendable {
     var name: String
     var strategy: String
     var label: String
-    var body: @Sendable () async throws -> ScenarioResult
+    /// What the run measured: one row, or several (the TLS scenario's nodes and the lone HAProxy).
+    var body: @Sendable () async throws -> [ScenarioResult]
+
+    init(name: String, strategy: String, label: String, body: @escaping @Sendable () async throws -> ScenarioResult) {
+      self.init(name: name, strategy: strategy, label: label, results: { [try await body()] })
+    }
+
+    init(
+      name: String, strategy: String, label: String, results: @escaping @Sendable () async throws -> [ScenarioResult]
+    ) {
+      self.name = name
+      self.strategy = strategy
+      self.label = label
+      self.body = results
+    }
   }
 
   private func plan(_ scenarios: Scenarios) -> [PlannedRun] {
@@ -149,6 +165,11 @@ public struct BenchRunner: Sendable {
           {
             try await scenarios.routeFairness()
           })
+      case "tls":
+        runs.append(
+          PlannedRun(
+            name: name, strategy: "runtime", label: "tls: handshakes per second",
+            results: { try await TLSHandshakeBench(lab: scenarios.lab, options: options).run() }))
       default:
         break
       }

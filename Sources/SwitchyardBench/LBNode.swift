@@ -47,9 +47,11 @@ final class LBNode: Sendable {
     strategy: String,
     services: [String] = ["backend"],
     readyTimeout: Duration = .seconds(60),
+    extraArguments: [String] = [],
     _ body: (LBNode) async throws -> Result
   ) async throws -> Result {
-    let node = try await start(lab: lab, strategy: strategy, services: services, readyTimeout: readyTimeout)
+    let node = try await start(
+      lab: lab, strategy: strategy, services: services, readyTimeout: readyTimeout, extraArguments: extraArguments)
     do {
       let result = try await body(node)
       await node.stop()
@@ -60,9 +62,10 @@ final class LBNode: Sendable {
     }
   }
 
-  private static func start(lab: BenchLab, strategy: String, services: [String], readyTimeout: Duration)
-    async throws -> LBNode
-  {
+  /// `extraArguments` go to the controller after the others (the HTTPS options of the TLS scenario).
+  private static func start(
+    lab: BenchLab, strategy: String, services: [String], readyTimeout: Duration, extraArguments: [String]
+  ) async throws -> LBNode {
     let ports = try FreePort.allocate(3)
     let name = "lb-\(strategy)-\(lab.nextSerial())"
     let stateDirectory = lab.directory.path(name)
@@ -81,7 +84,7 @@ final class LBNode: Sendable {
         "--state-dir", stateDirectory, "--drain-timeout", "5", "--log-level", logLevel,
         "--log-format", logFormat,
         "--update-strategy", strategy, "--haproxy", lab.haproxyExecutable,
-      ] + services.flatMap { ["--service", $0] },
+      ] + services.flatMap { ["--service", $0] } + extraArguments,
       logPath: lab.directory.path("\(name).log")
     )
     let adminURL = "http://127.0.0.1:\(ports[2])"
