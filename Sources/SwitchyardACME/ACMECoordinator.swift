@@ -144,7 +144,19 @@ public final class ACMECoordinator: Service, Sendable {
           for try await _ in self.etcd.keepAlive(lease) {}
           throw ACMEError(.notLeader, "the leader lease's keepalive ended")
         }
-        group.addTask { try await self.leadLoop(fence) }
+        let changed = ChangeFlag()
+        group.addTask {
+          // Routes and certificates changed (a new route with acme, a deleted certificate): look again at once
+          // instead of at the next pass. Level-triggered: the pass reads everything anyway.
+          for try await response in self.etcd.watch(.prefix("/switchyard/")) where !response.events.isEmpty {
+            let relevant = response.events.contains {
+              $0.kv.keyString.hasPrefix(Route.root) || $0.kv.keyString.hasPrefix(CertificateRecord.root)
+            }
+            if relevant { changed.set() }
+          }
+          throw ACMEError(.notLeader, "the watch of routes and certificates ended")
+        }
+        group.addTask { try await self.leadLoop(fence, changed: changed) }
         try await group.next()
         group.cancelAll()
       }
@@ -174,7 +186,8 @@ public final class ACMECoordinator: Service, Sendable {
 
   // MARK: - Leading
 
-  private func leadLoop(_ fence: Fence) async throws {
+  /// Passes until cancelled; between passes it sleeps until the next one is due or `changed` is set.
+  private func leadLoop(_ fence: Fence, changed: ChangeFlag) async throws {
     var client: ACMEClient?
     defer { if let client { Task { await client.shutdown() } } }
     while true {
@@ -189,8 +202,10 @@ public final class ACMECoordinator: Service, Sendable {
       } catch {
         logger.info("ACME pass failed", metadata: ["acme.error": "\(error)"])
       }
-      let seconds = max(0.05, wake.timeIntervalSinceNow)
-      try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+      while wake.timeIntervalSinceNow > 0, !changed.isSet {
+        try await Task.sleep(for: .milliseconds(Int64(min(0.25, wake.timeIntervalSinceNow) * 1000) + 1))
+      }
+      changed.clear()
     }
   }
 
@@ -255,6 +270,11 @@ public final class ACMECoordinator: Service, Sendable {
       state.withLock { $0.orders = orders }
     }
     state.withLock { $0.orders = orders }
+    // An order whose route is gone or no longer asks for ACME is dropped, with its backoff.
+    let wanted = Set(orders.map { ACMEOrderRecord.root + $0.name })
+    let stale = try await etcd.get(.prefix(ACMEOrderRecord.root), options: GetOptions(keysOnly: true)).kvs
+      .filter { !wanted.contains($0.keyString) }
+    if !stale.isEmpty { try await fenced(fence, stale.map { .delete(.key($0.key)) }) }
     return wake
   }
 
@@ -437,6 +457,14 @@ public final class ACMECoordinator: Service, Sendable {
     }
     return published
   }
+}
+
+/// Set by the watch when routes or certificates change, read and cleared by the leader's loop.
+final class ChangeFlag: Sendable {
+  private let value = Mutex(false)
+  var isSet: Bool { value.withLock { $0 } }
+  func set() { value.withLock { $0 = true } }
+  func clear() { value.withLock { $0 = false } }
 }
 
 extension Duration {

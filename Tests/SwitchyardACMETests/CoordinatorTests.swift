@@ -50,6 +50,26 @@ import Testing
     }
   }
 
+  @Test func aNewRouteIsServedWithoutWaitingForThePass() async throws {
+    try await ACMELab.with { lab in
+      var configuration = lab.configuration(node: "lb1")
+      configuration.passInterval = .seconds(120)
+      let node = try lab.start(configuration)
+      #expect(await eventually(timeout: .seconds(10)) { node.coordinator.report.isLeader })
+      // Let the first pass (no routes) finish, then add a route and a stale order of a route that is gone.
+      try await Task.sleep(for: .milliseconds(500))
+      try await lab.etcd.put(
+        "/switchyard/acme/orders/acme-gone", value: ACMEOrderRecord(hosts: ["x.example.test"]).encoded())
+      try await lab.putRoute("late", hosts: ["late.example.test"])
+      let issued = await eventually(timeout: .seconds(15)) { try await lab.certificate("acme-late") != nil }
+      await node.stop()
+      #expect(issued)
+      #expect(try await lab.etcd.value(of: "/switchyard/acme/orders/acme-gone") == nil)
+      // The stopped leader revoked its lease: the election key is gone at once.
+      #expect(try await lab.etcd.value(of: ACMECoordinator.leaderKey) == nil)
+    }
+  }
+
   @Test func theOtherNodeFinishesTheOrderWhenTheLeaderCrashes() async throws {
     let gate = ValidationGate()
     try await ACMELab.with(gate: gate) { lab in
@@ -60,6 +80,8 @@ import Testing
       let leaderIndex = try #require(nodes.firstIndex { $0.coordinator.report.isLeader })
       let leader = nodes[leaderIndex]
       let other = nodes[1 - leaderIndex]
+      #expect(!other.coordinator.report.isLeader)
+      #expect(other.coordinator.report.leader == leader.coordinator.configuration.nodeID)
       let published = try await lab.etcd.get(.prefix(ACMEChallenge.root)).kvs
       #expect(published.count == 1)
       let order = try #require(try await lab.etcd.value(of: "/switchyard/acme/orders/acme-web"))
