@@ -263,6 +263,7 @@ struct StatusCommand: AsyncParsableCommand {
         print(String(decoding: try encoder.encode(report), as: UTF8.self))
       } else {
         print(try await Self.table(report))
+        for line in await certificateSection() { print(line) }
       }
     }
   }

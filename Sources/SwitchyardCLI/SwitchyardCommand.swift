@@ -10,7 +10,7 @@ public struct SwitchyardCommand: AsyncParsableCommand {
       UpCommand.self, ScaleCommand.self, StatusCommand.self, LogsCommand.self, StopCommand.self, StartCommand.self,
       DownCommand.self, ControllerCommand.self, BackendCommand.self, RegisterCommand.self, EtcdCommand.self,
       BenchCommand.self, HealthcheckCommand.self, DrainCommand.self, DisableCommand.self, EnableCommand.self,
-      RouteCommand.self, ServiceCommand.self,
+      RouteCommand.self, ServiceCommand.self, CertCommand.self, LocalTLSCommand.self,
     ]
   )
 

@@ -39,7 +39,10 @@ extension CertificateBundle {
         chain.append(ChainCertificate(certificate: try Certificate(derEncoded: block.der), der: block.der))
       } catch {
         throw CertificateProblem(
-          field: "chain", reason: "the chain's certificate \(index + 1) is not a valid X.509 certificate")
+          field: "chain",
+          reason:
+            "the chain's certificate \(index + 1) is not a valid X.509 certificate "
+            + "(\(printable(String(describing: error)))); RSA keys need at least 2048 bits")
       }
     }
     return chain
