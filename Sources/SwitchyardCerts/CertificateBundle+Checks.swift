@@ -118,13 +118,13 @@ extension CertificateBundle {
     }
   }
 
-  /// EC P-256 or P-384, or RSA of at least 2048 bits.
+  /// EC P-256 or P-384, or RSA of 2048 to 8192 bits.
   static func checkKeyType(_ key: Certificate.PublicKey) throws(CertificateProblem) {
     if P256.Signing.PublicKey(key) != nil || P384.Signing.PublicKey(key) != nil { return }
     if let rsa = _RSA.Signing.PublicKey(key) {
-      guard rsa.keySizeInBits >= 2048 else {
+      guard (2048...8192).contains(rsa.keySizeInBits) else {
         throw CertificateProblem(
-          field: "key", reason: "the leaf's RSA key has \(rsa.keySizeInBits) bits; at least 2048 are needed")
+          field: "key", reason: "the leaf's RSA key has \(rsa.keySizeInBits) bits; 2048 to 8192 are accepted")
       }
       return
     }

@@ -55,7 +55,7 @@ public struct CertificateBundle: Sendable, CustomStringConvertible {
   ///
   /// The chain's PEM parses and holds only certificates, at least one, leaf first, each next one the issuer
   /// of the one before (names, and signature with that issuer's key); the key is EC P-256 or P-384 or RSA
-  /// of at least 2048 bits, not encrypted, and matches the leaf; every certificate is valid at `now` (a
+  /// of 2048 to 8192 bits, not encrypted, and matches the leaf; every certificate is valid at `now` (a
   /// `notBefore` up to ``allowedSkew`` ahead is accepted); each host is a DNS name or wildcard covered by a
   /// DNS name of the leaf (a wildcard name covers one label, RFC 6125); no hosts given means the leaf's DNS
   /// names, and a leaf without any is refused.

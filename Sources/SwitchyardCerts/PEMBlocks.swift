@@ -14,8 +14,9 @@ struct PEMBlock: Sendable, Hashable {
   /// The block as canonical PEM: 64-character lines, no trailing newline, no blank line.
   var pem: String { PEMDocument(type: label, derBytes: der).pemString }
 
-  /// Largest PEM input accepted, in bytes.
-  static let maxInputBytes = 64 * 1024
+  /// Largest PEM input accepted, in bytes: small enough that a record (the chain, JSON-escaped, and the
+  /// sealed key in base64) stays within ``CertificateRecord/maxValueBytes``.
+  static let maxInputBytes = 48 * 1024
   /// Longest label accepted.
   private static let maxLabelLength = 40
 

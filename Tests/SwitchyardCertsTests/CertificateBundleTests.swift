@@ -141,6 +141,13 @@ import X509
     #expect(problem?.reason.contains(expected) == true, "\(String(describing: problem))")
   }
 
+  @Test func oversizeInputIsRefused() throws {
+    let leaf = try TestIssuer.leaf(commonName: "s", dnsNames: ["s.example.com"], issuer: ca)
+    let padded = leaf.pem + "\n" + String(repeating: "# comment\n", count: 5000)
+    let problem = #expect(throws: CertificateProblem.self) { try validate(padded, leaf.key.pem) }
+    #expect(problem?.reason == "the chain is larger than 48 KiB")
+  }
+
   @Test func aKeyInTheChainFileIsRefused() throws {
     let leaf = try TestIssuer.leaf(commonName: "s", dnsNames: ["s.example.com"], issuer: ca)
     let problem = #expect(throws: CertificateProblem.self) {
