@@ -39,3 +39,14 @@ extension ClusterLayout {
     }
   }
 }
+
+extension PartSpec {
+  /// Where a load-balancer node serves HTTPS (`https://127.0.0.1:8443`, from its controller's
+  /// `--listen-https`), if it is one and does.
+  public var httpsAddress: String? {
+    guard kind == .lb, let flag = arguments.firstIndex(of: "--listen-https"), flag + 1 < arguments.count else {
+      return nil
+    }
+    return "https://" + arguments[flag + 1]
+  }
+}

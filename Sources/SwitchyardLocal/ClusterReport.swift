@@ -12,7 +12,8 @@ public struct ClusterReport: Sendable, Codable {
     public var kind: String
     /// Its PID while it runs.
     public var pid: Int32?
-    /// Where it is reached.
+    /// Where it is reached: an LB node that serves HTTPS lists both addresses
+    /// (`http://127.0.0.1:8001 https://127.0.0.1:8443`).
     public var address: String
     /// `healthy`, `unhealthy` or `stopped`.
     public var health: String
@@ -74,7 +75,7 @@ extension ClusterReport {
           name: record.spec.name,
           kind: record.spec.kind.rawValue,
           pid: running ? record.pid : nil,
-          address: record.spec.address,
+          address: ([record.spec.address] + [record.spec.httpsAddress].compactMap { $0 }).joined(separator: " "),
           health: health
         )
       )

@@ -56,6 +56,9 @@ import Testing
       reported = report
       #expect(report.parts.map(\.name) == ["etcd1", "etcd2", "etcd3", "lb1", "lb2", "backend-1", "web-1"])
       #expect(report.parts.last?.kind == "web")
+      // An LB node's address names its HTTPS listener too.
+      let lb1Address = report.parts.first { $0.name == "lb1" }?.address
+      #expect(lb1Address == "http://127.0.0.1:\(ports[6]) https://127.0.0.1:\(ports[12])")
       #expect(report.parts.allSatisfy { $0.health == "healthy" && $0.pid != nil })
       var configuration = try EtcdConfiguration(endpoints: "127.0.0.1:\(ports[1])")
       configuration.requestTimeout = .seconds(5)
