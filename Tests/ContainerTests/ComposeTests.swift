@@ -52,6 +52,9 @@ struct ComposeTests {
     try await project.expectHealthy(["etcd1_1", "etcd2_1", "etcd3_1", "lb1_1", "lb2_1", "backend_1", "web_1"])
     // The one-shot `routes` wrote web's routes: both nodes send /web/ and the host web.localhost to it.
     try await project.expectWebRoutes(within: .seconds(60))
+    // The one-shot `tls` made a local CA and stored its certificate in etcd: one HTTPS request per node,
+    // verified by that CA, reaches a backend.
+    try await project.expectHTTPS(within: .seconds(60))
     // Each LB node announces an admin URL the other containers reach (--admin-url http://lbN:910N): status,
     // run in lb1's container with etcd alone, finds both nodes in etcd and both answer.
     try await retrying(timeout: .seconds(30), every: .seconds(1)) {
@@ -135,16 +138,21 @@ final class ComposeProject: Sendable {
   let image = "localhost/switchyard:test"
   let lb1Port: Int
   let lb2Port: Int
+  /// The host ports of lb1's and lb2's HTTPS listeners.
+  let httpsPorts: [Int]
   let environment: [String: String]
 
   init() throws {
     lb1Port = try FreePort.allocate()
     lb2Port = try FreePort.allocate()
+    httpsPorts = try FreePort.allocate(2)
     var environment = ProcessInfo.processInfo.environment
     environment["SWITCHYARD_PROJECT"] = name
     environment["SWITCHYARD_IMAGE"] = image
     environment["SWITCHYARD_LB1_PORT"] = String(lb1Port)
     environment["SWITCHYARD_LB2_PORT"] = String(lb2Port)
+    environment["SWITCHYARD_LB1_HTTPS_PORT"] = String(httpsPorts[0])
+    environment["SWITCHYARD_LB2_HTTPS_PORT"] = String(httpsPorts[1])
     for variable in ["LB1_STATS", "LB2_STATS", "LB1_ADMIN", "LB2_ADMIN"] {
       environment["SWITCHYARD_\(variable)_PORT"] = String(try FreePort.allocate())
     }
@@ -281,6 +289,30 @@ final class ComposeProject: Sendable {
             throw TestSupportError(
               .notHealthy, "port \(port) \(path) (Host \(host ?? "-")) answered \(status) \(body), not \(expected)")
           }
+        }
+      }
+    }
+  }
+
+  /// Waits until each LB node answers one HTTPS request, verified by the CA that the one-shot `tls` made
+  /// (copied out of lb1's container), with a backend's answer.
+  func expectHTTPS(within timeout: Duration) async throws {
+    let directory = try TemporaryDirectory(prefix: "switchyard-compose-ca")
+    defer { directory.remove() }
+    let ca = directory.path("ca.pem")
+    try await retrying(timeout: timeout, every: .seconds(1)) {
+      let pem = try await self.podman(["exec", self.container("lb1_1"), "cat", "/var/lib/switchyard/tls/pki/ca.pem"])
+      try pem.write(toFile: ca, atomically: true, encoding: .utf8)
+      for port in self.httpsPorts {
+        let response = try await TLSClient.get(
+          port: port, path: "/", serverName: "localhost", trustRootsPEMFile: ca, timeout: .seconds(3))
+        guard response.status == 200, response.body.hasPrefix("Hello from "),
+          response.certificate?.dnsNames == ["localhost"]
+        else {
+          throw TestSupportError(
+            .notHealthy,
+            "https port \(port) answered \(response.status) \(response.body) with \(String(describing: response.certificate))"
+          )
         }
       }
     }
