@@ -64,6 +64,8 @@ extension StatusCommand {
           node.haproxyVersion ?? "-", applied, node.behind.map(String.init) ?? "-", started(node.started),
         ].map(printable))
       if let detail = node.detail { problems.append("\(printable(node.id)): \(node.answer): \(printable(detail))") }
+      for problem in node.certificateProblems ?? [] { problems.append("\(printable(node.id)): \(printable(problem))") }
+      if node.acmeLeader == true { problems.append("\(printable(node.id)): leads the cluster's ACME orders") }
     }
     lines += alignedColumns(rows, indent: "  ")
     lines += problems.map { "  \($0)" }

@@ -41,6 +41,11 @@ extension ClusterReport {
     /// How many revisions the newest change to what nodes serve is ahead of the node's applied revision (its
     /// live one when it answered, else its record's); 0 when it has applied everything.
     public var behind: Int64?
+    /// The certificates the node refuses or does not serve yet, each as `certificate <name>: <state>:
+    /// <problem>` (escaped); `nil` when it did not answer or predates certificates.
+    public var certificateProblems: [String]?
+    /// Whether the node leads the cluster's ACME orders, when ACME is on there.
+    public var acmeLeader: Bool?
   }
 
   /// The announced nodes, etcd's revision, and the newest change to what nodes serve, read at one revision.
@@ -133,6 +138,12 @@ extension ClusterReport {
           node.detail = RegistrationError.escape(state.notReadyReasons.joined(separator: "; "), limit: 300)
         }
         node.liveAppliedRevision = state.appliedRevision
+        node.certificateProblems = state.certificates?.compactMap { certificate in
+          guard certificate.state == "invalid" || certificate.state == "pending" else { return nil }
+          return RegistrationError.escape(
+            "certificate \(certificate.name): \(certificate.state): \(certificate.problem ?? "-")", limit: 300)
+        }
+        node.acmeLeader = state.acme?.isLeader
         applied = max(applied, state.appliedRevision)
       } catch {
         node.answer = "not answering"

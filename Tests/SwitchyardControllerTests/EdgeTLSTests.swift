@@ -63,7 +63,7 @@ struct EdgeTLSTests {
     defer { material.directory.remove() }
     let httpsPort = try FreePort.allocate(1)[0]
     let arguments = ["--listen-https", "127.0.0.1:\(httpsPort)", "--cluster-key", material.clusterKeyFile]
-    try await withNodes(extraArguments: arguments) { _, nodes, etcd in
+    try await withNodes(extraArguments: arguments) { cluster, nodes, etcd in
       let node = nodes[0]
       let backend = try await HTTPTestServer.start(name: "web")
       defer { Task { await backend.stop() } }
@@ -136,6 +136,11 @@ struct EdgeTLSTests {
       try await waitServed(
         port: httpsPort, serverName: "shop.example.test", fingerprint: renewed.last!.sha256Fingerprint,
         timeout: .seconds(2))
+      // `switchyard status` shows the node's refusal.
+      let status = try await ManagedProcess.run(
+        switchyardBinary, arguments: ["status", "--etcd-endpoints", cluster.endpoints.joined(separator: ",")])
+      #expect(status.contains("lb1: certificate shop: invalid"), "\(status)")
+      #expect(!status.contains("PRIVATE KEY"))
 
       // Removed: api's names fall back to the default certificate, and its file goes.
       try await etcd.delete(.key(CertificateRecord.path(for: api.name)))
