@@ -107,6 +107,16 @@ public final class ACMECoordinator: Service, Sendable {
 
   /// Tries once to create the leader key under a new lease; the lease when elected.
   private func campaign() async throws -> Lease? {
+    // A read first: while someone leads, followers write nothing (no lease granted and revoked every try).
+    if let current = try await etcd.value(of: Self.leaderKey) {
+      let leader = ACMEText.printable(current.valueString, limit: 128)
+      state.withLock {
+        $0.leader = leader
+        $0.isLeader = false
+        $0.orders = []
+      }
+      return nil
+    }
     let lease = try await etcd.grantLease(ttl: configuration.leaseTTL)
     let result = try await etcd.txn(
       Txn(
@@ -302,7 +312,8 @@ public final class ACMECoordinator: Service, Sendable {
     case .wait(let until):
       return (
         .init(
-          name: name.rawValue, hosts: hosts, state: "backoff", lastError: order?.lastError,
+          name: name.rawValue, hosts: hosts, state: "backoff",
+          lastError: order?.lastError.map { ACMEText.printable($0, limit: 500) },
           nextAttemptAt: Int64(until.timeIntervalSince1970)), until
       )
     case .order(let reason):

@@ -17,6 +17,8 @@ import Testing
       try await lab.putRoute("shop", hosts: ["b.example.test", "a.example.test"])
       let node = try lab.start(lab.configuration(node: "lb1"))
       let issued = await eventually(timeout: .seconds(20)) { try await lab.certificate("acme-shop") != nil }
+      // The report follows the write to etcd.
+      _ = await eventually(timeout: .seconds(5)) { node.coordinator.report.orders.map(\.state) == ["valid"] }
       let report = node.coordinator.report
       await node.stop()
       #expect(issued, "no certificate; Pebble said: \(lab.pebble.pebbleLog())")
