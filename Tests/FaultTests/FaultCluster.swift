@@ -64,9 +64,12 @@ final class FaultCluster {
   static func start() async throws -> FaultCluster {
     let lab = try await NetworkLab.create(hosts: etcdNames + lbNames + backendNames)
     let cluster: FaultCluster
+    var directory: TemporaryDirectory?
     do {
-      cluster = try FaultCluster(lab: lab, directory: try TemporaryDirectory(prefix: "switchyard-faults"))
+      directory = try TemporaryDirectory(prefix: "switchyard-faults")
+      cluster = try FaultCluster(lab: lab, directory: directory!)
     } catch {
+      directory?.remove()
       await lab.shutdown()
       throw error
     }
