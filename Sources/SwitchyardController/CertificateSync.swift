@@ -243,6 +243,10 @@ final class CertificateSync: Sendable {
       let bundle = try CertificateBundle.open(record, with: clusterKey, now: now)
       return .record(name, .success((bundle, record.source)))
     } catch {
+      // The problem names fields and reasons, never key material.
+      logger.warning(
+        "Refused the certificate record in etcd; the last good certificate of this name, if any, stays in force",
+        metadata: ["certificate": "\(name)", "problem": "\(error)", "mod_revision": "\(modRevision)"])
       return .record(name, .failure(error))
     }
   }

@@ -136,6 +136,7 @@ struct EdgeTLSTests {
       try await waitServed(
         port: httpsPort, serverName: "shop.example.test", fingerprint: renewed.last!.sha256Fingerprint,
         timeout: .seconds(2))
+      #expect(node.log().contains("Refused the certificate record in etcd"))
       // `switchyard status` shows the node's refusal.
       let status = try await ManagedProcess.run(
         switchyardBinary, arguments: ["status", "--etcd-endpoints", cluster.endpoints.joined(separator: ",")])
@@ -163,6 +164,7 @@ struct EdgeTLSTests {
       #expect(metrics.contains(#"switchyard_certificates{state="invalid"} 1"#))
       #expect(!metrics.contains(#"name="api""#))
       #expect(!metrics.contains("PRIVATE KEY"))
+      #expect(!node.log().contains("PRIVATE KEY"))
       #expect((try await node.state()).reloads == before.reloads)
     }
   }
