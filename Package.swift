@@ -143,6 +143,7 @@ let package = Package(
         "EtcdClient",
         "SwitchyardCerts",
         "SwitchyardModel",
+        "SwitchyardReconcile",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,5 @@
+import SwitchyardReconcile
+
 /// One HTTP-01 challenge answer published in etcd, at `/switchyard/acme/challenges/<token>` with the key
 /// authorization as value, so that every node can answer `GET /.well-known/acme-challenge/<token>`.
 ///
@@ -17,15 +19,12 @@ public struct ACMEChallenge: Sendable, Hashable {
 
   /// Validates a token and its key authorization.
   public init(token: String, keyAuthorization: String) throws(ACMEError) {
-    guard Self.isToken(token) else {
-      throw ACMEError(
-        .invalidInput, "the ACME token \"\(ACMEText.printable(token, limit: 40))\" is not 1-128 base64url characters")
+    // The rules of the map HAProxy answers from (``ACMEChallengeMap``): what etcd gives is checked by them.
+    if let problem = ACMEChallengeMap.tokenProblem(token) {
+      throw ACMEError(.invalidInput, "the ACME token \"\(ACMEText.printable(token, limit: 40))\": \(problem)")
     }
-    let parts = keyAuthorization.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 2, parts[0] == token, parts[1].utf8.count == 43,
-      parts[1].utf8.allSatisfy(Base64URL.isAlphabet)
-    else {
-      throw ACMEError(.invalidInput, "the key authorization for token \(token) is not <token>.<SHA-256 thumbprint>")
+    if let problem = ACMEChallengeMap.keyAuthorizationProblem(keyAuthorization, token: token) {
+      throw ACMEError(.invalidInput, "the key authorization for token \(token): \(problem)")
     }
     self.token = token
     self.keyAuthorization = keyAuthorization
@@ -37,7 +36,8 @@ public struct ACMEChallenge: Sendable, Hashable {
     guard keyText.hasPrefix(root), Array(keyText.utf8) == key else {
       throw ACMEError(.invalidInput, "\"\(ACMEText.printable(keyText, limit: 80))\" is not under \(root)")
     }
-    guard value.count <= 128 + 1 + 43, let text = String(validating: value, as: UTF8.self) else {
+    let longest = ACMEChallengeMap.maxTokenLength + 1 + ACMEChallengeMap.thumbprintLength
+    guard value.count <= longest, let text = String(validating: value, as: UTF8.self) else {
       throw ACMEError(
         .invalidInput, "the value of \(ACMEText.printable(keyText, limit: 80)) is not a key authorization")
     }
@@ -49,7 +49,5 @@ public struct ACMEChallenge: Sendable, Hashable {
 
   /// Whether `text` is 1 to 128 base64url characters (RFC 8555, section 8.3 asks for at least 128 bits of
   /// entropy; Let's Encrypt's tokens are 43 characters).
-  public static func isToken(_ text: String) -> Bool {
-    (1...128).contains(text.utf8.count) && text.utf8.allSatisfy(Base64URL.isAlphabet)
-  }
+  public static func isToken(_ text: String) -> Bool { ACMEChallengeMap.tokenProblem(text) == nil }
 }

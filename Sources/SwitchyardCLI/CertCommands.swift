@@ -74,7 +74,7 @@ struct CertAddCommand: AsyncParsableCommand {
   )
 
   /// The environment variable that names the cluster key file when `--cluster-key` is not given.
-  static let clusterKeyVariable = "SWITCHYARD_CLUSTER_KEY_FILE"
+  static let clusterKeyVariable = ClusterKeyFile.variable
 
   @Argument(help: "The certificate's name: letters, digits, -, _ and . (its key is /switchyard/certs/<name>).")
   var name: String
@@ -110,11 +110,9 @@ struct CertAddCommand: AsyncParsableCommand {
         throw ValidationError("--host \"\(RegistrationError.escape(host, limit: 64))\": \(error.reason)")
       }
     }
-    guard let keyPath = clusterKeyFile ?? environment[Self.clusterKeyVariable].flatMap({ $0.isEmpty ? nil : $0 })
-    else {
+    guard let (keyPath, flag) = ClusterKeyFile.location(flag: clusterKeyFile, environment: environment) else {
       throw ValidationError("give the cluster key file with --cluster-key or $\(Self.clusterKeyVariable)")
     }
-    let flag = clusterKeyFile != nil ? "--cluster-key" : "$\(Self.clusterKeyVariable)"
     var warnings: [String] = []
     let clusterKey: ClusterKey
     do { clusterKey = try ClusterKey(fileContents: try readText(keyPath, flag: flag)) } catch let problem

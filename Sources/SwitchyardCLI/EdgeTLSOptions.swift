@@ -20,7 +20,7 @@ struct EdgeTLSOptions: ParsableArguments {
     name: .customLong("cluster-key"),
     help: """
       File holding the cluster key (`switchyard cert keygen`) that opens the certificates' sealed keys. \
-      Also from $\(Self.clusterKeyVariable).
+      Also from $\(ClusterKeyFile.variable).
       """)
   var clusterKeyFile: String?
 
@@ -51,9 +51,6 @@ struct EdgeTLSOptions: ParsableArguments {
     help: "Renew an ACME certificate in this last part of its lifetime (0.05 to 0.9; default 1/3).")
   var acmeRenewFraction: Double?
 
-  /// The environment variable naming the cluster key file when `--cluster-key` is not given.
-  static let clusterKeyVariable = "SWITCHYARD_CLUSTER_KEY_FILE"
-
   /// The HTTPS listen address, or `nil` without `--listen-https`.
   func httpsListenAddress() throws -> HostPort? {
     try listenHTTPS.map { try parseHostPort($0, flag: "--listen-https") }
@@ -62,10 +59,10 @@ struct EdgeTLSOptions: ParsableArguments {
   /// The TLS settings: the cluster key read and checked, the default certificate's name validated.
   func makeSettings() throws -> TLSSettings {
     var settings = TLSSettings()
-    let file = clusterKeyFile ?? ProcessInfo.processInfo.environment[Self.clusterKeyVariable]
-    if let file {
-      settings.clusterKey = try Self.readClusterKey(
-        file, flag: clusterKeyFile != nil ? "--cluster-key" : "$\(Self.clusterKeyVariable)")
+    if let (file, source) = ClusterKeyFile.location(
+      flag: clusterKeyFile, environment: ProcessInfo.processInfo.environment)
+    {
+      settings.clusterKey = try Self.readClusterKey(file, flag: source)
     }
     if let defaultCertificate {
       do {

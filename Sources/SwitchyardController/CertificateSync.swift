@@ -262,11 +262,11 @@ final class CertificateSync: Sendable {
     }
   }
 
-  /// A key as text that a log or `/state` can show: printable ASCII, anything else escaped.
+  /// A key as text that a log or `/state` can show: escaped as the access log escapes a value
+  /// (``LogEscaping``), byte for byte, so two keys never show alike.
   static func printable(_ bytes: [UInt8]) -> String {
-    bytes.map { byte in
-      (0x20..<0x7f).contains(byte) && byte != UInt8(ascii: "\\")
-        ? String(UnicodeScalar(byte)) : String(format: "\\x%02x", byte)
-    }.joined()
+    var text: [UInt8] = []
+    LogEscaping.appendTextValue(bytes, to: &text)
+    return String(decoding: text, as: UTF8.self)
   }
 }

@@ -171,15 +171,8 @@ actor ConfigWriter {
   private func performInstall(_ rendered: RenderedConfig, revision: Int64, serversApplied: Bool) async throws {
     // The map first: `haproxy -c` reads the file the configuration names, and HAProxy loads it on a reload.
     try installRoutesMap(rendered.routesMap)
-    // The ACME challenge map the frontend always names: empty until a challenge is pending (the ACME
-    // part of the controller fills it, through the Runtime API and the file alike).
-    if !FileManager.default.fileExists(atPath: settings.acmeMapPath) {
-      do {
-        try DurableFile.replace("", at: settings.acmeMapPath)
-      } catch {
-        throw ControllerError("the ACME challenge map was not created: \(error)")
-      }
-    }
+    // The ACME challenge map the frontend names exists already: CertificateSync.prepareFiles makes it
+    // before HAProxy starts or a config is checked.
     guard rendered.text != installedText else { return }
     let validate = Self.needsValidation(
       structure: rendered.structure, installedStructure: installedStructure, serversApplied: serversApplied)
