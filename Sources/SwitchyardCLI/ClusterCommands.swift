@@ -258,7 +258,9 @@ struct StatusCommand: AsyncParsableCommand {
           try await home.cluster().status()
         }
       if json {
-        print(String(decoding: try await jsonDocument(report), as: UTF8.self))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        print(String(decoding: try encoder.encode(report), as: UTF8.self))
       } else {
         print(try await Self.table(report))
         for line in await certificateSection() { print(line) }
