@@ -102,9 +102,14 @@ final class BenchLab: Sendable {
     try await etcd.delete(.prefix("/services/"))
   }
 
-  /// Registers the six fleet backends as `fleet-1` … `fleet-6`.
-  func registerFleet() async throws {
-    for server in fleet { try await register(server.name, port: server.port) }
+  /// Registers the six fleet backends as `fleet-1` … `fleet-6`, each name followed by `suffix`.
+  func registerFleet(suffix: String = "") async throws {
+    for server in fleet { try await register(server.name + suffix, port: server.port) }
+  }
+
+  /// Deletes the fleet's registrations that ``registerFleet(suffix:)`` made with `suffix`.
+  func deregisterFleet(suffix: String) async throws {
+    for server in fleet { try await deregister(server.name + suffix) }
   }
 
   /// One answer of a polling round: the backend that answered, when its request was sent, and when its

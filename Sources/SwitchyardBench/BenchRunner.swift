@@ -119,14 +119,10 @@ public struct BenchRunner: Sendable {
         runs.append(PlannedRun(name: name, strategy: "runtime", label: "dataplane") { try await scenarios.dataplane() })
       case "churn":
         for strategy in strategies {
-          for withChanges in [false, true] {
-            runs.append(
-              PlannedRun(
-                name: withChanges ? "churn" : "control",
-                strategy: strategy,
-                label: "\(withChanges ? "churn" : "control") \(strategy)"
-              ) { try await scenarios.churn(strategy: strategy, withChanges: withChanges) })
-          }
+          runs.append(
+            PlannedRun(
+              name: "churn", strategy: strategy, label: "churn \(strategy), alternating with control windows",
+              results: { try await scenarios.churn(strategy: strategy) }))
         }
       case "burst":
         for fleetSize in [scenarios.lab.fleet.count, options.largeFleet] {

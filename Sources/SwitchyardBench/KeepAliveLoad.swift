@@ -5,7 +5,7 @@ import NIOPosix
 
 /// What a load run saw: requests, failures by kind and a latency histogram.
 public struct LoadResult: Sendable {
-  /// Responses with status 200.
+  /// Counted responses with status 200.
   public var successes = 0
   /// Connections that could not be opened.
   public var failedConnect = 0
@@ -13,7 +13,7 @@ public struct LoadResult: Sendable {
   public var failedClosed = 0
   /// Responses with a status other than 200.
   public var failedStatus = 0
-  /// Latency of every complete response, in microseconds.
+  /// Latency of every counted response with status 200, in microseconds.
   public var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
   /// How long the run lasted.
   public var seconds = 0.0
@@ -46,18 +46,23 @@ public enum KeepAliveLoad {
   struct Closed: Error {}
 
   /// Runs the load against `http://127.0.0.1:<port>/` for `duration` and returns what it saw.
-  public static func run(port: Int, connections: Int, duration: Duration) async -> LoadResult {
+  ///
+  /// The first `settle` of it is load that is not counted: its answers are neither in ``LoadResult/successes``
+  /// nor in the latencies, and ``LoadResult/seconds`` starts after it. Its failures are counted.
+  public static func run(port: Int, connections: Int, duration: Duration, settle: Duration = .zero) async -> LoadResult
+  {
     let start = ContinuousClock.now
+    let countFrom = start.advanced(by: min(settle, duration))
     let deadline = start.advanced(by: duration)
     var total = await withTaskGroup(of: LoadResult.self) { group in
       for _ in 0..<max(connections, 1) {
-        group.addTask { await connectionLoop(port: port, deadline: deadline) }
+        group.addTask { await connectionLoop(port: port, countFrom: countFrom, deadline: deadline) }
       }
       var total = LoadResult()
       for await partial in group { total.merge(partial) }
       return total
     }
-    total.seconds = seconds(start.duration(to: .now))
+    total.seconds = seconds(countFrom.duration(to: .now))
     return total
   }
 
@@ -65,7 +70,9 @@ public enum KeepAliveLoad {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
   }
 
-  private static func connectionLoop(port: Int, deadline: ContinuousClock.Instant) async -> LoadResult {
+  private static func connectionLoop(
+    port: Int, countFrom: ContinuousClock.Instant, deadline: ContinuousClock.Instant
+  ) async -> LoadResult {
     var result = LoadResult()
     var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
     head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
@@ -109,9 +116,12 @@ public enum KeepAliveLoad {
               }
             }
             guard complete, let status else { throw Closed() }
-            let elapsed = sent.duration(to: .now)
-            _ = result.latency.record(UInt64(max(0, seconds(elapsed) * 1_000_000)))
-            if status == 200 { result.successes += 1 } else { result.failedStatus += 1 }
+            if status != 200 {
+              result.failedStatus += 1
+            } else if sent >= countFrom {
+              _ = result.latency.record(UInt64(max(0, seconds(sent.duration(to: .now)) * 1_000_000)))
+              result.successes += 1
+            }
             if !keepAlive { return }
           }
         }
