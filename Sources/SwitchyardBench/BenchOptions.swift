@@ -21,7 +21,7 @@ public struct BenchOptions: Sendable, Hashable {
   public var removalQuietPeriod: Duration
   /// Keep-alive connections of the load in churn and data-plane runs.
   public var loadConnections: Int
-  /// How long each data-plane load runs.
+  /// How long the data plane's direct load runs; each of its slices through the LB runs half of it.
   public var dataplaneDuration: Duration
   /// How long churn (and its control run) lasts.
   public var churnDuration: Duration

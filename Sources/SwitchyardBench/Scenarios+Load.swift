@@ -11,22 +11,23 @@ import Foundation
 extension Scenarios {
   // MARK: Data plane
 
-  /// Keep-alive requests/s straight to one backend, and through the LB in alternating slices: the fleet's
-  /// servers added at runtime, then (after a reload) the same servers from the file, then added at runtime
-  /// again under new instance names (the file's servers deleted), then from the file again.
+  /// Keep-alive requests/s straight to one backend, and through the LB in alternating slices, four rounds
+  /// of two: the fleet's servers added at runtime, then (after a reload) the same servers from the file;
+  /// each next round adds them at runtime again under new instance names (the file's servers deleted).
   func dataplane() async throws -> ScenarioResult {
     var result = ScenarioResult(name: "dataplane", strategy: "runtime", variant: "6 backends")
     let slice = options.dataplaneDuration / 2
+    let rounds = 4
     let connections = options.loadConnections
     let direct = await KeepAliveLoad.run(port: lab.fleet[0].port, connections: connections, duration: slice * 2)
     var runtime: [LoadResult] = []
     var file: [LoadResult] = []
     try await LBNode.with(lab: lab, strategy: "runtime") { node in
-      for round in 0..<2 {
-        // Round 0 registers fleet-N, round 1 fleet-N-r1 and then deletes fleet-N: the servers HAProxy
-        // has after it were all added through the Runtime API.
-        try await lab.registerFleet(suffix: round == 0 ? "" : "-r\(round)")
-        if round > 0 { try await lab.deregisterFleet(suffix: "") }
+      for round in 0..<rounds {
+        // Round 0 registers fleet-N, round 1 fleet-N-r1 and then deletes fleet-N, and so on: the servers
+        // HAProxy has after it were all added through the Runtime API.
+        try await lab.registerFleet(suffix: Self.fleetSuffix(round))
+        if round > 0 { try await lab.deregisterFleet(suffix: Self.fleetSuffix(round - 1)) }
         try await lab.waitFleetServing(node)
         runtime.append(await KeepAliveLoad.run(port: node.listenPort, connections: connections, duration: slice))
         try await node.reloadHAProxy()
@@ -54,6 +55,8 @@ extension Scenarios {
     try await lab.clear()
     return result
   }
+
+  private static func fleetSuffix(_ round: Int) -> String { round == 0 ? "" : "-r\(round)" }
 
   // MARK: Churn
 
