@@ -396,7 +396,10 @@ let package = Package(
     ),
     .testTarget(
       name: "SwitchyardBenchTests",
-      dependencies: ["SwitchyardBench", .product(name: "Histogram", package: "hdrhistogram-swift")]
+      dependencies: [
+        "SwitchyardBench", "SwitchyardLab", "SwitchyardProcess",
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ]
     ),
     .testTarget(name: "ContainerTests", dependencies: ["SwitchyardTestSupport"]),
     .testTarget(
