@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Both alternate their conditions on one node (A B A B …) instead of measuring one after the other. On a
 /// shared 2-core machine the requests/s of the same setup drift by ±10 % from one 10 s stretch to the next
-/// (measured: 29,446–36,383 req/s through the same node); a comparison of two stretches taken a minute
+/// (measured: 29,446–36,383 req/s for the same kind of stretch in three runs); a comparison of two stretches taken a minute
 /// apart measures that drift as much as the difference. Alternating puts both conditions through the
 /// same drift, and each pair's own ratio is reported beside the whole so the spread shows.
 extension Scenarios {
