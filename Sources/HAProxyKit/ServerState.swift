@@ -64,9 +64,14 @@ public struct ServerState: Sendable, Hashable {
   public var checkState: Int
   /// The host name the server was declared with; nil for an address (`-`).
   public var fqdn: String?
+  /// The backend's numeric id (`be_id`).
+  public var backendID: Int?
+  /// Whether the server speaks TLS to its backend (`srv_use_ssl`); nil when HAProxy prints no such column.
+  public var usesTLS: Bool?
   private var row: TableRow
 
-  /// Every column by its header name, as HAProxy printed it.
+  /// Every column by its header name, as HAProxy printed it. Built on each use: the properties above are
+  /// parsed once, so a caller that reads every row of a large reply should prefer them.
   public var fields: [String: String] { row.fields }
 
   /// Whether any maintenance flag is set: the server takes no traffic.
@@ -104,6 +109,8 @@ public struct ServerState: Sendable, Hashable {
     let weightColumn = columns["srv_uweight"]
     let healthColumn = columns["srv_check_health"]
     let checkStateColumn = columns["srv_check_state"]
+    let backendIDColumn = columns["be_id"]
+    let tlsColumn = columns["srv_use_ssl"]
     return try lines.dropFirst().map { line in
       let values = line.asciiFields()
       guard values.count >= names.count else {
@@ -137,6 +144,8 @@ public struct ServerState: Sendable, Hashable {
         checkHealth: try number(healthColumn, "srv_check_health"),
         checkState: try number(checkStateColumn, "srv_check_state"),
         fqdn: optional(fqdnColumn),
+        backendID: backendIDColumn.flatMap { Int(values[$0]) },
+        usesTLS: tlsColumn.flatMap { Int(values[$0]) }.map { $0 != 0 },
         row: TableRow(names: names, line: String(line))
       )
     }

@@ -41,7 +41,7 @@ final class RuntimeClient: Sendable {
     var observed = ObservedState()
     let wanted = Set(backends)
     for state in states where wanted.contains(state.backend) {
-      if observed.backendIDs[state.backend] == nil, let id = state.fields["be_id"].flatMap({ Int($0) }) {
+      if observed.backendIDs[state.backend] == nil, let id = state.backendID {
         observed.backendIDs[state.backend] = id
       }
       // Only the states the Runtime API sets count: `disabled` in the config leaves CMAINT behind after
@@ -58,7 +58,7 @@ final class RuntimeClient: Sendable {
           isUp: state.operationalState == .running,
           isCheckEnabled: state.isCheckEnabled,
           id: state.id,
-          usesTLS: state.fields["srv_use_ssl"].flatMap { Int($0) }.map { $0 != 0 }
+          usesTLS: state.usesTLS
         )
       )
     }

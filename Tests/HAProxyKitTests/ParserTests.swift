@@ -37,6 +37,22 @@ struct ParserTests {
     let s2 = rows[2]
     #expect(s2.address == "::1" && s2.port == 18082 && s2.userWeight == 100 && s2.isCheckEnabled)
     #expect(s2.adminFlags.isEmpty && s2.fqdn == nil)
+    #expect(rows.map(\.backendID) == [3, 3, 3])
+    #expect(rows.map(\.usesTLS) == [false, false, false])
+  }
+
+  @Test("be_id and srv_use_ssl are parsed with the row; a reply without them leaves them nil")
+  func serversStateBackendIDAndTLS() throws {
+    let columns =
+      "be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_check_health"
+      + " srv_check_state srv_port"
+    let tls = try ServerState.parse("1\n# be_id \(columns) srv_use_ssl\n7 be 1 s1 127.0.0.1 2 0 100 0 6 443 1\n")
+    #expect(tls.first?.backendID == 7)
+    #expect(tls.first?.usesTLS == true)
+    #expect(tls.first?.fields["srv_use_ssl"] == "1")
+    let plain = try ServerState.parse("1\n# \(columns)\nbe 1 s1 127.0.0.1 2 0 100 0 6 80\n")
+    #expect(plain.first?.backendID == nil)
+    #expect(plain.first?.usesTLS == nil)
   }
 
   @Test func serversStateAdminFlags() throws {
