@@ -28,6 +28,13 @@ public struct LoadResult: Sendable {
   /// Successful requests per second.
   public var requestsPerSecond: Double { seconds > 0 ? Double(successes) / seconds : 0 }
 
+  /// Adds `later`, a run that came after this one: its counts, latencies and seconds.
+  mutating func append(_ later: LoadResult) {
+    merge(later)
+    seconds += later.seconds
+  }
+
+  /// Adds `other`, a part of the same run (another connection): its counts and latencies, not its time.
   mutating func merge(_ other: LoadResult) {
     successes += other.successes
     failedConnect += other.failedConnect

@@ -5,8 +5,8 @@ import Foundation
 ///
 /// Both alternate their conditions on one node (A B A B …) instead of measuring one after the other. On a
 /// shared 2-core machine the requests/s of the same setup drift by ±10 % from one 10 s stretch to the next
-/// (measured: 29,446–36,383 req/s for the same kind of stretch in three runs); a comparison of two stretches taken a minute
-/// apart measures that drift as much as the difference. Alternating puts both conditions through the
+/// (measured: 29,446–36,383 req/s for the same kind of stretch in three runs); a comparison of two
+/// stretches taken a minute apart measures that drift as much as the difference. Alternating puts both conditions through the
 /// same drift, and each pair's own ratio is reported beside the whole so the spread shows.
 extension Scenarios {
   // MARK: Data plane
@@ -135,8 +135,7 @@ private struct ChurnTally {
   var changes = 0
 
   mutating func add(_ window: LoadResult, reloads: Double) {
-    seen.merge(window)
-    seen.seconds += window.seconds
+    seen.append(window)
     windowRates.append(window.requestsPerSecond)
     self.reloads += reloads
   }
@@ -170,13 +169,10 @@ private struct ChurnTally {
 }
 
 extension [LoadResult] {
-  /// Every result's requests and latencies, and their seconds added up.
+  /// The runs one after the other: their requests, latencies and seconds added up.
   fileprivate func merged() -> LoadResult {
     var total = LoadResult()
-    for part in self {
-      total.merge(part)
-      total.seconds += part.seconds
-    }
+    for part in self { total.append(part) }
     return total
   }
 }
